@@ -1,0 +1,8 @@
+//! AMF3: the format of every AMF Socket frame body.
+
+pub mod read;
+pub(crate) mod u29;
+pub mod write;
+
+pub use read::decode;
+pub use write::{encode, encode_into};

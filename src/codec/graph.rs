@@ -1,0 +1,311 @@
+//! References: object tables by scope, resolving references within a budget, and moving values
+//! between trees.
+//!
+//! A `Value::Reference(n)` names the n-th object-table entry of its scope, numbered in the order the
+//! entries' markers appear on the wire, a container before its contents: a pre-order walk. An AMF3
+//! value has one scope. In AMF0, the AMF0 table holds objects, typed objects, strict and ECMA arrays
+//! only, and each AMF3 value inside it (after an AVM+ switch, or an AMF3-only value that the AMF0
+//! encoder writes through one) opens a scope of its own.
+
+use std::collections::HashMap;
+
+use super::Format;
+use super::error::RenderError;
+use super::limits::Limits;
+use super::value::{Children, Value};
+
+impl Value {
+    /// Whether this value takes an object-table entry in a scope of `format`.
+    pub fn takes_table_entry(&self, format: Format) -> bool {
+        match format {
+            Format::Amf3 => matches!(
+                self,
+                Value::Object(_)
+                    | Value::Externalizable(_)
+                    | Value::Array(_)
+                    | Value::EcmaArray(_)
+                    | Value::Date(_)
+                    | Value::Xml(_)
+                    | Value::XmlDocument(_)
+                    | Value::ByteArray(_)
+                    | Value::VectorInt(_)
+                    | Value::VectorUint(_)
+                    | Value::VectorDouble(_)
+                    | Value::VectorObject(_)
+                    | Value::Dictionary(_)
+            ),
+            Format::Amf0 => matches!(self, Value::Object(_) | Value::EcmaArray(_))
+                || matches!(self, Value::Array(array) if array.assoc.is_empty()),
+        }
+    }
+
+    /// Whether AMF0 has no marker for this value, so that it is written as AMF3 after an AVM+ switch.
+    pub fn is_amf3_only(&self) -> bool {
+        match self {
+            Value::Xml(_)
+            | Value::ByteArray(_)
+            | Value::Externalizable(_)
+            | Value::VectorInt(_)
+            | Value::VectorUint(_)
+            | Value::VectorDouble(_)
+            | Value::VectorObject(_)
+            | Value::Dictionary(_) => true,
+            Value::Array(array) => !array.assoc.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// In a scope of `format`, the root of the AMF3 scope this value opens, if it opens one.
+    pub fn opens_scope(&self, format: Format) -> Option<&Value> {
+        match (format, self) {
+            (Format::Amf3, _) => None,
+            (Format::Amf0, Value::Avmplus(inner)) => Some(inner),
+            (Format::Amf0, other) if other.is_amf3_only() => Some(other),
+            _ => None,
+        }
+    }
+
+    /// The rendering cost of this node alone: one, plus the bytes of its text and member names.
+    fn node_cost(&self) -> usize {
+        let names = |members: &[(super::Str, Value)]| members.iter().map(|(name, _)| name.len()).sum::<usize>();
+        1 + match self {
+            Value::String(text) | Value::Xml(text) | Value::XmlDocument(text) => text.len(),
+            Value::ByteArray(bytes) => bytes.len(),
+            Value::Object(object) => object.class_name.len() + names(&object.members),
+            Value::Externalizable(ext) => ext.class_name.len(),
+            Value::Array(array) => names(&array.assoc) + array.dense.len(),
+            Value::EcmaArray(members) => names(members),
+            Value::VectorInt(vector) => vector.items.len(),
+            Value::VectorUint(vector) => vector.items.len(),
+            Value::VectorDouble(vector) => vector.items.len(),
+            Value::VectorObject(vector) => vector.type_name.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Visits `root` and everything inside it in pre-order without recursing, so that any depth is safe.
+fn walk_preorder<'v>(root: &'v Value, mut visit: impl FnMut(&'v Value) -> bool) {
+    if !visit(root) {
+        return;
+    }
+    let mut stack: Vec<Children<'v>> = vec![root.children()];
+    while let Some(children) = stack.last_mut() {
+        match children.next() {
+            Some(child) => {
+                if visit(child) {
+                    stack.push(child.children());
+                }
+            }
+            None => {
+                stack.pop();
+            }
+        }
+    }
+}
+
+/// The rendering cost of a whole tree as it is, references unresolved.
+pub fn tree_cost(root: &Value) -> usize {
+    let mut cost = 0usize;
+    walk_preorder(root, |value| {
+        cost = cost.saturating_add(value.node_cost());
+        true
+    });
+    cost
+}
+
+/// The object table of one scope: its entries in table order.
+pub struct ObjectTable<'v> {
+    entries: Vec<&'v Value>,
+}
+
+impl<'v> ObjectTable<'v> {
+    /// The table of the scope whose root is `root`.
+    pub fn build(root: &'v Value, format: Format) -> ObjectTable<'v> {
+        let mut entries = Vec::new();
+        walk_preorder(root, |value| {
+            // A nested scope's entries belong to its own table.
+            if value.opens_scope(format).is_some() {
+                return false;
+            }
+            if value.takes_table_entry(format) {
+                entries.push(value);
+            }
+            true
+        });
+        ObjectTable { entries }
+    }
+
+    /// The entry with this index.
+    pub fn get(&self, index: u32) -> Option<&'v Value> {
+        self.entries.get(index as usize).copied()
+    }
+
+    /// How many entries the table holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of this very entry (by identity, not equality).
+    pub fn index_of(&self, entry: &Value) -> Option<u32> {
+        self.entries
+            .iter()
+            .position(|candidate| std::ptr::eq(*candidate, entry))
+            .map(|index| index as u32)
+    }
+}
+
+/// What a node of the walk stands for once references are resolved.
+pub enum Resolved<'v> {
+    /// A value to render (the target, for a reference).
+    Value(&'v Value),
+    /// A reference to a container on the current path: it closes a cycle at this table index.
+    Cycle(u32),
+}
+
+/// Resolves references during a depth-first walk: finds targets, detects cycles, and bounds the
+/// work and the depth of the expanded tree.
+pub struct Resolver<'v> {
+    /// One table per scope entered; the last is the current one.
+    scopes: Vec<(Format, ObjectTable<'v>)>,
+    /// The containers being rendered, and whether each opened a scope.
+    path: Vec<(&'v Value, bool)>,
+    budget: usize,
+    size: usize,
+    spent: usize,
+    max_depth: usize,
+}
+
+impl<'v> Resolver<'v> {
+    /// A resolver for walking `root`, a top-level value of `format`.
+    pub fn new(root: &'v Value, format: Format, limits: &Limits) -> Resolver<'v> {
+        let size = tree_cost(root);
+        Resolver {
+            scopes: vec![(format, ObjectTable::build(root, format))],
+            path: Vec::new(),
+            budget: limits.expansion_budget(size),
+            size,
+            spent: 0,
+            max_depth: limits.max_depth,
+        }
+    }
+
+    fn current(&self) -> &(Format, ObjectTable<'v>) {
+        // There is always the root scope.
+        &self.scopes[self.scopes.len() - 1]
+    }
+
+    /// Resolves the node met next in the walk and charges its cost to the budget.
+    pub fn resolve(&mut self, node: &'v Value) -> Result<Resolved<'v>, RenderError> {
+        let (format, table) = self.current();
+        let target = match node {
+            Value::Reference(index) => table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
+                index: *index,
+                len: table.len(),
+            })?,
+            other => other,
+        };
+        if target.takes_table_entry(*format) && self.path.iter().any(|(open, _)| std::ptr::eq(*open, target)) {
+            let index = match node {
+                Value::Reference(index) => *index,
+                _ => table.index_of(target).unwrap_or(0),
+            };
+            return Ok(Resolved::Cycle(index));
+        }
+        self.spent = self.spent.saturating_add(target.node_cost());
+        if self.spent > self.budget {
+            return Err(RenderError::ExpansionBudget {
+                budget: self.budget,
+                size: self.size,
+            });
+        }
+        Ok(Resolved::Value(target))
+    }
+
+    /// Enters a resolved container before rendering its children.
+    pub fn enter(&mut self, container: &'v Value) -> Result<(), RenderError> {
+        if self.path.len() >= self.max_depth {
+            return Err(RenderError::TooDeep { limit: self.max_depth });
+        }
+        let (format, _) = self.current();
+        let scope = container.opens_scope(*format);
+        if let Some(scope_root) = scope {
+            self.scopes.push((Format::Amf3, ObjectTable::build(scope_root, Format::Amf3)));
+        }
+        self.path.push((container, scope.is_some()));
+        Ok(())
+    }
+
+    /// Leaves the container entered last.
+    pub fn leave(&mut self) {
+        if let Some((_, opened_scope)) = self.path.pop()
+            && opened_scope
+        {
+            self.scopes.pop();
+        }
+    }
+}
+
+/// Copies `node`, a value inside the AMF3 value `root`, into a value that stands alone: entries
+/// it references outside itself are copied in (each once, later occurrences become references), and
+/// every reference is renumbered for the copy's own table. Costs O(size of `root`).
+pub fn detach(root: &Value, node: &Value, limits: &Limits) -> Result<Value, RenderError> {
+    let table = ObjectTable::build(root, Format::Amf3);
+    let mut copier = Copier {
+        table: &table,
+        copied: HashMap::new(),
+        max_depth: limits.max_depth,
+        depth: 0,
+    };
+    copier.copy(node)
+}
+
+/// The state of one `detach`.
+struct Copier<'t, 'v> {
+    table: &'t ObjectTable<'v>,
+    /// Entries of the source table already in the copy, by address, with their index in the copy.
+    copied: HashMap<usize, u32>,
+    max_depth: usize,
+    depth: usize,
+}
+
+impl<'v> Copier<'_, 'v> {
+    fn copy(&mut self, node: &'v Value) -> Result<Value, RenderError> {
+        let target = match node {
+            Value::Reference(index) => self.table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
+                index: *index,
+                len: self.table.len(),
+            })?,
+            other => other,
+        };
+        if target.takes_table_entry(Format::Amf3) {
+            let address = target as *const Value as usize;
+            if let Some(&index) = self.copied.get(&address) {
+                return Ok(Value::Reference(index));
+            }
+            let index = self.copied.len() as u32;
+            self.copied.insert(address, index);
+        }
+        if self.depth >= self.max_depth {
+            return Err(RenderError::TooDeep { limit: self.max_depth });
+        }
+        self.depth += 1;
+        let copy = target.try_map_children(&mut |child| self.copy(child));
+        self.depth -= 1;
+        copy
+    }
+}
+
+/// Adds `by` to every reference in `value`: what a self-contained value needs when it is placed in
+/// a larger tree after `by` table entries.
+pub fn shift_references(value: &mut Value, by: u32) {
+    if let Value::Reference(index) = value {
+        *index += by;
+    }
+    value.for_each_child_mut(&mut |child| shift_references(child, by));
+}

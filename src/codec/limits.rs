@@ -1,0 +1,38 @@
+//! Decoding and rendering limits: every one has a default and can be set by the caller.
+
+/// Bounds that keep hostile input from costing more than O(input) time, memory and stack.
+///
+/// Declared lengths and counts are always checked against the bytes left before anything is
+/// allocated; these are the limits a caller may tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest container nesting accepted, when decoding, encoding or resolving references.
+    /// Each level costs well under 1 KiB of stack, so the default fits a 2 MiB thread.
+    pub max_depth: usize,
+    /// Resolving references (canonical JSON, readable text) may produce at most this many times
+    /// the nodes and string bytes of the value as decoded...
+    pub expansion_factor: usize,
+    /// ...or this many, whichever is larger.
+    pub expansion_floor: usize,
+}
+
+impl Limits {
+    /// The default depth limit: far above any real RPC payload, far below any stack limit.
+    pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+    /// The work budget for resolving references in a value of `size` nodes.
+    pub fn expansion_budget(&self, size: usize) -> usize {
+        size.saturating_mul(self.expansion_factor)
+            .max(self.expansion_floor)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+            expansion_factor: 16,
+            expansion_floor: 1 << 20,
+        }
+    }
+}

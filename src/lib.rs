@@ -1,0 +1,9 @@
+//! amf-bench: Flash-era AMF socket tooling. Data flows one way through these modules:
+//!
+//! - `codec`: AMF0/AMF3 values, decoding, encoding, canonical JSON and readable rendering (pure);
+//! - `frame`: the AMF Socket frame, a 4-byte big-endian length then one AMF3 value (pure);
+//! - `rpc`: the AMF Socket RPC envelope (requests, replies, messages, pings);
+//! - `cli` and the commands: what the `amf-bench` binary runs.
+
+pub mod codec;
+pub mod frame;

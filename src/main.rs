@@ -1,0 +1,2 @@
+//! The `amf-bench` binary.
+fn main() {}
