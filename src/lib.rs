@@ -5,5 +5,8 @@
 //! - `rpc`: the AMF Socket RPC envelope (requests, replies, messages, pings);
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
+pub mod cli;
 pub mod codec;
+pub mod decode;
 pub mod frame;
+pub mod rpc;

@@ -1,2 +1,30 @@
-//! The `amf-bench` binary.
-fn main() {}
+//! The `amf-bench` binary: parses the command line, runs it, prints any error once, and maps it to
+//! an exit code (0 ok, 1 checks failed, 2 usage, input or runtime error).
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use amf_bench::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("amf-bench: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A reader of our output that went away (`amf-bench decode ... | head`) is not an error.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+    })
+}

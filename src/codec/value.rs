@@ -189,6 +189,32 @@ impl Value {
         }
     }
 
+    /// What kind of value this is, for error messages: "a string", "an object"...
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Undefined => "undefined",
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Integer(_) => "an integer",
+            Value::Double(_) => "a double",
+            Value::String(_) => "a string",
+            Value::XmlDocument(_) => "an XMLDocument",
+            Value::Xml(_) => "an XML value",
+            Value::Date(_) => "a Date",
+            Value::ByteArray(_) => "a ByteArray",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+            Value::Externalizable(_) => "an externalizable object",
+            Value::VectorInt(_) | Value::VectorUint(_) | Value::VectorDouble(_) | Value::VectorObject(_) => {
+                "a Vector"
+            }
+            Value::Dictionary(_) => "a Dictionary",
+            Value::EcmaArray(_) => "an ECMA array",
+            Value::Avmplus(inner) => inner.kind_name(),
+            Value::Reference(_) => "a reference",
+        }
+    }
+
     /// Whether this value or anything inside it is an object reference.
     pub fn contains_reference(&self) -> bool {
         match self {

@@ -1,0 +1,166 @@
+//! `amf-bench decode`: one AMF value, or a stream of AMF Socket frames, from a file or standard
+//! input, printed as a readable tree or as canonical JSON lines.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use bytes::{Bytes, BytesMut};
+
+use crate::cli::DecodeArgs;
+use crate::codec::display::tree;
+use crate::codec::json::to_canonical_json;
+use crate::codec::{DecodeOptions, Format, Limits, Value, decode_with};
+use crate::frame::{HEADER_LEN, parse_header, split_frame};
+use crate::rpc::Envelope;
+
+/// Runs `amf-bench decode` on the console.
+pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(args.file.as_deref(), args.hex)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = decode_to(input, args, &mut out, &mut io::stderr().lock());
+    out.flush().context("cannot write the output")?;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Decodes `input` as `args` say, printing values to `out` and per-frame problems to `problems`.
+/// Fails on an undecodable value, or, with `--framed`, when any frame failed.
+pub fn decode_to(
+    input: Bytes,
+    args: &DecodeArgs,
+    out: &mut dyn Write,
+    problems: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let printer = Printer {
+        options: DecodeOptions {
+            limits: Limits {
+                max_depth: args.max_depth,
+                ..Limits::default()
+            },
+            ..DecodeOptions::default()
+        },
+        json: args.json,
+    };
+    if args.framed {
+        return printer.frames(input, args.max_frame, out, problems);
+    }
+    let format = if args.amf0 { Format::Amf0 } else { Format::Amf3 };
+    let value = decode_with(input, format, &printer.options)
+        .with_context(|| format!("cannot decode the input as {}", format_name(format)))?;
+    printer.print(&value, format, out)
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Amf0 => "AMF0",
+        Format::Amf3 => "AMF3",
+    }
+}
+
+/// Reads the whole input: a file, or standard input for `-` or nothing; hex text when asked.
+fn read_input(file: Option<&Path>, hex: bool) -> anyhow::Result<Bytes> {
+    let raw = match file {
+        Some(path) if path != Path::new("-") => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        _ => {
+            let mut raw = Vec::new();
+            io::stdin().lock().read_to_end(&mut raw).context("cannot read standard input")?;
+            raw
+        }
+    };
+    if !hex {
+        return Ok(Bytes::from(raw));
+    }
+    let digits: Vec<u8> = raw.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = hex::decode(&digits).context("the input is not valid hex (whitespace is ignored)")?;
+    Ok(Bytes::from(bytes))
+}
+
+struct Printer {
+    options: DecodeOptions,
+    json: bool,
+}
+
+impl Printer {
+    fn print(&self, value: &Value, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+        let text = if self.json {
+            to_canonical_json(value, format, &self.options.limits)?.to_string()
+        } else {
+            tree(value, format, &self.options.limits)?
+        };
+        writeln!(out, "{text}").context("cannot write the output")
+    }
+
+    /// Decodes every frame of a stream; a frame whose body does not decode is reported and skipped.
+    /// A bad header loses the framing, so decoding stops there.
+    fn frames(
+        &self,
+        input: Bytes,
+        max_frame: usize,
+        out: &mut dyn Write,
+        problems: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        let mut buffer = BytesMut::from(input);
+        let (mut offset, mut count, mut failed) = (0usize, 0usize, 0usize);
+        while !buffer.is_empty() {
+            count += 1;
+            let body = match split_frame(&mut buffer, max_frame) {
+                Ok(Some(body)) => body,
+                Ok(None) => bail!("{}", truncated(count, offset, &buffer, max_frame)),
+                Err(error) => bail!("frame {count} at stream offset {offset}: {error}; framing is lost, stopping"),
+            };
+            let len = body.len();
+            if let Err(error) = self.frame(count, offset, body, out) {
+                failed += 1;
+                writeln!(problems, "amf-bench: frame {count} at stream offset {offset}: {error:#}")
+                    .context("cannot write to standard error")?;
+            }
+            offset += HEADER_LEN + len;
+        }
+        if failed > 0 {
+            bail!("{failed} of {count} frames could not be decoded");
+        }
+        Ok(())
+    }
+
+    fn frame(&self, number: usize, offset: usize, body: Bytes, out: &mut dyn Write) -> anyhow::Result<()> {
+        let len = body.len();
+        let value = decode_with(body, Format::Amf3, &self.options).map_err(|error| {
+            let stream_offset = offset + HEADER_LEN + error.offset;
+            anyhow::anyhow!("{error} of the frame body (stream offset {stream_offset})")
+        })?;
+        if !self.json {
+            let summary = match Envelope::from_value(&value) {
+                Ok(envelope) => describe(&envelope),
+                Err(error) => format!("not an RPC envelope: {error}"),
+            };
+            writeln!(out, "# frame {number} at offset {offset}, {len} bytes: {summary}")
+                .context("cannot write the output")?;
+        }
+        self.print(&value, Format::Amf3, out)
+    }
+}
+
+/// One line about an envelope: its type, command and message id.
+pub fn describe(envelope: &Envelope) -> String {
+    match envelope.command() {
+        Some(command) => format!("{} {command:?} id {}", envelope.type_name(), envelope.message_id()),
+        None => format!("{} id {}", envelope.type_name(), envelope.message_id()),
+    }
+}
+
+/// Why the stream ended inside a frame (`split_frame` already accepted its header, if whole).
+fn truncated(number: usize, offset: usize, rest: &[u8], max_frame: usize) -> String {
+    match parse_header(rest, max_frame) {
+        Ok(Some(len)) => format!(
+            "the stream ends inside frame {number} at offset {offset}: its header declares {len} bytes, {} are present",
+            rest.len() - HEADER_LEN
+        ),
+        _ => format!(
+            "the stream ends inside the header of frame {number} at offset {offset} ({} of {HEADER_LEN} bytes)",
+            rest.len()
+        ),
+    }
+}

@@ -1,0 +1,105 @@
+//! `amf-bench decode` as a user runs it: the binary, its output, its errors and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn amf_bench(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("stdin written");
+    child.wait_with_output().expect("the binary finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const SESSION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/session.hex");
+
+#[test]
+fn the_demo_session_decodes_every_frame() {
+    let output = amf_bench(&["decode", "--framed", "--hex", SESSION], b"");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let headers: Vec<&str> = stdout.lines().filter(|line| line.starts_with("# frame")).collect();
+    assert_eq!(headers.len(), 8);
+    assert_eq!(
+        headers[0],
+        "# frame 1 at offset 0, 108 bytes: rpcRequest \"echo\" id 1427767342123:123456789:987654321"
+    );
+    assert!(headers[7].contains("not an RPC envelope: rpcRequest has no \"request.messageId\" member"));
+}
+
+#[test]
+fn json_output_is_one_canonical_line_per_frame() {
+    let output = amf_bench(&["decode", "--framed", "--hex", "--json", SESSION], b"");
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines[3]["response"]["result"], "pong");
+    assert_eq!(lines[5]["request"]["params"]["$class"], "com.example.Move");
+}
+
+#[test]
+fn binary_stdin_and_amf0() {
+    let output = amf_bench(&["decode", "--json"], &[0x06, 0x07, b'a', b'b', b'c']);
+    assert_eq!(text(&output.stdout), "\"abc\"\n");
+    let output = amf_bench(&["decode", "--amf0", "--json", "-"], &[0x02, 0x00, 0x01, b'x']);
+    assert_eq!(text(&output.stdout), "\"x\"\n");
+}
+
+#[test]
+fn a_bad_value_is_one_line_with_its_offset_and_exit_2() {
+    let output = amf_bench(&["decode", "--hex"], b"09 05 01 04 01 14");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        text(&output.stderr),
+        "amf-bench: error: cannot decode the input as AMF3: invalid AMF3 type marker 0x14 at byte offset 5\n"
+    );
+}
+
+#[test]
+fn a_bad_frame_is_reported_and_the_next_one_still_decodes() {
+    // Frame 1: an invalid marker; frame 2: the integer 7.
+    let output = amf_bench(&["decode", "--framed", "--hex", "--json"], b"00000001 14\n00000002 0407\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(text(&output.stdout), "7\n");
+    assert_eq!(
+        text(&output.stderr),
+        "amf-bench: frame 1 at stream offset 0: invalid AMF3 type marker 0x14 at byte offset 0 of the frame body (stream offset 4)\n\
+         amf-bench: error: 1 of 2 frames could not be decoded\n"
+    );
+}
+
+#[test]
+fn a_bad_header_stops_the_stream() {
+    let policy = b"<policy-file-request/>\0";
+    let output = amf_bench(&["decode", "--framed"], policy);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("frame 1 at stream offset 0: frame header declares 1014001516 bytes, above the cap of 16777216 (header bytes 3c706f6c); framing is lost"), "{stderr}");
+    let output = amf_bench(&["decode", "--framed", "--hex"], b"00000002 04");
+    assert!(text(&output.stderr).contains("its header declares 2 bytes, 1 are present"));
+}
+
+#[test]
+fn usage_and_input_errors_exit_2() {
+    let output = amf_bench(&["decode", "--framed", "--amf0"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot be used with"));
+    let output = amf_bench(&["decode", "/nonexistent/capture.bin"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).starts_with("amf-bench: error: cannot read /nonexistent/capture.bin"));
+    let output = amf_bench(&["decode", "--hex"], b"0g");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("not valid hex"));
+}
