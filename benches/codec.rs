@@ -1,1 +1,122 @@
-fn main() {}
+//! Codec speed against the `amf` crate, measured in the same run: encode, decode and
+//! encode + decode of a typed RPC request envelope (~240 bytes) and of the AMF3 vector corpus.
+//! `scripts/bench.sh` runs this several times and reports the medians and ratios.
+
+use std::hint::black_box;
+
+use amf_bench::codec::{self, Format, Limits, Str, Value};
+use amf_bench::rpc::{Envelope, Request};
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// The typed request a game client sends many times a second.
+fn envelope() -> Value {
+    let member = |name: &'static str, value: Value| (Str::new_static(name), value);
+    let params = Value::typed_object(
+        "com.example.game.PlayerState",
+        vec![
+            member("id", Value::Integer(48_213)),
+            member("name", Value::string("player-48213")),
+            member("x", Value::Double(152.5)),
+            member("y", Value::Double(-87.25)),
+            member("health", Value::Integer(87)),
+            member("online", Value::Bool(true)),
+            member(
+                "inventory",
+                Value::array(vec![Value::string("sword"), Value::string("shield"), Value::string("potion")]),
+            ),
+            member("lastSeen", Value::Date(1_732_183_200_123.0)),
+        ],
+    );
+    Envelope::Request(Request {
+        message_id: Str::from("1732183200123:482913374:917263514"),
+        command: Str::from("game.updatePlayer"),
+        params,
+    })
+    .into_value()
+}
+
+/// The valid AMF3 vectors that both codecs decode (the `amf` crate rejects cycles, pre-1970 dates
+/// and externalizable classes), as bytes.
+fn corpus() -> Vec<Bytes> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/amf3.jsonl"))
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|vector| !vector["expect"].is_null())
+        .filter_map(|vector| hex::decode(vector["hex"].as_str()?).ok())
+        .filter(|bytes| amf::amf3::Value::read_from(&mut &bytes[..]).is_ok())
+        .map(Bytes::from)
+        .collect()
+}
+
+fn ours_decode(bytes: &Bytes) -> Value {
+    codec::amf3::decode(bytes.clone(), codec::DecodeOptions::shared_default()).unwrap_or(Value::Undefined)
+}
+
+fn ours_encode(value: &Value) -> Vec<u8> {
+    codec::amf3::encode(value, &Limits::default()).unwrap_or_default()
+}
+
+fn theirs_decode(bytes: &[u8]) -> amf::amf3::Value {
+    amf::amf3::Value::read_from(&mut &bytes[..]).unwrap_or(amf::amf3::Value::Undefined)
+}
+
+fn theirs_encode(value: &amf::amf3::Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let _ = value.write_to(&mut out);
+    out
+}
+
+/// Benchmarks one set of inputs for both codecs.
+fn compare(c: &mut Criterion, group_name: &str, inputs: &[Bytes]) {
+    let ours: Vec<Value> = inputs.iter().map(ours_decode).collect();
+    let theirs: Vec<amf::amf3::Value> = inputs.iter().map(|bytes| theirs_decode(bytes)).collect();
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(inputs.len() as u64));
+    group.bench_function(BenchmarkId::new("amf-bench", "decode"), |b| {
+        b.iter(|| inputs.iter().map(|bytes| black_box(ours_decode(black_box(bytes)))).count())
+    });
+    group.bench_function(BenchmarkId::new("amf-bench", "encode"), |b| {
+        b.iter(|| ours.iter().map(|value| black_box(ours_encode(black_box(value)))).count())
+    });
+    group.bench_function(BenchmarkId::new("amf-bench", "encode+decode"), |b| {
+        b.iter(|| {
+            ours.iter()
+                .map(|value| black_box(ours_decode(&Bytes::from(ours_encode(black_box(value))))))
+                .count()
+        })
+    });
+    group.bench_function(BenchmarkId::new("amf", "decode"), |b| {
+        b.iter(|| inputs.iter().map(|bytes| black_box(theirs_decode(black_box(bytes)))).count())
+    });
+    group.bench_function(BenchmarkId::new("amf", "encode"), |b| {
+        b.iter(|| theirs.iter().map(|value| black_box(theirs_encode(black_box(value)))).count())
+    });
+    group.bench_function(BenchmarkId::new("amf", "encode+decode"), |b| {
+        b.iter(|| {
+            theirs
+                .iter()
+                .map(|value| black_box(theirs_decode(&theirs_encode(black_box(value)))))
+                .count()
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let envelope_bytes = Bytes::from(ours_encode(&envelope()));
+    eprintln!("envelope: {} bytes; corpus: {} vectors", envelope_bytes.len(), corpus().len());
+    compare(c, "envelope", &[envelope_bytes]);
+    compare(c, "corpus", &corpus());
+}
+
+criterion_group! {
+    name = codec_benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .sample_size(50);
+    targets = benches
+}
+criterion_main!(codec_benches);

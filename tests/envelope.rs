@@ -33,7 +33,7 @@ fn parse_frame(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
 }
 
 fn object(members: Vec<(&'static str, Value)>) -> Value {
-    Value::object(members.into_iter().map(|(k, v)| (Str::from_static(k), v)).collect())
+    Value::object(members.into_iter().map(|(k, v)| (Str::new_static(k), v)).collect())
 }
 
 fn echo_request() -> Envelope {

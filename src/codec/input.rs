@@ -9,6 +9,9 @@ use super::value::Str;
 /// checked against the bytes left, but nested containers could each reserve that much.
 pub(crate) const PREALLOCATE_AT_MOST: usize = 64;
 
+/// The longest string `Str` stores without allocating.
+const INLINE_CAPACITY: usize = 23;
+
 /// The bytes being decoded and the read position.
 pub(crate) struct Input {
     bytes: Bytes,
@@ -112,9 +115,18 @@ impl Input {
         len: usize,
         offset: usize,
     ) -> Result<Str, DecodeError> {
-        let bytes = self.take(what, len, offset)?;
-        Str::try_from(bytes)
-            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))
+        self.check_count(what, len as u64, 1, offset)?;
+        let end = self.position + len;
+        let text = std::str::from_utf8(&self.bytes[self.position..end])
+            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))?;
+        // `new_inline` skips the general constructor's checks for the common short string.
+        let text = if text.len() <= INLINE_CAPACITY {
+            Str::new_inline(text)
+        } else {
+            Str::new(text)
+        };
+        self.position = end;
+        Ok(text)
     }
 
     /// Hex of up to `max` bytes from the current position, for error reports.

@@ -4,13 +4,13 @@
 //! where `n` is the object-table index of its target: the n-th table entry met in a pre-order walk of
 //! the tree (see `graph`). Decoding therefore never copies what a reference points to, so a frame of N
 //! bytes decodes in O(N) time and memory whatever its references, and re-encoding writes the same
-//! references back. Strings and byte arrays share the input buffer (`Bytes`), so string references
-//! are O(1) too.
+//! references back. Strings up to 23 bytes are stored inline and longer ones are shared, so a
+//! string reference costs O(1) too; byte arrays share the input buffer.
 
 use bytes::Bytes;
 
-/// A UTF-8 string sharing the decoded buffer; cheap to clone.
-pub type Str = bytestring::ByteString;
+/// An immutable UTF-8 string: inline up to 23 bytes, shared beyond, so clones never copy much.
+pub type Str = smol_str::SmolStr;
 
 /// A named member of an object, an associative array entry or an ECMA array entry.
 pub type Member = (Str, Value);
@@ -131,7 +131,7 @@ impl Value {
     /// An anonymous dynamic object with these members, in this order.
     pub fn object(members: Vec<Member>) -> Value {
         Value::Object(Box::new(Object {
-            class_name: Str::new(),
+            class_name: Str::default(),
             sealed_count: 0,
             dynamic: true,
             members,

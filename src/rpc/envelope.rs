@@ -149,13 +149,13 @@ impl Envelope {
         let payload_name = if command.is_some() { "params" } else { "result" };
         let mut body = Vec::with_capacity(3);
         if let Some(command) = command {
-            body.push((Str::from_static("command"), Value::String(command)));
+            body.push((Str::new_static("command"), Value::String(command)));
         }
-        body.push((Str::from_static("messageId"), Value::String(message_id)));
-        body.push((Str::from_static(payload_name), payload));
+        body.push((Str::new_static("messageId"), Value::String(message_id)));
+        body.push((Str::new_static(payload_name), payload));
         Value::object(vec![
-            (Str::from_static(kind.body), Value::object(body)),
-            (Str::from_static("type"), Value::String(Str::from_static(kind.type_name))),
+            (Str::new_static(kind.body), Value::object(body)),
+            (Str::new_static("type"), Value::String(Str::new_static(kind.type_name))),
         ])
     }
 
@@ -197,10 +197,10 @@ impl Request {
     pub fn ping(message_id: Str, time: f64, latency: f64) -> Request {
         Request {
             message_id,
-            command: Str::from_static(PING_COMMAND),
+            command: Str::new_static(PING_COMMAND),
             params: Value::object(vec![
-                (Str::from_static("latency"), Value::Double(latency)),
-                (Str::from_static("time"), Value::Double(time)),
+                (Str::new_static("latency"), Value::Double(latency)),
+                (Str::new_static("time"), Value::Double(time)),
             ]),
         }
     }

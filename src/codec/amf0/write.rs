@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn member_names_are_checked() {
-        let empty = Value::object(vec![(Str::new(), Value::Null)]);
+        let empty = Value::object(vec![(Str::default(), Value::Null)]);
         assert_eq!(encode_hex(&empty), Err(EncodeError::EmptyKey));
         let long_name =
             Value::typed_object("Foo", vec![(Str::from("n".repeat(65536)), Value::Null)]);

@@ -1,8 +1,7 @@
 //! AMF3 decoding: one value, with string, trait and object tables scoped to it.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::u29;
 use crate::codec::DecodeOptions;
@@ -21,19 +20,23 @@ pub fn decode(bytes: Bytes, options: &DecodeOptions) -> Result<Value, DecodeErro
     Ok(value)
 }
 
+/// Room reserved for the dynamic members of an object before they are read: RPC objects
+/// typically have a handful.
+const DYNAMIC_MEMBERS_EXPECTED: usize = 4;
+
 /// Class traits as sent once and then referenced by index.
 struct Traits {
     class_name: Str,
     dynamic: bool,
     externalizable: bool,
-    sealed_names: Vec<Str>,
+    sealed_names: SmallVec<[Str; 8]>,
 }
 
 /// The reference tables of one AMF3 value being read.
 pub(crate) struct Reader<'o> {
     options: &'o DecodeOptions,
-    strings: Vec<Str>,
-    traits: Vec<Rc<Traits>>,
+    strings: SmallVec<[Str; 16]>,
+    traits: SmallVec<[Traits; 4]>,
     /// Entries in the object table so far; a reference is kept as its index, never copied.
     objects: u32,
     depth: usize,
@@ -50,8 +53,9 @@ impl<'o> Reader<'o> {
     pub(crate) fn new(options: &'o DecodeOptions, depth: usize) -> Reader<'o> {
         Reader {
             options,
-            strings: Vec::new(),
-            traits: Vec::new(),
+            // On the stack while a typical RPC envelope's tables fit, on the heap beyond.
+            strings: SmallVec::new(),
+            traits: SmallVec::new(),
             objects: 0,
             depth,
         }
@@ -155,7 +159,7 @@ impl<'o> Reader<'o> {
         let len = (raw >> 1) as usize;
         if len == 0 {
             // The empty string is never sent by reference and never enters the table.
-            return Ok(Str::new());
+            return Ok(Str::default());
         }
         let text = input.text(what, len, offset)?;
         self.strings.push(text.clone());
@@ -222,18 +226,23 @@ impl<'o> Reader<'o> {
             Header::Reference(reference) => return Ok(reference),
             Header::Inline(flags) => flags,
         };
-        let traits = self.read_traits(input, flags)?;
+        let index = self.read_traits(input, flags)?;
+        let traits = &self.traits[index];
+        let (class_name, dynamic) = (traits.class_name.clone(), traits.dynamic);
         if traits.externalizable {
-            return self.read_externalizable(input, &traits.class_name);
+            return self.read_externalizable(input, class_name);
         }
         let sealed_count = traits.sealed_names.len();
         input.check_count("sealed member count", sealed_count as u64, 1, input.position())?;
-        let mut members: Vec<Member> =
-            Vec::with_capacity(sealed_count.min(PREALLOCATE_AT_MOST) + usize::from(traits.dynamic));
-        for name in &traits.sealed_names {
-            members.push((name.clone(), self.read_value(input)?));
+        // Names first (the traits stay borrowed only here), then the values in wire order.
+        let mut members: Vec<Member> = Vec::with_capacity(
+            sealed_count.min(PREALLOCATE_AT_MOST) + if dynamic { DYNAMIC_MEMBERS_EXPECTED } else { 0 },
+        );
+        members.extend(traits.sealed_names.iter().map(|name| (name.clone(), Value::Undefined)));
+        for (_, value) in &mut members {
+            *value = self.read_value(input)?;
         }
-        if traits.dynamic {
+        if dynamic {
             loop {
                 let name = self.read_string(input, "a member name")?;
                 if name.is_empty() {
@@ -243,29 +252,30 @@ impl<'o> Reader<'o> {
             }
         }
         Ok(Value::Object(Box::new(Object {
-            class_name: traits.class_name.clone(),
+            class_name,
             sealed_count,
-            dynamic: traits.dynamic,
+            dynamic,
             members,
         })))
     }
 
-    /// Reads inline traits or resolves a trait reference; `flags` is the object header without its
-    /// inline bit.
-    fn read_traits(&mut self, input: &mut Input, flags: u32) -> Result<Rc<Traits>, DecodeError> {
+    /// Reads inline traits or resolves a trait reference, returning the traits' index in the table;
+    /// `flags` is the object header without its inline bit.
+    fn read_traits(&mut self, input: &mut Input, flags: u32) -> Result<usize, DecodeError> {
         let offset = input.position();
         if flags & 1 == 0 {
             let index = flags >> 1;
-            return self.traits.get(index as usize).cloned().ok_or_else(|| {
-                Input::error_at(
+            if (index as usize) < self.traits.len() {
+                return Ok(index as usize);
+            }
+            return Err(Input::error_at(
                     offset,
-                    DecodeErrorKind::ReferenceOutOfRange {
-                        table: Table::Traits,
-                        index,
-                        len: self.traits.len(),
-                    },
-                )
-            });
+                DecodeErrorKind::ReferenceOutOfRange {
+                    table: Table::Traits,
+                    index,
+                    len: self.traits.len(),
+                },
+            ));
         }
         let externalizable = flags & 2 != 0;
         let dynamic = !externalizable && flags & 4 != 0;
@@ -273,26 +283,21 @@ impl<'o> Reader<'o> {
         // Each sealed member needs at least a name byte and a value byte.
         input.check_count("sealed member count", u64::from(sealed_count), 2, offset)?;
         let class_name = self.read_string(input, "a class name")?;
-        let mut sealed_names = Vec::with_capacity((sealed_count as usize).min(PREALLOCATE_AT_MOST));
+        let mut sealed_names = SmallVec::with_capacity((sealed_count as usize).min(PREALLOCATE_AT_MOST));
         for _ in 0..sealed_count {
             sealed_names.push(self.read_string(input, "a sealed member name")?);
         }
-        let traits = Rc::new(Traits {
+        self.traits.push(Traits {
             class_name,
             dynamic,
             externalizable,
             sealed_names,
         });
-        self.traits.push(traits.clone());
-        Ok(traits)
+        Ok(self.traits.len() - 1)
     }
 
-    fn read_externalizable(
-        &mut self,
-        input: &mut Input,
-        class_name: &Str,
-    ) -> Result<Value, DecodeError> {
-        if !self.options.externals.knows(class_name) {
+    fn read_externalizable(&mut self, input: &mut Input, class_name: Str) -> Result<Value, DecodeError> {
+        if !self.options.externals.knows(&class_name) {
             return Err(input.error(DecodeErrorKind::UnknownExternalizable {
                 class_name: class_name.to_string(),
                 remaining: input.remaining(),
@@ -301,7 +306,7 @@ impl<'o> Reader<'o> {
         }
         let body = self.read_value(input)?;
         Ok(Value::Externalizable(Box::new(Externalizable {
-            class_name: class_name.clone(),
+            class_name,
             body,
         })))
     }

@@ -4,8 +4,10 @@
 //! traits when the class name, dynamic flag and sealed member names equal ones already written;
 //! objects only where the value holds a `Value::Reference`, since a tree has no other identity.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+
+use foldhash::HashMap;
+use std::collections::hash_map::Entry;
 
 use bytes::BufMut;
 
@@ -68,7 +70,8 @@ impl Hash for TraitKey<'_> {
     }
 }
 
-/// The reference tables of one AMF3 value being written.
+/// The reference tables of one AMF3 value being written. The hash tables use foldhash: fast on
+/// short keys, and seeded per process, so hostile member names cannot force collisions.
 pub(crate) struct Writer<'v> {
     max_depth: usize,
     depth: usize,
@@ -84,9 +87,10 @@ impl<'v> Writer<'v> {
         Writer {
             max_depth,
             depth,
-            strings: HashMap::new(),
-            traits: HashMap::new(),
-            object_markers: Vec::new(),
+            // Sized for a typical RPC envelope, so that small values never rehash.
+            strings: HashMap::with_capacity_and_hasher(16, Default::default()),
+            traits: HashMap::with_capacity_and_hasher(4, Default::default()),
+            object_markers: Vec::with_capacity(8),
         }
     }
 
@@ -195,14 +199,15 @@ impl<'v> Writer<'v> {
             u29::write(out, 1);
             return Ok(());
         }
-        if let Some(&index) = self.strings.get(text) {
-            u29::write(out, index << 1);
-            return Ok(());
+        let next_index = self.strings.len() as u32;
+        match self.strings.entry(text) {
+            Entry::Occupied(known) => u29::write(out, known.get() << 1),
+            Entry::Vacant(new) => {
+                write_inline_len("string", text.len(), out)?;
+                out.put_slice(text.as_bytes());
+                new.insert(next_index);
+            }
         }
-        write_inline_len("string", text.len(), out)?;
-        out.put_slice(text.as_bytes());
-        let index = self.strings.len() as u32;
-        self.strings.insert(text, index);
         Ok(())
     }
 
@@ -264,10 +269,15 @@ impl<'v> Writer<'v> {
 
     /// Writes a trait reference, or the traits inline when these have not been written yet.
     fn write_traits(&mut self, key: TraitKey<'v>, out: &mut impl BufMut) -> Result<(), EncodeError> {
-        if let Some(&index) = self.traits.get(&key) {
-            u29::write(out, (index << 2) | 0b01);
-            return Ok(());
-        }
+        let next_index = self.traits.len() as u32;
+        let new = match self.traits.entry(key) {
+            Entry::Occupied(known) => {
+                u29::write(out, (known.get() << 2) | 0b01);
+                return Ok(());
+            }
+            Entry::Vacant(new) => new,
+        };
+        let key = new.key();
         if key.sealed.len() > MAX_SEALED {
             return Err(EncodeError::TooLong {
                 what: "sealed member list",
@@ -279,13 +289,13 @@ impl<'v> Writer<'v> {
         } else {
             ((key.sealed.len() as u32) << 4) | (u32::from(key.dynamic) << 3) | 0b0011
         };
+        let (class_name, sealed) = (key.class_name, key.sealed);
+        new.insert(next_index);
         u29::write(out, flags);
-        self.write_string(key.class_name, out)?;
-        for (name, _) in key.sealed {
+        self.write_string(class_name, out)?;
+        for (name, _) in sealed {
             self.write_string(name, out)?;
         }
-        let index = self.traits.len() as u32;
-        self.traits.insert(key, index);
         Ok(())
     }
 
