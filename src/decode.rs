@@ -45,7 +45,11 @@ pub fn decode_to(
     if args.framed {
         return printer.frames(input, args.max_frame, out, problems);
     }
-    let format = if args.amf0 { Format::Amf0 } else { Format::Amf3 };
+    let format = if args.amf0 {
+        Format::Amf0
+    } else {
+        Format::Amf3
+    };
     let value = decode_with(input, format, &printer.options)
         .with_context(|| format!("cannot decode the input as {}", format_name(format)))?;
     printer.print(&value, format, out)
@@ -66,15 +70,22 @@ fn read_input(file: Option<&Path>, hex: bool) -> anyhow::Result<Bytes> {
         }
         _ => {
             let mut raw = Vec::new();
-            io::stdin().lock().read_to_end(&mut raw).context("cannot read standard input")?;
+            io::stdin()
+                .lock()
+                .read_to_end(&mut raw)
+                .context("cannot read standard input")?;
             raw
         }
     };
     if !hex {
         return Ok(Bytes::from(raw));
     }
-    let digits: Vec<u8> = raw.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
-    let bytes = hex::decode(&digits).context("the input is not valid hex (whitespace is ignored)")?;
+    let digits: Vec<u8> = raw
+        .into_iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let bytes =
+        hex::decode(&digits).context("the input is not valid hex (whitespace is ignored)")?;
     Ok(Bytes::from(bytes))
 }
 
@@ -109,13 +120,18 @@ impl Printer {
             let body = match split_frame(&mut buffer, max_frame) {
                 Ok(Some(body)) => body,
                 Ok(None) => bail!("{}", truncated(count, offset, &buffer, max_frame)),
-                Err(error) => bail!("frame {count} at stream offset {offset}: {error}; framing is lost, stopping"),
+                Err(error) => bail!(
+                    "frame {count} at stream offset {offset}: {error}; framing is lost, stopping"
+                ),
             };
             let len = body.len();
             if let Err(error) = self.frame(count, offset, body, out) {
                 failed += 1;
-                writeln!(problems, "amf-bench: frame {count} at stream offset {offset}: {error:#}")
-                    .context("cannot write to standard error")?;
+                writeln!(
+                    problems,
+                    "amf-bench: frame {count} at stream offset {offset}: {error:#}"
+                )
+                .context("cannot write to standard error")?;
             }
             offset += HEADER_LEN + len;
         }
@@ -125,7 +141,13 @@ impl Printer {
         Ok(())
     }
 
-    fn frame(&self, number: usize, offset: usize, body: Bytes, out: &mut dyn Write) -> anyhow::Result<()> {
+    fn frame(
+        &self,
+        number: usize,
+        offset: usize,
+        body: Bytes,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
         let len = body.len();
         let value = decode_with(body, Format::Amf3, &self.options).map_err(|error| {
             let stream_offset = offset + HEADER_LEN + error.offset;
@@ -136,8 +158,11 @@ impl Printer {
                 Ok(envelope) => describe(&envelope),
                 Err(error) => format!("not an RPC envelope: {error}"),
             };
-            writeln!(out, "# frame {number} at offset {offset}, {len} bytes: {summary}")
-                .context("cannot write the output")?;
+            writeln!(
+                out,
+                "# frame {number} at offset {offset}, {len} bytes: {summary}"
+            )
+            .context("cannot write the output")?;
         }
         self.print(&value, Format::Amf3, out)
     }
@@ -146,7 +171,11 @@ impl Printer {
 /// One line about an envelope: its type, command and message id.
 pub fn describe(envelope: &Envelope) -> String {
     match envelope.command() {
-        Some(command) => format!("{} {command:?} id {}", envelope.type_name(), envelope.message_id()),
+        Some(command) => format!(
+            "{} {command:?} id {}",
+            envelope.type_name(),
+            envelope.message_id()
+        ),
         None => format!("{} id {}", envelope.type_name(), envelope.message_id()),
     }
 }

@@ -147,10 +147,17 @@ mod tests {
 
     #[test]
     fn zero_and_oversized_lengths_are_errors() {
-        assert!(matches!(parse_header(&[0, 0, 0, 0], 16), Err(FrameError::Empty)));
+        assert!(matches!(
+            parse_header(&[0, 0, 0, 0], 16),
+            Err(FrameError::Empty)
+        ));
         assert!(matches!(
             parse_header(&[0, 0, 0, 17], 16),
-            Err(FrameError::TooLarge { len: 17, max: 16, .. })
+            Err(FrameError::TooLarge {
+                len: 17,
+                max: 16,
+                ..
+            })
         ));
         assert!(matches!(parse_header(&[0, 0, 0, 16], 16), Ok(Some(16))));
     }
@@ -173,7 +180,10 @@ mod tests {
     fn encoding_above_the_cap_fails_and_writes_nothing() {
         let mut out = BytesMut::from(&b"xy"[..]);
         let big = Value::string(&"z".repeat(100));
-        assert!(matches!(encode_frame(&big, 16, &mut out), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode_frame(&big, 16, &mut out),
+            Err(FrameError::TooLarge { .. })
+        ));
         assert_eq!(&out[..], b"xy");
     }
 }

@@ -11,7 +11,12 @@ fn amf_bench(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("stdin written");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("stdin written");
     child.wait_with_output().expect("the binary finishes")
 }
 
@@ -26,13 +31,18 @@ fn the_demo_session_decodes_every_frame() {
     let output = amf_bench(&["decode", "--framed", "--hex", SESSION], b"");
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    let headers: Vec<&str> = stdout.lines().filter(|line| line.starts_with("# frame")).collect();
+    let headers: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("# frame"))
+        .collect();
     assert_eq!(headers.len(), 8);
     assert_eq!(
         headers[0],
         "# frame 1 at offset 0, 108 bytes: rpcRequest \"echo\" id 1427767342123:123456789:987654321"
     );
-    assert!(headers[7].contains("not an RPC envelope: rpcRequest has no \"request.messageId\" member"));
+    assert!(
+        headers[7].contains("not an RPC envelope: rpcRequest has no \"request.messageId\" member")
+    );
 }
 
 #[test]
@@ -52,7 +62,10 @@ fn json_output_is_one_canonical_line_per_frame() {
 fn binary_stdin_and_amf0() {
     let output = amf_bench(&["decode", "--json"], &[0x06, 0x07, b'a', b'b', b'c']);
     assert_eq!(text(&output.stdout), "\"abc\"\n");
-    let output = amf_bench(&["decode", "--amf0", "--json", "-"], &[0x02, 0x00, 0x01, b'x']);
+    let output = amf_bench(
+        &["decode", "--amf0", "--json", "-"],
+        &[0x02, 0x00, 0x01, b'x'],
+    );
     assert_eq!(text(&output.stdout), "\"x\"\n");
 }
 
@@ -70,7 +83,10 @@ fn a_bad_value_is_one_line_with_its_offset_and_exit_2() {
 #[test]
 fn a_bad_frame_is_reported_and_the_next_one_still_decodes() {
     // Frame 1: an invalid marker; frame 2: the integer 7.
-    let output = amf_bench(&["decode", "--framed", "--hex", "--json"], b"00000001 14\n00000002 0407\n");
+    let output = amf_bench(
+        &["decode", "--framed", "--hex", "--json"],
+        b"00000001 14\n00000002 0407\n",
+    );
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(text(&output.stdout), "7\n");
     assert_eq!(
@@ -98,7 +114,9 @@ fn usage_and_input_errors_exit_2() {
     assert!(text(&output.stderr).contains("cannot be used with"));
     let output = amf_bench(&["decode", "/nonexistent/capture.bin"], b"");
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).starts_with("amf-bench: error: cannot read /nonexistent/capture.bin"));
+    assert!(
+        text(&output.stderr).starts_with("amf-bench: error: cannot read /nonexistent/capture.bin")
+    );
     let output = amf_bench(&["decode", "--hex"], b"0g");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid hex"));

@@ -33,7 +33,12 @@ fn parse_frame(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
 }
 
 fn object(members: Vec<(&'static str, Value)>) -> Value {
-    Value::object(members.into_iter().map(|(k, v)| (Str::new_static(k), v)).collect())
+    Value::object(
+        members
+            .into_iter()
+            .map(|(k, v)| (Str::new_static(k), v))
+            .collect(),
+    )
 }
 
 fn echo_request() -> Envelope {
@@ -57,7 +62,10 @@ fn built_envelopes_match_the_ruby_servers_bytes() {
         command: Str::from("chat"),
         params: object(vec![
             ("n", Value::Integer(5)),
-            ("tags", Value::array(vec![Value::string("a"), Value::string("b")])),
+            (
+                "tags",
+                Value::array(vec![Value::string("a"), Value::string("b")]),
+            ),
         ]),
     });
     assert_eq!(framed(chat), frame_vector("rpc_message_chat"));
@@ -65,31 +73,61 @@ fn built_envelopes_match_the_ruby_servers_bytes() {
         message_id: Str::from("0123456789abcdef0123456789abcdef"),
         result: Value::Null,
     });
-    assert_eq!(framed(null_result), frame_vector("rpc_response_null_result"));
-    let ping = Request::ping(Str::from("0123456789abcdef0123456789abcdef"), 1_427_767_342.0, 0.0);
-    assert_eq!(framed(Envelope::Request(ping)), frame_vector("rpc_request_amf_socket_ping"));
+    assert_eq!(
+        framed(null_result),
+        frame_vector("rpc_response_null_result")
+    );
+    let ping = Request::ping(
+        Str::from("0123456789abcdef0123456789abcdef"),
+        1_427_767_342.0,
+        0.0,
+    );
+    assert_eq!(
+        framed(Envelope::Request(ping)),
+        frame_vector("rpc_request_amf_socket_ping")
+    );
 }
 
 #[test]
 fn valid_frames_parse_to_typed_envelopes() {
-    assert_eq!(parse_frame(&frame_vector("rpc_request_echo")), Ok(echo_request()));
-    let Ok(Envelope::Request(ping)) = parse_frame(&frame_vector("rpc_request_amf_socket_ping")) else {
+    assert_eq!(
+        parse_frame(&frame_vector("rpc_request_echo")),
+        Ok(echo_request())
+    );
+    let Ok(Envelope::Request(ping)) = parse_frame(&frame_vector("rpc_request_amf_socket_ping"))
+    else {
         panic!("the ping is a request");
     };
     assert!(ping.is_ping());
-    assert_eq!(ping.params.as_object().and_then(|p| p.get("time")).and_then(Value::as_f64), Some(1_427_767_342.0));
+    assert_eq!(
+        ping.params
+            .as_object()
+            .and_then(|p| p.get("time"))
+            .and_then(Value::as_f64),
+        Some(1_427_767_342.0)
+    );
     let Ok(Envelope::Response(pong)) = parse_frame(&frame_vector("rpc_response_pong")) else {
         panic!("the pong is a response");
     };
     assert_eq!(pong.result.as_str(), Some("pong"));
-    let Ok(Envelope::Request(typed)) = parse_frame(&frame_vector("rpc_request_typed_params")) else {
+    let Ok(Envelope::Request(typed)) = parse_frame(&frame_vector("rpc_request_typed_params"))
+    else {
         panic!("typed params parse");
     };
-    assert_eq!(typed.params.as_object().map(|p| &*p.class_name), Some("com.example.Move"));
+    assert_eq!(
+        typed.params.as_object().map(|p| &*p.class_name),
+        Some("com.example.Move")
+    );
     let inline = parse_frame(&frame_vector("rpc_request_no_refs_inline_traits")).expect("parses");
-    assert_eq!((inline.command(), inline.message_id()), (Some("echo"), "m-1"));
+    assert_eq!(
+        (inline.command(), inline.message_id()),
+        (Some("echo"), "m-1")
+    );
     let message = parse_frame(&frame_vector("rpc_message_chat")).expect("parses");
-    assert_eq!((message.type_name(), message.command()), ("rpcMessage", Some("chat")));
+    assert_eq!(
+        (message.type_name(), message.command()),
+        ("rpcMessage", Some("chat"))
+    );
 }
 
 #[test]
@@ -110,7 +148,11 @@ fn member_order_and_unknown_keys_do_not_matter() {
         ("type", Value::string("rpcResponse")),
         (
             "response",
-            object(vec![("result", Value::Bool(true)), ("unknown", Value::Null), ("messageId", Value::string("x"))]),
+            object(vec![
+                ("result", Value::Bool(true)),
+                ("unknown", Value::Null),
+                ("messageId", Value::string("x")),
+            ]),
         ),
     ]);
     let envelope = Envelope::from_value(&value).expect("parses");
@@ -126,11 +168,25 @@ fn member_order_and_unknown_keys_do_not_matter() {
 #[test]
 fn malformed_envelopes_say_what_is_wrong() {
     let cases = [
-        (Value::Integer(3), EnvelopeError::NotAnObject { found: "an integer" }),
-        (object(vec![("request", object(vec![]))]), EnvelopeError::MissingType),
-        (object(vec![("type", Value::string("rpcCall"))]), EnvelopeError::UnknownType("rpcCall".into())),
         (
-            object(vec![("type", Value::string("rpcRequest")), ("request", Value::string("no"))]),
+            Value::Integer(3),
+            EnvelopeError::NotAnObject {
+                found: "an integer",
+            },
+        ),
+        (
+            object(vec![("request", object(vec![]))]),
+            EnvelopeError::MissingType,
+        ),
+        (
+            object(vec![("type", Value::string("rpcCall"))]),
+            EnvelopeError::UnknownType("rpcCall".into()),
+        ),
+        (
+            object(vec![
+                ("type", Value::string("rpcRequest")),
+                ("request", Value::string("no")),
+            ]),
             EnvelopeError::WrongType {
                 kind: "rpcRequest",
                 field: "request",
@@ -158,7 +214,10 @@ fn malformed_envelopes_say_what_is_wrong() {
             },
         ),
         (
-            object(vec![("type", Value::string("rpcResponse")), ("response", object(vec![("messageId", Value::string("1"))]))]),
+            object(vec![
+                ("type", Value::string("rpcResponse")),
+                ("response", object(vec![("messageId", Value::string("1"))])),
+            ]),
             EnvelopeError::MissingField {
                 kind: "rpcResponse",
                 field: "response.result",
@@ -173,9 +232,13 @@ fn malformed_envelopes_say_what_is_wrong() {
 /// Decodes, parses, rebuilds, encodes and decodes again.
 fn round_trip(value: &Value) -> (Envelope, Envelope) {
     let bytes = codec::encode(value, Format::Amf3).expect("encodes");
-    let first = Envelope::from_value(&codec::decode(Bytes::from(bytes), Format::Amf3).expect("decodes")).expect("parses");
+    let first =
+        Envelope::from_value(&codec::decode(Bytes::from(bytes), Format::Amf3).expect("decodes"))
+            .expect("parses");
     let rebuilt = codec::encode(&first.clone().into_value(), Format::Amf3).expect("encodes");
-    let second = Envelope::from_value(&codec::decode(Bytes::from(rebuilt), Format::Amf3).expect("decodes")).expect("parses");
+    let second =
+        Envelope::from_value(&codec::decode(Bytes::from(rebuilt), Format::Amf3).expect("decodes"))
+            .expect("parses");
     (first, second)
 }
 
@@ -191,15 +254,26 @@ fn params_referencing_the_rest_of_the_frame_stand_alone() {
             object(vec![
                 ("messageId", Value::string("m")),
                 ("command", Value::string("c")),
-                ("params", object(vec![("when", Value::Reference(1)), ("me", Value::Reference(3))])),
+                (
+                    "params",
+                    object(vec![
+                        ("when", Value::Reference(1)),
+                        ("me", Value::Reference(3)),
+                    ]),
+                ),
             ]),
         ),
     ]);
     let (first, second) = round_trip(&value);
     assert_eq!(first, second, "rebuilding keeps the params");
-    let Envelope::Request(request) = first else { panic!("a request") };
+    let Envelope::Request(request) = first else {
+        panic!("a request")
+    };
     // Standalone: params is entry 0, the copied date entry 1.
-    let expected = object(vec![("when", Value::Date(1000.0)), ("me", Value::Reference(0))]);
+    let expected = object(vec![
+        ("when", Value::Date(1000.0)),
+        ("me", Value::Reference(0)),
+    ]);
     assert_eq!(request.params, expected);
 }
 

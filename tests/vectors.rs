@@ -53,18 +53,33 @@ fn check_file(file: &str, format: Format) -> (usize, usize, usize) {
     for vector in load(file) {
         let decoded = codec::decode(Bytes::from(vector.bytes.clone()), format);
         if vector.expect.is_null() {
-            assert!(decoded.is_err(), "{} must be rejected, got {decoded:?}", vector.name);
+            assert!(
+                decoded.is_err(),
+                "{} must be rejected, got {decoded:?}",
+                vector.name
+            );
             rejected += 1;
             continue;
         }
         let value = decoded.unwrap_or_else(|e| panic!("{} must decode: {e}", vector.name));
         assert_eq!(canonical(&value, format), vector.expect, "{}", vector.name);
-        let encoded = codec::encode(&value, format).unwrap_or_else(|e| panic!("{} re-encodes: {e}", vector.name));
+        let encoded = codec::encode(&value, format)
+            .unwrap_or_else(|e| panic!("{} re-encodes: {e}", vector.name));
         let again = codec::decode(Bytes::from(encoded.clone()), format)
             .unwrap_or_else(|e| panic!("{} re-encoded bytes decode: {e}", vector.name));
-        assert_eq!(canonical(&again, format), vector.expect, "round trip of {}", vector.name);
+        assert_eq!(
+            canonical(&again, format),
+            vector.expect,
+            "round trip of {}",
+            vector.name
+        );
         if byte_exact(&vector) {
-            assert_eq!(hex::encode(&encoded), hex::encode(&vector.bytes), "byte-exact re-encoding of {}", vector.name);
+            assert_eq!(
+                hex::encode(&encoded),
+                hex::encode(&vector.bytes),
+                "byte-exact re-encoding of {}",
+                vector.name
+            );
             exact += 1;
         }
         accepted += 1;
@@ -93,20 +108,39 @@ fn frame_vectors() {
         let mut buffer = BytesMut::from(&vector.bytes[..]);
         let split = frame::split_frame(&mut buffer, frame::DEFAULT_MAX_FRAME_LEN);
         if vector.expect.is_null() {
-            assert!(split.is_err(), "{} must be rejected, got {split:?}", vector.name);
+            assert!(
+                split.is_err(),
+                "{} must be rejected, got {split:?}",
+                vector.name
+            );
             rejected += 1;
             continue;
         }
         let body = split
             .unwrap_or_else(|e| panic!("{}: {e}", vector.name))
             .unwrap_or_else(|| panic!("{}: a whole frame, not 'need more'", vector.name));
-        assert!(buffer.is_empty(), "{}: nothing left after the frame", vector.name);
-        let value = codec::decode(body, Format::Amf3).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
-        assert_eq!(canonical(&value, Format::Amf3), vector.expect, "{}", vector.name);
+        assert!(
+            buffer.is_empty(),
+            "{}: nothing left after the frame",
+            vector.name
+        );
+        let value =
+            codec::decode(body, Format::Amf3).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
+        assert_eq!(
+            canonical(&value, Format::Amf3),
+            vector.expect,
+            "{}",
+            vector.name
+        );
         let mut framed = BytesMut::new();
         frame::encode_frame(&value, frame::DEFAULT_MAX_FRAME_LEN, &mut framed).expect("frames");
         if byte_exact(&vector) {
-            assert_eq!(hex::encode(&framed), hex::encode(&vector.bytes), "byte-exact {}", vector.name);
+            assert_eq!(
+                hex::encode(&framed),
+                hex::encode(&vector.bytes),
+                "byte-exact {}",
+                vector.name
+            );
             exact += 1;
         }
         accepted += 1;

@@ -160,7 +160,8 @@ impl<'v> Renderer<'v, '_> {
                 self.render_members("{", members, "}", level)?;
             }
             Value::VectorObject(vector) => {
-                self.out.push(&format!("Vector.<{}>[", &*vector.type_name))?;
+                self.out
+                    .push(&format!("Vector.<{}>[", &*vector.type_name))?;
                 for (position, item) in vector.items.iter().enumerate() {
                     self.out.separator(position == 0, level + 1)?;
                     self.render(item, level + 1)?;
@@ -184,7 +185,13 @@ impl<'v> Renderer<'v, '_> {
         Ok(())
     }
 
-    fn render_members(&mut self, open: &str, members: &'v [Member], close: &str, level: usize) -> Result<(), Stop> {
+    fn render_members(
+        &mut self,
+        open: &str,
+        members: &'v [Member],
+        close: &str,
+        level: usize,
+    ) -> Result<(), Stop> {
         self.out.push(open)?;
         for (position, (name, value)) in members.iter().enumerate() {
             self.render_member(position == 0, name, value, level + 1)?;
@@ -192,7 +199,13 @@ impl<'v> Renderer<'v, '_> {
         self.close(members.is_empty(), close, level)
     }
 
-    fn render_member(&mut self, first: bool, name: &str, value: &'v Value, level: usize) -> Result<(), Stop> {
+    fn render_member(
+        &mut self,
+        first: bool,
+        name: &str,
+        value: &'v Value,
+        level: usize,
+    ) -> Result<(), Stop> {
         self.out.separator(first, level)?;
         self.out.push(name)?;
         self.out.push(": ")?;
@@ -211,7 +224,11 @@ impl<'v> Renderer<'v, '_> {
 fn format_bytes(bytes: &[u8]) -> String {
     let shown = &bytes[..bytes.len().min(BYTES_SHOWN)];
     let more = if bytes.len() > BYTES_SHOWN { "…" } else { "" };
-    format!("ByteArray({} bytes: {}{more})", bytes.len(), hex::encode(shown))
+    format!(
+        "ByteArray({} bytes: {}{more})",
+        bytes.len(),
+        hex::encode(shown)
+    )
 }
 
 /// An ISO 8601 UTC timestamp for a Date within ActionScript's range, else the raw milliseconds.
@@ -238,11 +255,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -257,7 +279,10 @@ mod tests {
             (Str::from("command"), Value::string("echo")),
             (
                 Str::from("params"),
-                Value::object(vec![(Str::from("list"), Value::array(vec![Value::Integer(1), Value::Double(0.5)]))]),
+                Value::object(vec![(
+                    Str::from("list"),
+                    Value::array(vec![Value::Integer(1), Value::Double(0.5)]),
+                )]),
             ),
         ])
     }

@@ -135,7 +135,9 @@ pub enum EncodeError {
     #[error("a dynamic member or associative key has an empty name")]
     EmptyKey,
     /// An object declares more sealed members than it has.
-    #[error("object of class \"{class_name}\" declares {sealed_count} sealed members but has {members}")]
+    #[error(
+        "object of class \"{class_name}\" declares {sealed_count} sealed members but has {members}"
+    )]
     SealedCountTooLarge {
         /// The class alias.
         class_name: String,

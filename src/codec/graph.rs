@@ -34,8 +34,10 @@ impl Value {
                     | Value::VectorObject(_)
                     | Value::Dictionary(_)
             ),
-            Format::Amf0 => matches!(self, Value::Object(_) | Value::EcmaArray(_))
-                || matches!(self, Value::Array(array) if array.assoc.is_empty()),
+            Format::Amf0 => {
+                matches!(self, Value::Object(_) | Value::EcmaArray(_))
+                    || matches!(self, Value::Array(array) if array.assoc.is_empty())
+            }
         }
     }
 
@@ -67,7 +69,9 @@ impl Value {
 
     /// The rendering cost of this node alone: one, plus the bytes of its text and member names.
     fn node_cost(&self) -> usize {
-        let names = |members: &[(super::Str, Value)]| members.iter().map(|(name, _)| name.len()).sum::<usize>();
+        let names = |members: &[(super::Str, Value)]| {
+            members.iter().map(|(name, _)| name.len()).sum::<usize>()
+        };
         1 + match self {
             Value::String(text) | Value::Xml(text) | Value::XmlDocument(text) => text.len(),
             Value::ByteArray(bytes) => bytes.len(),
@@ -175,6 +179,8 @@ pub struct Resolver<'v> {
     scopes: Vec<(Format, ObjectTable<'v>)>,
     /// The containers being rendered, and whether each opened a scope.
     path: Vec<(&'v Value, bool)>,
+    /// Containers on the path, as the decoder counts nesting: an AVM+ switch is not one.
+    depth: usize,
     budget: usize,
     size: usize,
     spent: usize,
@@ -188,6 +194,7 @@ impl<'v> Resolver<'v> {
         Resolver {
             scopes: vec![(format, ObjectTable::build(root, format))],
             path: Vec::new(),
+            depth: 0,
             budget: limits.expansion_budget(size),
             size,
             spent: 0,
@@ -204,13 +211,20 @@ impl<'v> Resolver<'v> {
     pub fn resolve(&mut self, node: &'v Value) -> Result<Resolved<'v>, RenderError> {
         let (format, table) = self.current();
         let target = match node {
-            Value::Reference(index) => table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
-                index: *index,
-                len: table.len(),
-            })?,
+            Value::Reference(index) => {
+                table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
+                    index: *index,
+                    len: table.len(),
+                })?
+            }
             other => other,
         };
-        if target.takes_table_entry(*format) && self.path.iter().any(|(open, _)| std::ptr::eq(*open, target)) {
+        if target.takes_table_entry(*format)
+            && self
+                .path
+                .iter()
+                .any(|(open, _)| std::ptr::eq(*open, target))
+        {
             let index = match node {
                 Value::Reference(index) => *index,
                 _ => table.index_of(target).unwrap_or(0),
@@ -229,13 +243,18 @@ impl<'v> Resolver<'v> {
 
     /// Enters a resolved container before rendering its children.
     pub fn enter(&mut self, container: &'v Value) -> Result<(), RenderError> {
-        if self.path.len() >= self.max_depth {
-            return Err(RenderError::TooDeep { limit: self.max_depth });
+        let counts = !matches!(container, Value::Avmplus(_));
+        if counts && self.depth >= self.max_depth {
+            return Err(RenderError::TooDeep {
+                limit: self.max_depth,
+            });
         }
+        self.depth += usize::from(counts);
         let (format, _) = self.current();
         let scope = container.opens_scope(*format);
         if let Some(scope_root) = scope {
-            self.scopes.push((Format::Amf3, ObjectTable::build(scope_root, Format::Amf3)));
+            self.scopes
+                .push((Format::Amf3, ObjectTable::build(scope_root, Format::Amf3)));
         }
         self.path.push((container, scope.is_some()));
         Ok(())
@@ -243,10 +262,11 @@ impl<'v> Resolver<'v> {
 
     /// Leaves the container entered last.
     pub fn leave(&mut self) {
-        if let Some((_, opened_scope)) = self.path.pop()
-            && opened_scope
-        {
-            self.scopes.pop();
+        if let Some((container, opened_scope)) = self.path.pop() {
+            self.depth -= usize::from(!matches!(container, Value::Avmplus(_)));
+            if opened_scope {
+                self.scopes.pop();
+            }
         }
     }
 }
@@ -277,10 +297,14 @@ struct Copier<'t, 'v> {
 impl<'v> Copier<'_, 'v> {
     fn copy(&mut self, node: &'v Value) -> Result<Value, RenderError> {
         let target = match node {
-            Value::Reference(index) => self.table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
-                index: *index,
-                len: self.table.len(),
-            })?,
+            Value::Reference(index) => {
+                self.table
+                    .get(*index)
+                    .ok_or(RenderError::ReferenceOutOfRange {
+                        index: *index,
+                        len: self.table.len(),
+                    })?
+            }
             other => other,
         };
         if target.takes_table_entry(Format::Amf3) {
@@ -292,7 +316,9 @@ impl<'v> Copier<'_, 'v> {
             self.copied.insert(address, index);
         }
         if self.depth >= self.max_depth {
-            return Err(RenderError::TooDeep { limit: self.max_depth });
+            return Err(RenderError::TooDeep {
+                limit: self.max_depth,
+            });
         }
         self.depth += 1;
         let copy = target.try_map_children(&mut |child| self.copy(child));

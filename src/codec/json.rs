@@ -14,7 +14,11 @@ use super::value::{Member, Value};
 const INTEGRAL_BELOW: f64 = 9_007_199_254_740_992.0; // 2^53
 
 /// The canonical JSON of `value`, a top-level value of `format`.
-pub fn to_canonical_json(value: &Value, format: Format, limits: &Limits) -> Result<Json, RenderError> {
+pub fn to_canonical_json(
+    value: &Value,
+    format: Format,
+    limits: &Limits,
+) -> Result<Json, RenderError> {
     let mut renderer = Renderer {
         resolver: Resolver::new(value, format, limits),
     };
@@ -117,7 +121,11 @@ impl<'v> Renderer<'v> {
             .map(Json::Array)
     }
 
-    fn render_members_into(&mut self, members: &'v [Member], map: &mut Map<String, Json>) -> Result<(), RenderError> {
+    fn render_members_into(
+        &mut self,
+        members: &'v [Member],
+        map: &mut Map<String, Json>,
+    ) -> Result<(), RenderError> {
         for (name, value) in members {
             let rendered = self.render(value)?;
             map.insert(name.to_string(), rendered);
@@ -125,4 +133,3 @@ impl<'v> Renderer<'v> {
         Ok(())
     }
 }
-

@@ -24,7 +24,9 @@ use bytes::Bytes;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, RenderError};
 pub use externals::ExternalRegistry;
 pub use limits::Limits;
-pub use value::{Array, Dictionary, Externalizable, Member, Object, ObjectVector, Str, Value, Vector};
+pub use value::{
+    Array, Dictionary, Externalizable, Member, Object, ObjectVector, Str, Value, Vector,
+};
 
 /// The two AMF versions; each has its own reference rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,11 @@ pub fn decode(bytes: Bytes, format: Format) -> Result<Value, DecodeError> {
 }
 
 /// Decodes exactly one value of `format` from `bytes`.
-pub fn decode_with(bytes: Bytes, format: Format, options: &DecodeOptions) -> Result<Value, DecodeError> {
+pub fn decode_with(
+    bytes: Bytes,
+    format: Format,
+    options: &DecodeOptions,
+) -> Result<Value, DecodeError> {
     match format {
         Format::Amf0 => amf0::decode(bytes, options),
         Format::Amf3 => amf3::decode(bytes, options),

@@ -205,9 +205,10 @@ impl Value {
             Value::Array(_) => "an array",
             Value::Object(_) => "an object",
             Value::Externalizable(_) => "an externalizable object",
-            Value::VectorInt(_) | Value::VectorUint(_) | Value::VectorDouble(_) | Value::VectorObject(_) => {
-                "a Vector"
-            }
+            Value::VectorInt(_)
+            | Value::VectorUint(_)
+            | Value::VectorDouble(_)
+            | Value::VectorObject(_) => "a Vector",
             Value::Dictionary(_) => "a Dictionary",
             Value::EcmaArray(_) => "an ECMA array",
             Value::Avmplus(inner) => inner.kind_name(),
@@ -245,7 +246,10 @@ impl Value {
                 array.assoc.iter_mut().for_each(|(_, value)| visit(value));
                 array.dense.iter_mut().for_each(visit);
             }
-            Value::Object(object) => object.members.iter_mut().for_each(|(_, value)| visit(value)),
+            Value::Object(object) => object
+                .members
+                .iter_mut()
+                .for_each(|(_, value)| visit(value)),
             Value::EcmaArray(members) => members.iter_mut().for_each(|(_, value)| visit(value)),
             Value::Externalizable(ext) => visit(&mut ext.body),
             Value::Avmplus(inner) => visit(inner),
@@ -275,7 +279,11 @@ impl Value {
         Ok(match self {
             Value::Array(array) => {
                 let assoc = map_members(&array.assoc)?;
-                let dense = array.dense.iter().map(&mut *map).collect::<Result<_, E>>()?;
+                let dense = array
+                    .dense
+                    .iter()
+                    .map(&mut *map)
+                    .collect::<Result<_, E>>()?;
                 Value::Array(Box::new(Array { assoc, dense }))
             }
             Value::Object(object) => Value::Object(Box::new(Object {
@@ -292,7 +300,11 @@ impl Value {
             Value::VectorObject(vector) => Value::VectorObject(Box::new(ObjectVector {
                 fixed: vector.fixed,
                 type_name: vector.type_name.clone(),
-                items: vector.items.iter().map(&mut *map).collect::<Result<_, E>>()?,
+                items: vector
+                    .items
+                    .iter()
+                    .map(&mut *map)
+                    .collect::<Result<_, E>>()?,
             })),
             Value::Dictionary(dict) => {
                 let mut entries = Vec::with_capacity(dict.entries.len());
@@ -359,6 +371,9 @@ impl Object {
     /// Takes the value of the first member with this name out of the object.
     pub fn take(&mut self, name: &str) -> Option<Value> {
         let position = self.members.iter().position(|(key, _)| key == name)?;
-        Some(std::mem::replace(&mut self.members[position].1, Value::Undefined))
+        Some(std::mem::replace(
+            &mut self.members[position].1,
+            Value::Undefined,
+        ))
     }
 }

@@ -146,7 +146,11 @@ impl Envelope {
         if payload.contains_reference() {
             shift_references(&mut payload, ENTRIES_BEFORE_PAYLOAD);
         }
-        let payload_name = if command.is_some() { "params" } else { "result" };
+        let payload_name = if command.is_some() {
+            "params"
+        } else {
+            "result"
+        };
         let mut body = Vec::with_capacity(3);
         if let Some(command) = command {
             body.push((Str::new_static("command"), Value::String(command)));
@@ -155,7 +159,10 @@ impl Envelope {
         body.push((Str::new_static(payload_name), payload));
         Value::object(vec![
             (Str::new_static(kind.body), Value::object(body)),
-            (Str::new_static("type"), Value::String(Str::new_static(kind.type_name))),
+            (
+                Str::new_static("type"),
+                Value::String(Str::new_static(kind.type_name)),
+            ),
         ])
     }
 
@@ -287,12 +294,12 @@ impl<'v> Parser<'v> {
             field: path,
         })?;
         match (value, &self.table) {
-            (Value::Reference(index), Some(table)) => {
-                table.get(*index).ok_or(EnvelopeError::Reference(RenderError::ReferenceOutOfRange {
+            (Value::Reference(index), Some(table)) => table.get(*index).ok_or(
+                EnvelopeError::Reference(RenderError::ReferenceOutOfRange {
                     index: *index,
                     len: table.len(),
-                }))
-            }
+                }),
+            ),
             _ => Ok(value),
         }
     }
@@ -333,7 +340,12 @@ impl<'v> Parser<'v> {
     }
 }
 
-fn wrong_type(kind: Kind, field: &'static str, expected: &'static str, found: &Value) -> EnvelopeError {
+fn wrong_type(
+    kind: Kind,
+    field: &'static str,
+    expected: &'static str,
+    found: &Value,
+) -> EnvelopeError {
     EnvelopeError::WrongType {
         kind: kind.type_name,
         field,

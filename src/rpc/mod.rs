@@ -2,4 +2,6 @@
 
 pub mod envelope;
 
-pub use envelope::{Envelope, EnvelopeError, Message, PING_COMMAND, Request, Response, new_message_id};
+pub use envelope::{
+    Envelope, EnvelopeError, Message, PING_COMMAND, Request, Response, new_message_id,
+};

@@ -48,7 +48,9 @@ impl<'o> Reader<'o> {
             marker::LONG_STRING => Ok(Value::String(long_text(input, "a long string")?)),
             marker::NULL | marker::UNSUPPORTED => Ok(Value::Null),
             marker::UNDEFINED => Ok(Value::Undefined),
-            marker::OBJECT => self.nested(offset, |reader| reader.read_object(input, Str::default())),
+            marker::OBJECT => {
+                self.nested(offset, |reader| reader.read_object(input, Str::default()))
+            }
             marker::TYPED_OBJECT => self.nested(offset, |reader| {
                 let class_name = short_text(input, "a class name")?;
                 reader.read_object(input, class_name)

@@ -79,15 +79,23 @@ impl<'o> Reader<'o> {
             marker::BYTE_ARRAY => self.read_byte_array(input),
             marker::ARRAY => self.nested(offset, |reader| reader.read_array(input)),
             marker::OBJECT => self.nested(offset, |reader| reader.read_object(input)),
-            marker::VECTOR_INT => self.read_vector(input, "a Vector.<int>", 4, Value::VectorInt, |input| {
-                Ok(input.u32("a Vector.<int> item")? as i32)
-            }),
-            marker::VECTOR_UINT => self.read_vector(input, "a Vector.<uint>", 4, Value::VectorUint, |input| {
-                input.u32("a Vector.<uint> item")
-            }),
-            marker::VECTOR_DOUBLE => self.read_vector(input, "a Vector.<Number>", 8, Value::VectorDouble, |input| {
-                input.f64("a Vector.<Number> item")
-            }),
+            marker::VECTOR_INT => {
+                self.read_vector(input, "a Vector.<int>", 4, Value::VectorInt, |input| {
+                    Ok(input.u32("a Vector.<int> item")? as i32)
+                })
+            }
+            marker::VECTOR_UINT => {
+                self.read_vector(input, "a Vector.<uint>", 4, Value::VectorUint, |input| {
+                    input.u32("a Vector.<uint> item")
+                })
+            }
+            marker::VECTOR_DOUBLE => self.read_vector(
+                input,
+                "a Vector.<Number>",
+                8,
+                Value::VectorDouble,
+                |input| input.f64("a Vector.<Number> item"),
+            ),
             marker::VECTOR_OBJECT => self.nested(offset, |reader| reader.read_object_vector(input)),
             marker::DICTIONARY => self.nested(offset, |reader| reader.read_dictionary(input)),
             other => Err(Input::error_at(
@@ -222,23 +230,35 @@ impl<'o> Reader<'o> {
     }
 
     fn read_object(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+        let header_offset = input.position();
         let flags = match self.header(input)? {
             Header::Reference(reference) => return Ok(reference),
             Header::Inline(flags) => flags,
         };
-        let index = self.read_traits(input, flags)?;
+        let index = self.read_traits(input, flags, header_offset)?;
         let traits = &self.traits[index];
         let (class_name, dynamic) = (traits.class_name.clone(), traits.dynamic);
         if traits.externalizable {
             return self.read_externalizable(input, class_name);
         }
         let sealed_count = traits.sealed_names.len();
-        input.check_count("sealed member count", sealed_count as u64, 1, input.position())?;
+        input.check_count(
+            "sealed member count",
+            sealed_count as u64,
+            1,
+            input.position(),
+        )?;
         // Names first (the traits stay borrowed only here), then the values in wire order.
         let mut members: Vec<Member> = Vec::with_capacity(
-            sealed_count.min(PREALLOCATE_AT_MOST) + if dynamic { DYNAMIC_MEMBERS_EXPECTED } else { 0 },
+            sealed_count.min(PREALLOCATE_AT_MOST)
+                + if dynamic { DYNAMIC_MEMBERS_EXPECTED } else { 0 },
         );
-        members.extend(traits.sealed_names.iter().map(|name| (name.clone(), Value::Undefined)));
+        members.extend(
+            traits
+                .sealed_names
+                .iter()
+                .map(|name| (name.clone(), Value::Undefined)),
+        );
         for (_, value) in &mut members {
             *value = self.read_value(input)?;
         }
@@ -260,16 +280,15 @@ impl<'o> Reader<'o> {
     }
 
     /// Reads inline traits or resolves a trait reference, returning the traits' index in the table;
-    /// `flags` is the object header without its inline bit.
-    fn read_traits(&mut self, input: &mut Input, flags: u32) -> Result<usize, DecodeError> {
-        let offset = input.position();
+    /// `flags` is the object header without its inline bit, read at `offset`.
+    fn read_traits(&mut self, input: &mut Input, flags: u32, offset: usize) -> Result<usize, DecodeError> {
         if flags & 1 == 0 {
             let index = flags >> 1;
             if (index as usize) < self.traits.len() {
                 return Ok(index as usize);
             }
             return Err(Input::error_at(
-                    offset,
+                offset,
                 DecodeErrorKind::ReferenceOutOfRange {
                     table: Table::Traits,
                     index,
@@ -283,7 +302,8 @@ impl<'o> Reader<'o> {
         // Each sealed member needs at least a name byte and a value byte.
         input.check_count("sealed member count", u64::from(sealed_count), 2, offset)?;
         let class_name = self.read_string(input, "a class name")?;
-        let mut sealed_names = SmallVec::with_capacity((sealed_count as usize).min(PREALLOCATE_AT_MOST));
+        let mut sealed_names =
+            SmallVec::with_capacity((sealed_count as usize).min(PREALLOCATE_AT_MOST));
         for _ in 0..sealed_count {
             sealed_names.push(self.read_string(input, "a sealed member name")?);
         }
@@ -296,7 +316,11 @@ impl<'o> Reader<'o> {
         Ok(self.traits.len() - 1)
     }
 
-    fn read_externalizable(&mut self, input: &mut Input, class_name: Str) -> Result<Value, DecodeError> {
+    fn read_externalizable(
+        &mut self,
+        input: &mut Input,
+        class_name: Str,
+    ) -> Result<Value, DecodeError> {
         if !self.options.externals.knows(&class_name) {
             return Err(input.error(DecodeErrorKind::UnknownExternalizable {
                 class_name: class_name.to_string(),
@@ -366,6 +390,9 @@ impl<'o> Reader<'o> {
             let key = self.read_value(input)?;
             entries.push((key, self.read_value(input)?));
         }
-        Ok(Value::Dictionary(Box::new(Dictionary { weak_keys, entries })))
+        Ok(Value::Dictionary(Box::new(Dictionary {
+            weak_keys,
+            entries,
+        })))
     }
 }

@@ -30,7 +30,11 @@ pub fn encode(value: &Value, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Appends one AMF3 value, with fresh reference tables, to `out`.
-pub fn encode_into(value: &Value, limits: &Limits, out: &mut impl BufMut) -> Result<(), EncodeError> {
+pub fn encode_into(
+    value: &Value,
+    limits: &Limits,
+    out: &mut impl BufMut,
+) -> Result<(), EncodeError> {
     Writer::new(limits.max_depth, 0).write_value(value, out)
 }
 
@@ -95,7 +99,11 @@ impl<'v> Writer<'v> {
     }
 
     /// Writes one value.
-    pub(crate) fn write_value(&mut self, value: &'v Value, out: &mut impl BufMut) -> Result<(), EncodeError> {
+    pub(crate) fn write_value(
+        &mut self,
+        value: &'v Value,
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         match value {
             Value::Undefined => out.put_u8(marker::UNDEFINED),
             Value::Null => out.put_u8(marker::NULL),
@@ -123,8 +131,12 @@ impl<'v> Writer<'v> {
                 write_inline_len("ByteArray", bytes.len(), out)?;
                 out.put_slice(bytes);
             }
-            Value::Array(array) => self.nested(|writer| writer.write_array(&array.assoc, &array.dense, out))?,
-            Value::EcmaArray(members) => self.nested(|writer| writer.write_array(members, &[], out))?,
+            Value::Array(array) => {
+                self.nested(|writer| writer.write_array(&array.assoc, &array.dense, out))?
+            }
+            Value::EcmaArray(members) => {
+                self.nested(|writer| writer.write_array(members, &[], out))?
+            }
             Value::Object(object) => self.nested(|writer| writer.write_object(object, out))?,
             Value::Externalizable(ext) => self.nested(|writer| {
                 writer.begin_entry(marker::OBJECT, out);
@@ -139,8 +151,12 @@ impl<'v> Writer<'v> {
                 )?;
                 writer.write_value(&ext.body, out)
             })?,
-            Value::VectorInt(vector) => self.write_vector(marker::VECTOR_INT, vector, out, |out, n| out.put_i32(*n))?,
-            Value::VectorUint(vector) => self.write_vector(marker::VECTOR_UINT, vector, out, |out, n| out.put_u32(*n))?,
+            Value::VectorInt(vector) => {
+                self.write_vector(marker::VECTOR_INT, vector, out, |out, n| out.put_i32(*n))?
+            }
+            Value::VectorUint(vector) => {
+                self.write_vector(marker::VECTOR_UINT, vector, out, |out, n| out.put_u32(*n))?
+            }
             Value::VectorDouble(vector) => {
                 self.write_vector(marker::VECTOR_DOUBLE, vector, out, |out, n| out.put_f64(*n))?
             }
@@ -149,7 +165,10 @@ impl<'v> Writer<'v> {
                 write_inline_len("Vector.<Object>", vector.items.len(), out)?;
                 out.put_u8(u8::from(vector.fixed));
                 writer.write_string(&vector.type_name, out)?;
-                vector.items.iter().try_for_each(|item| writer.write_value(item, out))
+                vector
+                    .items
+                    .iter()
+                    .try_for_each(|item| writer.write_value(item, out))
             })?,
             Value::Dictionary(dict) => self.nested(|writer| {
                 writer.begin_entry(marker::DICTIONARY, out);
@@ -177,9 +196,14 @@ impl<'v> Writer<'v> {
     }
 
     /// Runs `write` one container deeper, failing at the depth limit before recursing.
-    fn nested(&mut self, write: impl FnOnce(&mut Self) -> Result<(), EncodeError>) -> Result<(), EncodeError> {
+    fn nested(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
         if self.depth >= self.max_depth {
-            return Err(EncodeError::TooDeep { limit: self.max_depth });
+            return Err(EncodeError::TooDeep {
+                limit: self.max_depth,
+            });
         }
         self.depth += 1;
         let result = write(self);
@@ -212,22 +236,38 @@ impl<'v> Writer<'v> {
     }
 
     /// XML and XMLDocument: object-table entries whose text bypasses the string table.
-    fn write_text(&mut self, type_marker: u8, text: &str, out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_text(
+        &mut self,
+        type_marker: u8,
+        text: &str,
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         self.begin_entry(type_marker, out);
         write_inline_len("XML text", text.len(), out)?;
         out.put_slice(text.as_bytes());
         Ok(())
     }
 
-    fn write_array(&mut self, assoc: &'v [Member], dense: &'v [Value], out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_array(
+        &mut self,
+        assoc: &'v [Member],
+        dense: &'v [Value],
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         self.begin_entry(marker::ARRAY, out);
         write_inline_len("array", dense.len(), out)?;
         self.write_dynamic_members(assoc, out)?;
-        dense.iter().try_for_each(|item| self.write_value(item, out))
+        dense
+            .iter()
+            .try_for_each(|item| self.write_value(item, out))
     }
 
     /// Writes named values ended by the empty string.
-    fn write_dynamic_members(&mut self, members: &'v [Member], out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_dynamic_members(
+        &mut self,
+        members: &'v [Member],
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         for (name, value) in members {
             if name.is_empty() {
                 return Err(EncodeError::EmptyKey);
@@ -239,7 +279,11 @@ impl<'v> Writer<'v> {
         Ok(())
     }
 
-    fn write_object(&mut self, object: &'v Object, out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_object(
+        &mut self,
+        object: &'v Object,
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         let members = &object.members;
         if object.sealed_count > members.len() {
             return Err(EncodeError::SealedCountTooLarge {
@@ -260,7 +304,9 @@ impl<'v> Writer<'v> {
             },
             out,
         )?;
-        sealed.iter().try_for_each(|(_, value)| self.write_value(value, out))?;
+        sealed
+            .iter()
+            .try_for_each(|(_, value)| self.write_value(value, out))?;
         if object.dynamic || !dynamic.is_empty() {
             self.write_dynamic_members(dynamic, out)?;
         }
@@ -268,7 +314,11 @@ impl<'v> Writer<'v> {
     }
 
     /// Writes a trait reference, or the traits inline when these have not been written yet.
-    fn write_traits(&mut self, key: TraitKey<'v>, out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_traits(
+        &mut self,
+        key: TraitKey<'v>,
+        out: &mut impl BufMut,
+    ) -> Result<(), EncodeError> {
         let next_index = self.traits.len() as u32;
         let new = match self.traits.entry(key) {
             Entry::Occupied(known) => {
@@ -322,7 +372,11 @@ fn write_double(out: &mut impl BufMut, n: f64) {
 }
 
 /// Writes the U29 of an inline length or count (low bit set).
-fn write_inline_len(what: &'static str, len: usize, out: &mut impl BufMut) -> Result<(), EncodeError> {
+fn write_inline_len(
+    what: &'static str,
+    len: usize,
+    out: &mut impl BufMut,
+) -> Result<(), EncodeError> {
     if len > MAX_INLINE_LEN {
         return Err(EncodeError::TooLong { what, len });
     }
