@@ -7,12 +7,12 @@
 //! only, and each AMF3 value inside it (after an AVM+ switch, or an AMF3-only value that the AMF0
 //! encoder writes through one) opens a scope of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Format;
 use super::error::RenderError;
 use super::limits::Limits;
-use super::value::{Children, Value};
+use super::value::{Children, Member, Str, Value};
 
 impl Value {
     /// Whether this value takes an object-table entry in a scope of `format`.
@@ -67,24 +67,33 @@ impl Value {
         }
     }
 
-    /// The rendering cost of this node alone: one, plus the bytes of its text and member names.
-    fn node_cost(&self) -> usize {
-        let names = |members: &[(super::Str, Value)]| {
-            members.iter().map(|(name, _)| name.len()).sum::<usize>()
+    /// The rendering cost of this node alone: one, plus the bytes of its texts and member names as
+    /// `text_cost` counts them.
+    fn node_cost(&self, text_cost: &mut impl FnMut(&Str) -> usize) -> usize {
+        let mut names = |members: &[Member]| {
+            members
+                .iter()
+                .map(|(name, _)| text_cost(name))
+                .sum::<usize>()
         };
         1 + match self {
-            Value::String(text) | Value::Xml(text) | Value::XmlDocument(text) => text.len(),
+            Value::String(text) | Value::Xml(text) | Value::XmlDocument(text) => text_cost(text),
             Value::ByteArray(bytes) => bytes.len(),
-            Value::Object(object) => object.class_name.len() + names(&object.members),
-            Value::Externalizable(ext) => ext.class_name.len(),
+            Value::Object(object) => names(&object.members) + text_cost(&object.class_name),
+            Value::Externalizable(ext) => text_cost(&ext.class_name),
             Value::Array(array) => names(&array.assoc) + array.dense.len(),
             Value::EcmaArray(members) => names(members),
             Value::VectorInt(vector) => vector.items.len(),
             Value::VectorUint(vector) => vector.items.len(),
             Value::VectorDouble(vector) => vector.items.len(),
-            Value::VectorObject(vector) => vector.type_name.len(),
+            Value::VectorObject(vector) => text_cost(&vector.type_name),
             _ => 0,
         }
+    }
+
+    /// The cost of rendering this node once.
+    fn render_cost(&self) -> usize {
+        self.node_cost(&mut |text| text.len())
     }
 }
 
@@ -108,11 +117,18 @@ fn walk_preorder<'v>(root: &'v Value, mut visit: impl FnMut(&'v Value) -> bool) 
     }
 }
 
-/// The rendering cost of a whole tree as it is, references unresolved.
+/// The size of a whole tree as sent: references unresolved, and each shared string (a string
+/// reference on the wire, or a member name repeated through a trait reference) counted once, so
+/// that the rendering budget grows with the input, not with what references expand to.
 pub fn tree_cost(root: &Value) -> usize {
+    let mut shared_seen = HashSet::new();
+    let mut text_cost = |text: &Str| {
+        let first_time = !text.is_heap_allocated() || shared_seen.insert(text.as_ptr() as usize);
+        if first_time { text.len() } else { 0 }
+    };
     let mut cost = 0usize;
     walk_preorder(root, |value| {
-        cost = cost.saturating_add(value.node_cost());
+        cost = cost.saturating_add(value.node_cost(&mut text_cost));
         true
     });
     cost
@@ -231,7 +247,7 @@ impl<'v> Resolver<'v> {
             };
             return Ok(Resolved::Cycle(index));
         }
-        self.spent = self.spent.saturating_add(target.node_cost());
+        self.spent = self.spent.saturating_add(target.render_cost());
         if self.spent > self.budget {
             return Err(RenderError::ExpansionBudget {
                 budget: self.budget,
@@ -334,4 +350,42 @@ pub fn shift_references(value: &mut Value, by: u32) {
         *index += by;
     }
     value.for_each_child_mut(&mut |child| shift_references(child, by));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json::to_canonical_json;
+    use bytes::Bytes;
+
+    /// An array of one 256-byte string and `count` references to it.
+    fn string_references(count: u32) -> Value {
+        let mut bytes = vec![0x09];
+        let mut len = Vec::new();
+        crate::codec::amf3::u29::write(&mut len, ((count + 1) << 1) | 1);
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&[0x01, 0x06]);
+        crate::codec::amf3::u29::write(&mut bytes, (256 << 1) | 1);
+        bytes.extend(std::iter::repeat_n(b'x', 256));
+        for _ in 0..count {
+            bytes.extend_from_slice(&[0x06, 0x00]);
+        }
+        crate::codec::decode(Bytes::from(bytes), Format::Amf3).expect("decodes")
+    }
+
+    #[test]
+    fn a_shared_string_counts_once_in_the_tree() {
+        // The array (one plus its four items), the string once, then three one-node references.
+        assert_eq!(tree_cost(&string_references(3)), (1 + 4) + (1 + 256) + 3);
+    }
+
+    #[test]
+    fn rendering_many_references_to_a_long_string_exceeds_the_budget() {
+        let limits = Limits::default();
+        assert!(to_canonical_json(&string_references(100), Format::Amf3, &limits).is_ok());
+        assert!(matches!(
+            to_canonical_json(&string_references(100_000), Format::Amf3, &limits),
+            Err(RenderError::ExpansionBudget { .. })
+        ));
+    }
 }

@@ -281,7 +281,12 @@ impl<'o> Reader<'o> {
 
     /// Reads inline traits or resolves a trait reference, returning the traits' index in the table;
     /// `flags` is the object header without its inline bit, read at `offset`.
-    fn read_traits(&mut self, input: &mut Input, flags: u32, offset: usize) -> Result<usize, DecodeError> {
+    fn read_traits(
+        &mut self,
+        input: &mut Input,
+        flags: u32,
+        offset: usize,
+    ) -> Result<usize, DecodeError> {
         if flags & 1 == 0 {
             let index = flags >> 1;
             if (index as usize) < self.traits.len() {
