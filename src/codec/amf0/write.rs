@@ -79,15 +79,8 @@ impl Writer {
             }
             Value::Avmplus(inner) => self.write_avmplus(inner, out)?,
             Value::Reference(index) => self.write_reference(*index, out)?,
-            // AMF3-only values, handled above.
-            Value::Xml(_)
-            | Value::ByteArray(_)
-            | Value::Externalizable(_)
-            | Value::VectorInt(_)
-            | Value::VectorUint(_)
-            | Value::VectorDouble(_)
-            | Value::VectorObject(_)
-            | Value::Dictionary(_) => self.write_avmplus(value, out)?,
+            // What remains is AMF3-only (see `Value::is_amf3_only`), already written above.
+            amf3_only => self.write_avmplus(amf3_only, out)?,
         }
         Ok(())
     }
