@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Flash-era AMF socket tooling: decode AMF0/AMF3 values and AMF Socket frames.
+/// Flash-era AMF socket tooling: a reference AMF Socket RPC server, and a decoder for AMF0/AMF3
+/// values and AMF Socket frames.
 #[derive(Debug, Parser)]
 #[command(name = "amf-bench", version, about, long_about = None)]
 pub struct Cli {
@@ -20,6 +21,22 @@ pub enum Command {
     /// Decode AMF3 (or AMF0) values, or a stream of AMF Socket frames, and print them readably
     /// or as canonical JSON.
     Decode(DecodeArgs),
+    /// Run the reference AMF Socket RPC server.
+    ///
+    /// Built-in commands (a request's `command`):
+    ///   echo               replies with the request's params unchanged
+    ///   sleep {ms}         replies with the params after `ms` milliseconds (at most 600000)
+    ///   fail {code?, message?}  replies with an error result
+    ///   push {count, interval_ms, command}  sends `count` messages {index, count} with that
+    ///                      command (default "push"), `interval_ms` apart, then replies {pushed}
+    ///   stats              replies with the server's counters
+    ///   close              closes the connection without replying
+    ///
+    /// Failures are results of the form {error: {code, message}}: code "fail", "bad_params", or
+    /// "unknown_command" for any other command. `amf_socket_ping` is answered with null.
+    /// Canned results from --responses take precedence over the built-ins.
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
 }
 
 /// Options of `amf-bench decode`.
@@ -48,9 +65,70 @@ pub struct DecodeArgs {
     pub max_depth: usize,
 }
 
+/// Options of `amf-bench serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Payload encoding: AMF3 (AMF Socket), or JSON in the same envelope and framing.
+    #[arg(long, value_enum, default_value_t = crate::rpc::Encoding::Amf3)]
+    pub encoding: crate::rpc::Encoding,
+    /// Canned results per command, from a TOML file (see the README).
+    #[arg(long, value_name = "FILE.toml")]
+    pub responses: Option<PathBuf>,
+    /// Answer policy requests on the served port with this policy file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["allow", "no_policy"])]
+    pub policy: Option<PathBuf>,
+    /// Answer policy requests with a generated policy granting DOMAIN:PORTS (repeatable, e.g.
+    /// '*:9000' or '*.example.com:8000-8100,9000'); the default grants any domain the served port.
+    #[arg(long, value_name = "DOMAIN:PORTS", conflicts_with = "no_policy")]
+    pub allow: Vec<crate::policy::Allow>,
+    /// Do not recognise policy requests: every byte is AMF Socket framing.
+    #[arg(long)]
+    pub no_policy: bool,
+    /// Seconds between the server's pings to each client.
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub ping_interval: std::time::Duration,
+    /// Seconds a client has to answer a ping before its connection is closed.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub ping_timeout: std::time::Duration,
+    /// Do not ping clients (and so never close a silent one).
+    #[arg(long)]
+    pub no_ping: bool,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests of one connection handled at once; beyond this the connection is not read until
+    /// one finishes.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Largest frame payload accepted or sent, in bytes.
+    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES")]
+    pub max_frame: usize,
+    /// Deepest nesting of containers accepted in a frame.
+    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
+    pub max_depth: usize,
+    /// On Ctrl-C or SIGTERM, seconds to let in-flight requests finish before closing.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub drain_timeout: std::time::Duration,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+/// A non-negative number of seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds (e.g. 5 or 0.5)"))
+}
+
 /// Runs the parsed command line; the exit code on success, or the error `main` prints.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Decode(args) => crate::decode::run(&args),
+        Command::Serve(args) => crate::serve::command::run(&args),
     }
 }

@@ -2,11 +2,17 @@
 //!
 //! - `codec`: AMF0/AMF3 values, decoding, encoding, canonical JSON and readable rendering (pure);
 //! - `frame`: the AMF Socket frame, a 4-byte big-endian length then one AMF3 value (pure);
-//! - `rpc`: the AMF Socket RPC envelope (requests, replies, messages, pings);
-//! - `cli` and the commands: what the `amf-bench` binary runs.
+//! - `rpc`: the RPC envelope, its payload encodings, and the per-connection peer;
+//! - `policy`: Flash socket policy requests and answers;
+//! - `serve`: the reference RPC server;
+//! - `shutdown`, `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
 pub mod codec;
 pub mod decode;
 pub mod frame;
+pub mod logging;
+pub mod policy;
 pub mod rpc;
+pub mod serve;
+pub mod shutdown;

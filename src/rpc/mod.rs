@@ -1,7 +1,14 @@
-//! The AMF Socket RPC layer, above framing: the envelope (and, with the serve issue, the peer).
+//! The AMF Socket RPC layer, above framing: the envelope, its payload encodings, and the
+//! per-connection peer that `serve` and `run` share.
 
 pub mod envelope;
+pub mod json;
+pub mod peer;
+pub mod toml_value;
+pub mod wire;
 
 pub use envelope::{
     Envelope, EnvelopeError, Message, PING_COMMAND, Request, Response, new_message_id,
 };
+pub use peer::{CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig};
+pub use wire::{Encoding, WireError};

@@ -1,0 +1,181 @@
+//! Flash socket policy files: telling a `<policy-file-request/>` from other traffic, and answering
+//! it so that the policy arrives whole. Used by `serve` on its own port, the port-843 server and
+//! the proxy.
+
+pub mod file;
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use file::{Allow, MetaPolicy, PolicyError, generate};
+
+/// What Flash Player sends, before its terminating NUL.
+pub const REQUEST_TAG: &[u8] = b"<policy-file-request/>";
+
+/// What the first bytes from a client turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    /// A prefix of a policy request so far: read more.
+    NeedMore,
+    /// A policy request (the tag is complete; a NUL or line end may follow).
+    PolicyRequest,
+    /// Anything else: real traffic on a shared port, or garbage on the policy port.
+    Other,
+}
+
+/// Classifies the bytes a client has sent so far. A shared port must see the whole tag before it
+/// decides, because other text protocols (XMLSocket) also start with `<`. `skip_whitespace`
+/// tolerates leading blanks, as typed in telnet; a shared port does not, since frames may start
+/// with any byte.
+pub fn classify(received: &[u8], skip_whitespace: bool) -> Sniff {
+    let start = if skip_whitespace {
+        received
+            .iter()
+            .position(|byte| !byte.is_ascii_whitespace())
+            .unwrap_or(received.len())
+    } else {
+        0
+    };
+    let candidate = &received[start..];
+    if candidate.len() >= REQUEST_TAG.len() {
+        if candidate.starts_with(REQUEST_TAG) {
+            Sniff::PolicyRequest
+        } else {
+            Sniff::Other
+        }
+    } else if REQUEST_TAG.starts_with(candidate) && start <= MAX_LEADING_WHITESPACE {
+        Sniff::NeedMore
+    } else {
+        Sniff::Other
+    }
+}
+
+/// Blanks tolerated before the tag: a few typed newlines, not an endless stream of spaces.
+const MAX_LEADING_WHITESPACE: usize = 64;
+
+/// Reads from `reader` into `buffer` until `classify` decides. The end of input decides
+/// `Other` (with what was read left in `buffer`).
+pub async fn sniff<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut BytesMut,
+    skip_whitespace: bool,
+) -> io::Result<Sniff> {
+    loop {
+        match classify(buffer, skip_whitespace) {
+            Sniff::NeedMore => {}
+            decided => return Ok(decided),
+        }
+        buffer.reserve(REQUEST_TAG.len() + MAX_LEADING_WHITESPACE);
+        if reader.read_buf(buffer).await? == 0 {
+            return Ok(Sniff::Other);
+        }
+    }
+}
+
+/// How long the answer may take to write, and how long to wait for the client to close after it.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerTimeouts {
+    /// Writing the policy.
+    pub write: Duration,
+    /// Draining the client's leftovers after our half-close.
+    pub linger: Duration,
+}
+
+impl Default for AnswerTimeouts {
+    fn default() -> Self {
+        AnswerTimeouts {
+            write: Duration::from_secs(5),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Bytes drained from the client after answering; a client still sending past this is cut off.
+const MAX_DRAIN: usize = 4096;
+
+/// Answers a policy request: the policy and one NUL, then a half-close, then a short drain of
+/// whatever the client still sends, so that closing does not reset the connection and destroy
+/// the policy in flight. Returns the bytes written.
+pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    policy: &[u8],
+    timeouts: AnswerTimeouts,
+) -> io::Result<usize> {
+    let mut response = Vec::with_capacity(policy.len() + 1);
+    response.extend_from_slice(policy);
+    response.push(0);
+    let write = async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(timeouts.write, write)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "writing the policy timed out"))??;
+    let _ = tokio::time::timeout(timeouts.linger, drain(stream)).await;
+    Ok(response.len())
+}
+
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = [0u8; 512];
+    let mut drained = 0;
+    while drained < MAX_DRAIN {
+        match reader.read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => drained += read,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_whole_tag_is_needed_on_a_shared_port() {
+        assert_eq!(classify(b"", false), Sniff::NeedMore);
+        assert_eq!(classify(b"<policy-file", false), Sniff::NeedMore);
+        assert_eq!(
+            classify(b"<policy-file-request/>", false),
+            Sniff::PolicyRequest
+        );
+        assert_eq!(
+            classify(b"<policy-file-request/>\0", false),
+            Sniff::PolicyRequest
+        );
+        assert_eq!(classify(b"<msg>hello</msg>", false), Sniff::Other);
+        assert_eq!(classify(b"\0\0\0\x6c\x0a", false), Sniff::Other);
+        assert_eq!(classify(b" <policy-file-request/>", false), Sniff::Other);
+    }
+
+    #[test]
+    fn the_policy_port_tolerates_leading_blanks_within_reason() {
+        assert_eq!(
+            classify(b"\r\n <policy-file-request/>\r\n", true),
+            Sniff::PolicyRequest
+        );
+        assert_eq!(classify(b"  \n", true), Sniff::NeedMore);
+        assert_eq!(classify(&[b' '; 65], true), Sniff::Other);
+    }
+
+    #[tokio::test]
+    async fn sniff_reads_a_request_split_into_single_bytes() {
+        let request = b"<policy-file-request/>\0";
+        let mut reader = tokio_test_reader(request);
+        let mut buffer = BytesMut::new();
+        let sniffed = sniff(&mut reader, &mut buffer, false).await.expect("reads");
+        assert_eq!(sniffed, Sniff::PolicyRequest);
+    }
+
+    /// A reader that hands out one byte per read.
+    fn tokio_test_reader(bytes: &'static [u8]) -> impl AsyncRead + Unpin {
+        let chunks = bytes
+            .chunks(1)
+            .map(|chunk| Ok(bytes::Bytes::from_static(chunk)));
+        tokio_util::io::StreamReader::new(tokio_stream::iter(
+            chunks.collect::<Vec<io::Result<_>>>(),
+        ))
+    }
+}

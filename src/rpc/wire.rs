@@ -1,0 +1,138 @@
+//! Envelopes to and from frame payloads, in either payload encoding: AMF3 (AMF Socket) or JSON
+//! (the same envelope and framing with a JSON payload).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::envelope::{Envelope, EnvelopeError};
+use super::json::{JsonError, json_to_value, value_to_json};
+use crate::codec::{self, DecodeError, DecodeOptions, Limits};
+use crate::frame::{self, FrameError, HEADER_LEN};
+
+/// How a frame's payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Encoding {
+    /// One AMF3 value per frame (AMF Socket).
+    #[default]
+    Amf3,
+    /// One JSON document per frame.
+    Json,
+}
+
+/// Why a frame's payload is not an envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The AMF3 payload does not decode.
+    #[error("undecodable AMF3 payload: {0}")]
+    Amf3(#[from] DecodeError),
+    /// The JSON payload does not parse.
+    #[error("undecodable JSON payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The payload decodes but is not one of the three envelopes.
+    #[error("not an RPC envelope: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A value that JSON cannot express (when encoding).
+    #[error("cannot write the value as JSON: {0}")]
+    JsonValue(#[from] JsonError),
+    /// A frame that cannot be written (when encoding).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl WireError {
+    /// Whether the payload decoded but was not an envelope (as opposed to not decoding at all).
+    pub fn is_bad_envelope(&self) -> bool {
+        matches!(self, WireError::Envelope(_))
+    }
+}
+
+/// Reads the envelope in one frame's payload.
+pub fn decode_envelope(
+    payload: Bytes,
+    encoding: Encoding,
+    options: &DecodeOptions,
+) -> Result<Envelope, WireError> {
+    let value = match encoding {
+        Encoding::Amf3 => codec::amf3::decode(payload, options)?,
+        Encoding::Json => json_to_value(&serde_json::from_slice(&payload)?),
+    };
+    Ok(Envelope::from_value(&value)?)
+}
+
+/// Writes `envelope` as one whole frame (header included).
+pub fn encode_envelope(
+    envelope: Envelope,
+    encoding: Encoding,
+    max_frame_len: usize,
+) -> Result<Bytes, WireError> {
+    let mut out = BytesMut::with_capacity(256);
+    match encoding {
+        Encoding::Amf3 => frame::encode_frame(&envelope.into_value(), max_frame_len, &mut out)?,
+        Encoding::Json => {
+            let json = value_to_json(&envelope.into_value(), &Limits::default())?;
+            out.put_u32(0);
+            let mut writer = out.writer();
+            serde_json::to_writer(&mut writer, &json)?;
+            out = writer.into_inner();
+            let len = out.len() - HEADER_LEN;
+            if len > max_frame_len {
+                return Err(FrameError::TooLarge {
+                    len,
+                    max: max_frame_len,
+                    header: String::new(),
+                }
+                .into());
+            }
+            out[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Str, Value};
+    use crate::rpc::Request;
+
+    fn request() -> Envelope {
+        Envelope::Request(Request {
+            message_id: Str::from("1:2:3"),
+            command: Str::from("echo"),
+            params: Value::object(vec![(Str::from("text"), Value::string("hi"))]),
+        })
+    }
+
+    #[test]
+    fn both_encodings_round_trip_an_envelope() {
+        for encoding in [Encoding::Amf3, Encoding::Json] {
+            let frame = encode_envelope(request(), encoding, 1024).expect("encodes");
+            let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+            assert_eq!(len + HEADER_LEN, frame.len(), "{encoding:?}");
+            let decoded = decode_envelope(
+                frame.slice(HEADER_LEN..),
+                encoding,
+                DecodeOptions::shared_default(),
+            )
+            .expect("decodes");
+            assert_eq!(decoded, request(), "{encoding:?}");
+        }
+    }
+
+    #[test]
+    fn json_payload_is_the_plain_envelope() {
+        let frame = encode_envelope(request(), Encoding::Json, 1024).expect("encodes");
+        let text = std::str::from_utf8(&frame[HEADER_LEN..]).expect("utf-8");
+        assert_eq!(
+            text,
+            r#"{"request":{"command":"echo","messageId":"1:2:3","params":{"text":"hi"}},"type":"rpcRequest"}"#
+        );
+    }
+
+    #[test]
+    fn a_frame_above_the_cap_is_refused() {
+        assert!(matches!(
+            encode_envelope(request(), Encoding::Json, 10),
+            Err(WireError::Frame(FrameError::TooLarge { .. }))
+        ));
+    }
+}

@@ -1,0 +1,103 @@
+//! `amf-bench serve` on the console: options to configuration, the runtime, the listening line on
+//! standard output (so scripts can read the port), and the counters on shutdown.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use super::{PolicySource, Responses, ServeConfig, Server};
+use crate::cli::ServeArgs;
+use crate::codec::{DecodeOptions, Limits};
+use crate::rpc::{PeerConfig, PingConfig};
+
+/// Adobe's policy servers refuse policy files of this size or more.
+const MAX_POLICY_BYTES: usize = 10_000;
+
+/// Builds the server's configuration from the command line, reading the files it names.
+pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let responses = match &args.responses {
+        Some(path) => Responses::load(path)?,
+        None => Responses::default(),
+    };
+    let policy = if args.no_policy {
+        PolicySource::Off
+    } else if let Some(path) = &args.policy {
+        PolicySource::Text(read_policy(path)?.into())
+    } else {
+        PolicySource::Allow(args.allow.clone())
+    };
+    let ping = (!args.no_ping).then_some(PingConfig {
+        interval: args.ping_interval,
+        timeout: args.ping_timeout,
+    });
+    if ping.is_some_and(|ping| ping.interval.is_zero() || ping.timeout.is_zero()) {
+        bail!("--ping-interval and --ping-timeout must be above zero (or use --no-ping)");
+    }
+    Ok(ServeConfig {
+        listen: args.listen,
+        max_connections: args.max_connections as usize,
+        max_in_flight: args.max_in_flight as usize,
+        peer: PeerConfig {
+            encoding: args.encoding,
+            max_frame_len: args.max_frame,
+            decode: Arc::new(DecodeOptions {
+                limits: Limits {
+                    max_depth: args.max_depth,
+                    ..Limits::default()
+                },
+                ..DecodeOptions::default()
+            }),
+            ping,
+            ..PeerConfig::default()
+        },
+        policy,
+        responses: Arc::new(responses),
+        drain_timeout: args.drain_timeout,
+    })
+}
+
+fn read_policy(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    if text.trim().is_empty() || text.contains('\0') {
+        bail!(
+            "policy file {} is empty or holds a NUL byte",
+            path.display()
+        );
+    }
+    if text.len() >= MAX_POLICY_BYTES {
+        tracing::warn!(
+            "policy file {} is {} bytes; Flash Player's own servers refuse {MAX_POLICY_BYTES} or more",
+            path.display(),
+            text.len()
+        );
+    }
+    Ok(text)
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then prints its counters.
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init();
+    let config = config(args)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.local_addr()?)?;
+        out.flush()?;
+        drop(out);
+        let shutdown = crate::shutdown::on_signal();
+        let snapshot = server.run(shutdown).await;
+        print!("{}", snapshot.to_text());
+        Ok(ExitCode::SUCCESS)
+    })
+}

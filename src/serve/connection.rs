@@ -1,0 +1,237 @@
+//! One server connection: answer a policy request if that is what arrives first, else run the
+//! RPC peer and act on each request; on shutdown, stop reading, finish what is in flight up to the
+//! drain deadline, then close.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::ServeConfig;
+use super::commands::{self, Action};
+use super::stats::Stats;
+use crate::codec::{Str, Value};
+use crate::policy::{self, Sniff};
+use crate::rpc::{Incoming, Peer, Request};
+
+/// The server's shutdown signal and the moment draining must end, fixed when it starts.
+#[derive(Clone)]
+pub(super) struct Drain {
+    shutdown: CancellationToken,
+    timeout: Duration,
+    deadline: Arc<OnceLock<Instant>>,
+}
+
+impl Drain {
+    pub(super) fn new(shutdown: CancellationToken, timeout: Duration) -> Drain {
+        Drain {
+            shutdown,
+            timeout,
+            deadline: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        *self.deadline.get_or_init(|| Instant::now() + self.timeout)
+    }
+}
+
+pub(super) struct Handler {
+    pub(super) remote: SocketAddr,
+    pub(super) config: Arc<ServeConfig>,
+    pub(super) policy: Option<Arc<[u8]>>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) drain: Drain,
+}
+
+impl Handler {
+    pub(super) async fn run(self, mut stream: TcpStream) {
+        self.stats.connection_opened();
+        let mut already_read = BytesMut::new();
+        if let Some(policy) = &self.policy {
+            match self.sniff(&mut stream, &mut already_read).await {
+                Ok(Sniff::PolicyRequest) => return self.answer_policy(stream, policy).await,
+                Ok(_) => {}
+                Err(kind) => return self.stats.connection_refused(kind),
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (peer, inbox) = Peer::start(reader, writer, already_read, self.config.peer.clone());
+        self.serve(&peer, inbox).await;
+        let reason = peer.closed().await;
+        if reason.is_protocol_error() {
+            tracing::warn!(peer = %self.remote, "closing the connection: {reason}");
+        } else {
+            tracing::debug!(peer = %self.remote, "connection ended: {reason}");
+        }
+        self.stats
+            .connection_closed(Some(&reason), peer.pings_answered());
+    }
+
+    /// Waits for the first bytes, for as long as the pings would have allowed a silent client.
+    async fn sniff(
+        &self,
+        stream: &mut TcpStream,
+        buffer: &mut BytesMut,
+    ) -> Result<Sniff, &'static str> {
+        let sniffing = policy::sniff(stream, buffer, false);
+        let outcome = match self.config.peer.ping {
+            Some(ping) => tokio::time::timeout(ping.interval + ping.timeout, sniffing)
+                .await
+                .map_err(|_| "idle_timeout")?,
+            None => tokio::select! {
+                outcome = sniffing => outcome,
+                () = self.drain.shutdown.cancelled() => return Err("closed"),
+            },
+        };
+        outcome.map_err(|_| "io_error")
+    }
+
+    async fn answer_policy(&self, mut stream: TcpStream, policy: &[u8]) {
+        let outcome = policy::answer(&mut stream, policy, policy::AnswerTimeouts::default()).await;
+        match outcome {
+            Ok(bytes) => {
+                tracing::info!(peer = %self.remote, bytes, "answered a policy request");
+                self.stats.policy_answered();
+                self.stats.connection_refused("policy_answered");
+            }
+            Err(error) => {
+                tracing::warn!(peer = %self.remote, "policy answer failed: {error}");
+                self.stats.connection_refused("io_error");
+            }
+        }
+    }
+
+    /// Acts on requests and messages until the peer stops sending (or shutdown stops reading),
+    /// then lets in-flight work finish (up to the drain deadline once shutting down) and closes.
+    async fn serve(&self, peer: &Peer, mut inbox: tokio::sync::mpsc::Receiver<Incoming>) {
+        let mut work = JoinSet::new();
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                incoming = inbox.recv(), if work.len() < self.config.max_in_flight => match incoming {
+                    Some(incoming) => {
+                        if !self.act(peer, incoming, &mut work).await {
+                            work.abort_all();
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                Some(_) = work.join_next(), if !work.is_empty() => {}
+                () = self.drain.shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    peer.stop_reading("server shutting down");
+                }
+            }
+        }
+        self.finish(peer, work).await;
+    }
+
+    /// Waits for in-flight work, bounded by the drain deadline once shutdown has begun.
+    async fn finish(&self, peer: &Peer, mut work: JoinSet<()>) {
+        loop {
+            let deadline = self
+                .drain
+                .shutdown
+                .is_cancelled()
+                .then(|| self.drain.deadline());
+            tokio::select! {
+                joined = work.join_next() => if joined.is_none() { break },
+                () = self.drain.shutdown.cancelled(), if deadline.is_none() => {}
+                () = sleep_until(deadline) => {
+                    tracing::warn!(peer = %self.remote, in_flight = work.len(), "drain deadline passed");
+                    work.abort_all();
+                    break;
+                }
+            }
+        }
+        peer.close("the server closed the connection");
+    }
+
+    /// Handles one request or message; `false` when the connection must close now.
+    async fn act(&self, peer: &Peer, incoming: Incoming, work: &mut JoinSet<()>) -> bool {
+        let request = match incoming {
+            Incoming::Message(message) => {
+                self.stats.message(&message.command);
+                return true;
+            }
+            Incoming::Request(request) => request,
+        };
+        self.stats.request(&request.command);
+        match commands::plan(&request, &self.config.responses) {
+            Action::Reply(result) => reply(peer, request, result).await,
+            Action::Stats => reply(peer, request, self.stats.snapshot().to_value()).await,
+            Action::ReplyAfter(delay, result) => {
+                let peer = peer.clone();
+                work.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    reply(&peer, request, result).await;
+                });
+            }
+            Action::Push {
+                count,
+                interval,
+                command,
+            } => {
+                work.spawn(push(peer.clone(), request, count, interval, command));
+            }
+            Action::Close => {
+                peer.close("the client sent 'close'");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn reply(peer: &Peer, request: Request, result: Value) {
+    // A closed connection has nobody to reply to; its end is recorded once, by the handler.
+    let _ = peer.respond(request.message_id, result).await;
+}
+
+/// Sends `count` messages, `interval` apart, each `{index, count}`, then replies `{pushed}`.
+async fn push(
+    peer: Peer,
+    request: Request,
+    count: u64,
+    interval: std::time::Duration,
+    command: Str,
+) {
+    for index in 0..count {
+        if index > 0 && !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
+        let params = Value::object(vec![
+            (
+                Str::new_static("count"),
+                Value::number_from_i64(count as i64),
+            ),
+            (
+                Str::new_static("index"),
+                Value::number_from_i64(index as i64),
+            ),
+        ]);
+        if peer.send_message(command.clone(), params).await.is_err() {
+            return;
+        }
+    }
+    let result = Value::object(vec![(
+        Str::new_static("pushed"),
+        Value::number_from_i64(count as i64),
+    )]);
+    reply(&peer, request, result).await;
+}

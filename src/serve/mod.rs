@@ -1,0 +1,175 @@
+//! `amf-bench serve`: the reference AMF Socket RPC server. A Listener accepts connections up to a
+//! cap and gives each to a Handler (`connection.rs`); shutdown stops accepting, lets in-flight
+//! requests finish up to a deadline, then closes.
+
+pub mod command;
+pub mod commands;
+mod connection;
+pub mod responses;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::policy::{self, Allow, MetaPolicy};
+use crate::rpc::PeerConfig;
+pub use responses::Responses;
+pub use stats::{Snapshot, Stats};
+
+/// Everything the server needs to know.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests of one connection handled at once; more wait, and the connection is read no further.
+    pub max_in_flight: usize,
+    /// Each connection's RPC peer (encoding, frame cap, pings).
+    pub peer: PeerConfig,
+    /// What to answer a `<policy-file-request/>` on this port with.
+    pub policy: PolicySource,
+    /// Canned results by command.
+    pub responses: Arc<Responses>,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            max_connections: 10_000,
+            max_in_flight: 64,
+            peer: PeerConfig {
+                ping: Some(crate::rpc::PingConfig::default()),
+                ..PeerConfig::default()
+            },
+            policy: PolicySource::default(),
+            responses: Arc::new(Responses::default()),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where the policy answered on the served port comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// Policy requests are not recognised: every byte is framing.
+    Off,
+    /// Generated from these rules; none means any domain to the served port.
+    Allow(Vec<Allow>),
+    /// This policy file's text.
+    Text(Arc<str>),
+}
+
+impl Default for PolicySource {
+    fn default() -> Self {
+        PolicySource::Allow(Vec::new())
+    }
+}
+
+impl PolicySource {
+    /// The policy's bytes for a server on `port`, or none.
+    fn render(&self, port: u16) -> Option<Arc<[u8]>> {
+        match self {
+            PolicySource::Off => None,
+            PolicySource::Allow(rules) if rules.is_empty() => Some(
+                policy::generate(&[Allow::any_domain_to(port)], MetaPolicy::MasterOnly)
+                    .into_bytes()
+                    .into(),
+            ),
+            PolicySource::Allow(rules) => Some(
+                policy::generate(rules, MetaPolicy::MasterOnly)
+                    .into_bytes()
+                    .into(),
+            ),
+            PolicySource::Text(text) => Some(text.as_bytes().into()),
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    config: Arc<ServeConfig>,
+    policy: Option<Arc<[u8]>>,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        Ok(Server {
+            listener,
+            policy: config.policy.render(port),
+            config: Arc::new(config),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The address actually bound (its port, when port 0 was asked for).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains and returns the final counters.
+    pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
+        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let handlers = TaskTracker::new();
+        let drain = connection::Drain::new(shutdown.clone(), self.config.drain_timeout);
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, remote)) => {
+                    let handler = connection::Handler {
+                        remote,
+                        config: Arc::clone(&self.config),
+                        policy: self.policy.clone(),
+                        stats: Arc::clone(&self.stats),
+                        drain: drain.clone(),
+                    };
+                    handlers.spawn(async move {
+                        handler.run(stream).await;
+                        drop(permit);
+                    });
+                }
+                // Out of descriptors or a connection reset before accept: keep serving the rest.
+                Err(error) => {
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        drop(self.listener);
+        handlers.close();
+        handlers.wait().await;
+        self.stats.snapshot()
+    }
+}

@@ -1,0 +1,240 @@
+//! The server's counters: connections, requests and messages by command, connection ends by
+//! reason. Live for the `stats` command, printed on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::codec::{Str, Value};
+use crate::rpc::{CloseReason, PING_COMMAND};
+
+/// Distinct command names counted one by one; beyond this, commands count under `OTHER`, so a
+/// client inventing names cannot grow the table without bound.
+const MAX_COMMAND_NAMES: usize = 1000;
+/// Where commands beyond `MAX_COMMAND_NAMES` are counted.
+const OTHER: &str = "(other)";
+
+#[derive(Default)]
+struct ByName {
+    requests: HashMap<Str, u64>,
+    messages: HashMap<Str, u64>,
+    closes: BTreeMap<&'static str, u64>,
+}
+
+/// Counters shared by every connection of one server.
+#[derive(Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    policy_requests: AtomicU64,
+    by_name: Mutex<ByName>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Connections accepted so far.
+    pub connections_accepted: u64,
+    /// Connections open now.
+    pub connections_active: u64,
+    /// Policy requests answered.
+    pub policy_requests: u64,
+    /// Requests by command (pings included, counted when their connection ends).
+    pub requests: BTreeMap<String, u64>,
+    /// Messages by command.
+    pub messages: BTreeMap<String, u64>,
+    /// Connection ends by reason kind (see `CloseReason::kind`).
+    pub closes: BTreeMap<String, u64>,
+}
+
+impl Snapshot {
+    /// Connection ends caused by the peer's bad input, a failed socket or a missed ping.
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.closes
+            .iter()
+            .filter(|(kind, _)| !matches!(kind.as_str(), "peer_closed" | "closed"))
+            .map(|(kind, count)| (kind.clone(), *count))
+            .collect()
+    }
+}
+
+fn count(table: &mut HashMap<Str, u64>, name: &str, by: u64) {
+    if let Some(counter) = table.get_mut(name) {
+        *counter += by;
+    } else if table.len() < MAX_COMMAND_NAMES {
+        table.insert(Str::from(name), by);
+    } else {
+        *table.entry(Str::new_static(OTHER)).or_default() += by;
+    }
+}
+
+impl Stats {
+    fn by_name(&self) -> std::sync::MutexGuard<'_, ByName> {
+        self.by_name
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A policy request was answered (its connection ends without a close reason).
+    pub fn policy_answered(&self) {
+        self.policy_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection ended; `pings` is how many of the peer's pings it answered.
+    pub fn connection_closed(&self, reason: Option<&CloseReason>, pings: u64) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let mut by_name = self.by_name();
+        if let Some(reason) = reason {
+            *by_name.closes.entry(reason.kind()).or_default() += 1;
+        }
+        if pings > 0 {
+            count(&mut by_name.requests, PING_COMMAND, pings);
+        }
+    }
+
+    /// A connection ended before it became an RPC connection, for this reason kind.
+    pub fn connection_refused(&self, kind: &'static str) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        *self.by_name().closes.entry(kind).or_default() += 1;
+    }
+
+    /// A request arrived.
+    pub fn request(&self, command: &str) {
+        count(&mut self.by_name().requests, command, 1);
+    }
+
+    /// A message arrived.
+    pub fn message(&self, command: &str) {
+        count(&mut self.by_name().messages, command, 1);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let by_name = self.by_name();
+        let sorted = |table: &HashMap<Str, u64>| {
+            table
+                .iter()
+                .map(|(name, count)| (name.to_string(), *count))
+                .collect()
+        };
+        Snapshot {
+            connections_accepted: self.accepted.load(Ordering::Relaxed),
+            connections_active: self.active.load(Ordering::Relaxed),
+            policy_requests: self.policy_requests.load(Ordering::Relaxed),
+            requests: sorted(&by_name.requests),
+            messages: sorted(&by_name.messages),
+            closes: by_name
+                .closes
+                .iter()
+                .map(|(kind, count)| (kind.to_string(), *count))
+                .collect(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The counters as the `stats` command's result.
+    pub fn to_value(&self) -> Value {
+        let table = |counts: &BTreeMap<String, u64>| {
+            Value::object(
+                counts
+                    .iter()
+                    .map(|(name, count)| (Str::from(name.as_str()), number(*count)))
+                    .collect(),
+            )
+        };
+        Value::object(vec![
+            (Str::new_static("closes"), table(&self.closes)),
+            (
+                Str::new_static("connectionsAccepted"),
+                number(self.connections_accepted),
+            ),
+            (
+                Str::new_static("connectionsActive"),
+                number(self.connections_active),
+            ),
+            (Str::new_static("errors"), table(&self.errors())),
+            (Str::new_static("messages"), table(&self.messages)),
+            (
+                Str::new_static("policyRequests"),
+                number(self.policy_requests),
+            ),
+            (Str::new_static("requests"), table(&self.requests)),
+        ])
+    }
+
+    /// The counters as text, one per line, for the shutdown report.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "connections: {} accepted, {} open; policy requests: {}",
+            self.connections_accepted, self.connections_active, self.policy_requests
+        );
+        for (title, counts) in [
+            ("requests", &self.requests),
+            ("messages", &self.messages),
+            ("connection ends", &self.closes),
+        ] {
+            let listed: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let listed = if listed.is_empty() {
+                "none".into()
+            } else {
+                listed.join(", ")
+            };
+            let _ = writeln!(text, "{title}: {listed}");
+        }
+        text
+    }
+}
+
+fn number(count: u64) -> Value {
+    Value::number_from_i64(i64::try_from(count).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_are_capped() {
+        let stats = Stats::default();
+        for index in 0..MAX_COMMAND_NAMES + 5 {
+            stats.request(&format!("command{index}"));
+        }
+        stats.request("command0");
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.requests.len(), MAX_COMMAND_NAMES + 1);
+        assert_eq!(snapshot.requests[OTHER], 5);
+        assert_eq!(snapshot.requests["command0"], 2);
+    }
+
+    #[test]
+    fn errors_leave_out_orderly_ends() {
+        let stats = Stats::default();
+        stats.connection_opened();
+        stats.connection_opened();
+        stats.connection_closed(Some(&CloseReason::PeerClosed), 3);
+        stats.connection_closed(
+            Some(&CloseReason::TornFrame {
+                received: 2,
+                expected: 4,
+            }),
+            0,
+        );
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.connections_active, 0);
+        assert_eq!(snapshot.requests[PING_COMMAND], 3);
+        assert_eq!(
+            snapshot.errors().into_iter().collect::<Vec<_>>(),
+            vec![("torn_frame".to_string(), 1)]
+        );
+    }
+}
