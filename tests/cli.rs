@@ -121,3 +121,46 @@ fn usage_and_input_errors_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid hex"));
 }
+
+#[test]
+fn serve_refuses_bad_options_naming_what_is_wrong() {
+    let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/no-such-file.toml");
+    let bad_responses =
+        std::env::temp_dir().join(format!("amf-bench-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad_responses,
+        "[commands.a]\ndelay_ms = { min = 5, max = 1 }\n",
+    )
+    .expect("writes");
+    let bad_responses = bad_responses.to_string_lossy().into_owned();
+    let cases: [(&[&str], &str); 6] = [
+        (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
+        (
+            &["serve", "--allow", "*:99999"],
+            "'99999' is not a port list",
+        ),
+        (
+            &["serve", "--ping-interval=-1"],
+            "'-1' is not a number of seconds",
+        ),
+        (
+            &["serve", "--listen", "localhost"],
+            "invalid socket address",
+        ),
+        (
+            &["serve", "--responses", missing],
+            "cannot read responses file",
+        ),
+        (
+            &["serve", "--responses", &bad_responses],
+            "commands.a.delay_ms: min (5) is above max (1)",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = amf_bench(args, b"");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_file(&bad_responses);
+}

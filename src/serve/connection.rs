@@ -74,7 +74,9 @@ impl Handler {
             .connection_closed(Some(&reason), peer.pings_answered());
     }
 
-    /// Waits for the first bytes, for as long as the pings would have allowed a silent client.
+    /// Waits for the first bytes to tell a policy request from RPC traffic. Flash Player sends its
+    /// request as soon as it connects; a client silent until the first ping is due is an RPC
+    /// client waiting for the server, so it gets the RPC peer (and its pings) from then on.
     async fn sniff(
         &self,
         stream: &mut TcpStream,
@@ -82,9 +84,10 @@ impl Handler {
     ) -> Result<Sniff, &'static str> {
         let sniffing = policy::sniff(stream, buffer, false);
         let outcome = match self.config.peer.ping {
-            Some(ping) => tokio::time::timeout(ping.interval + ping.timeout, sniffing)
-                .await
-                .map_err(|_| "idle_timeout")?,
+            Some(ping) => match tokio::time::timeout(ping.interval, sniffing).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Ok(Sniff::Other),
+            },
             None => tokio::select! {
                 outcome = sniffing => outcome,
                 () = self.drain.shutdown.cancelled() => return Err("closed"),

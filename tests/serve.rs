@@ -1,0 +1,517 @@
+//! `amf-bench serve` over loopback with a raw client: the built-in commands, pings both ways,
+//! policy requests on the RPC port, bad frames closing only their own connection, and shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amf_bench::codec::{Str, Value};
+use amf_bench::rpc::{Encoding, Envelope, PING_COMMAND, PingConfig, Request, Response};
+use amf_bench::serve::{PolicySource, Responses};
+use common::{RawClient, TestServer, config, error_code, object, request};
+
+fn text(s: &str) -> Value {
+    Value::string(s)
+}
+
+#[tokio::test]
+async fn echo_replies_with_the_params_unchanged() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let params = object(vec![
+        ("text", text("hello")),
+        ("n", Value::Integer(42)),
+        ("list", Value::array(vec![Value::Double(1.5), Value::Null])),
+        (
+            "typed",
+            Value::typed_object(
+                "com.example.Point",
+                vec![(Str::from("x"), Value::Integer(1))],
+            ),
+        ),
+    ]);
+    let (result, _) = client.call("id-1", "echo", params.clone()).await;
+    assert_eq!(result, params);
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.requests["echo"], 1);
+}
+
+#[tokio::test]
+async fn a_client_ping_is_answered_with_null() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(Envelope::Request(Request::ping(
+            Str::from("p1"),
+            1.7e9,
+            0.01,
+        )))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        Envelope::Response(Response {
+            message_id: Str::from("p1"),
+            result: Value::Null
+        })
+    );
+    drop(client);
+    let snapshot = server
+        .wait_for("the connection to end", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.requests[PING_COMMAND], 1);
+}
+
+#[tokio::test]
+async fn the_server_pings_and_closes_a_client_that_does_not_answer() {
+    let mut config = config();
+    config.peer.ping = Some(PingConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
+    });
+    let server = TestServer::start(config).await;
+
+    // The answering client answers every ping, concurrently with everything below.
+    let mut answering = RawClient::connect(server.addr).await;
+    let answerer = tokio::spawn(async move {
+        for _ in 0..6 {
+            let Envelope::Request(ping) = answering.recv().await else {
+                panic!("expected a ping")
+            };
+            let pong = Response {
+                message_id: ping.message_id,
+                result: text("pong"),
+            };
+            answering.send(Envelope::Response(pong)).await;
+        }
+        answering
+    });
+    let mut silent = RawClient::connect(server.addr).await;
+    // The silent client receives a ping, ignores it, and is closed.
+    let Envelope::Request(ping) = silent.recv().await else {
+        panic!("expected a ping")
+    };
+    assert_eq!(&*ping.command, PING_COMMAND);
+    let params = ping.params.as_object().expect("object params");
+    assert!(
+        params
+            .get("time")
+            .and_then(Value::as_f64)
+            .is_some_and(|t| t > 1.7e9)
+    );
+    assert!(params.get("latency").and_then(Value::as_f64).is_some());
+    silent.read_to_end().await;
+
+    // The answering client kept its connection through six ping rounds.
+    let mut answering = answerer.await.expect("answers");
+    answering
+        .send(request("after-pings", "echo", object(vec![])))
+        .await;
+    loop {
+        match answering.recv().await {
+            Envelope::Response(reply) => {
+                assert_eq!(&*reply.message_id, "after-pings");
+                break;
+            }
+            Envelope::Request(ping) => {
+                let pong = Response {
+                    message_id: ping.message_id,
+                    result: text("pong"),
+                };
+                answering.send(Envelope::Response(pong)).await;
+            }
+            Envelope::Message(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.closes["ping_timeout"], 1);
+}
+
+#[tokio::test]
+async fn push_delivers_count_messages_in_order_then_replies() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let params = object(vec![
+        ("count", Value::Integer(25)),
+        ("interval_ms", Value::Integer(2)),
+        ("command", text("tick")),
+    ]);
+    let (result, messages) = client.call("push-1", "push", params).await;
+    assert_eq!(result, object(vec![("pushed", Value::Integer(25))]));
+    assert_eq!(messages.len(), 25);
+    for (index, message) in messages.iter().enumerate() {
+        assert_eq!(&*message.command, "tick");
+        let got = message
+            .params
+            .as_object()
+            .and_then(|p| p.get("index"))
+            .and_then(Value::as_f64);
+        assert_eq!(got, Some(index as f64));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sleep_delays_its_reply_without_holding_up_other_requests() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let started = Instant::now();
+    client
+        .send(request(
+            "slow",
+            "sleep",
+            object(vec![("ms", Value::Integer(300))]),
+        ))
+        .await;
+    client.send(request("fast", "echo", object(vec![]))).await;
+    let Envelope::Response(first) = client.recv().await else {
+        panic!("expected a reply")
+    };
+    assert_eq!(
+        &*first.message_id, "fast",
+        "echo overtakes the sleeping request"
+    );
+    let Envelope::Response(second) = client.recv().await else {
+        panic!("expected a reply")
+    };
+    assert_eq!(&*second.message_id, "slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_commands_fail_and_close_closes() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let (result, _) = client.call("u", "no.such.command", object(vec![])).await;
+    assert_eq!(error_code(&result), Some("unknown_command"));
+    let (result, _) = client
+        .call("f", "fail", object(vec![("message", text("boom"))]))
+        .await;
+    assert_eq!(error_code(&result), Some("fail"));
+    client.send(request("c", "close", object(vec![]))).await;
+    assert!(
+        client.read_to_end().await.is_empty(),
+        "close sends no reply"
+    );
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.closes["closed"], 1);
+}
+
+#[tokio::test]
+async fn stats_reports_the_counters() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.call("1", "echo", object(vec![])).await;
+    client
+        .send(Envelope::Message(amf_bench::rpc::Message {
+            message_id: Str::from("m"),
+            command: Str::from("chat"),
+            params: object(vec![]),
+        }))
+        .await;
+    let (result, _) = client.call("2", "stats", object(vec![])).await;
+    let stats = result.as_object().expect("an object");
+    let count = |table: &str, name: &str| {
+        stats
+            .get(table)
+            .and_then(Value::as_object)
+            .and_then(|t| t.get(name))
+            .and_then(Value::as_f64)
+    };
+    assert_eq!(count("requests", "echo"), Some(1.0));
+    assert_eq!(count("requests", "stats"), Some(1.0));
+    assert_eq!(count("messages", "chat"), Some(1.0));
+    assert_eq!(
+        stats.get("connectionsActive").and_then(Value::as_f64),
+        Some(1.0)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn canned_responses_take_precedence_with_their_delay() {
+    let responses = Responses::parse(
+        r#"
+        [commands.login]
+        result = { _class = "com.example.Session", token = "abc" }
+        delay_ms = 150
+        [commands.echo]
+        result = "canned"
+        "#,
+    )
+    .expect("valid");
+    let mut config = config();
+    config.responses = Arc::new(responses);
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let started = Instant::now();
+    let (result, _) = client.call("l", "login", object(vec![])).await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let session = result.as_object().expect("an object");
+    assert_eq!(&*session.class_name, "com.example.Session");
+    assert_eq!(session.get("token"), Some(&text("abc")));
+    let (result, _) = client
+        .call("e", "echo", object(vec![("x", Value::Integer(1))]))
+        .await;
+    assert_eq!(result, text("canned"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_encoding_speaks_the_same_envelope() {
+    let mut config = config();
+    config.peer.encoding = Encoding::Json;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.send_bytes(&json_frame(r#"{"type":"rpcRequest","request":{"messageId":"j1","command":"echo","params":{"a":[1,"b",null]}}}"#)).await;
+    let reply = client.read_frame_text().await;
+    assert_eq!(
+        reply,
+        r#"{"response":{"messageId":"j1","result":{"a":[1,"b",null]}},"type":"rpcResponse"}"#
+    );
+    server.stop().await;
+}
+
+fn json_frame(text: &str) -> Vec<u8> {
+    let mut frame = (text.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(text.as_bytes());
+    frame
+}
+
+trait ReadText {
+    async fn read_frame_text(&mut self) -> String;
+}
+
+impl ReadText for RawClient {
+    async fn read_frame_text(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut header = [0u8; 4];
+        tokio::time::timeout(common::WAIT, self.stream.read_exact(&mut header))
+            .await
+            .expect("in time")
+            .expect("a header");
+        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+        tokio::time::timeout(common::WAIT, self.stream.read_exact(&mut body))
+            .await
+            .expect("in time")
+            .expect("a body");
+        String::from_utf8(body).expect("utf-8")
+    }
+}
+
+/// Each kind of bad input closes its own connection, names the kind in the counters, and leaves
+/// another client's connection working.
+#[tokio::test]
+async fn bad_frames_close_only_their_own_connection() {
+    let server = TestServer::start(config()).await;
+    let mut bystander = RawClient::connect(server.addr).await;
+    let not_an_envelope = {
+        let mut frame = vec![0, 0, 0, 2];
+        frame.extend_from_slice(&[0x04, 0x05]); // the integer 5
+        frame
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty_frame", vec![0, 0, 0, 0]),
+        ("oversize_frame", vec![0x7f, 0xff, 0xff, 0xff]),
+        ("undecodable_frame", vec![0, 0, 0, 2, 0x0a, 0x99]),
+        ("bad_envelope", not_an_envelope),
+        ("oversize_frame", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+    ];
+    for (round, (kind, bytes)) in cases.iter().enumerate() {
+        let mut bad = RawClient::connect(server.addr).await;
+        bad.send_bytes(bytes).await;
+        bad.read_to_end().await;
+        server
+            .wait_for(kind, |s| s.closes.get(*kind).copied().unwrap_or(0) >= 1)
+            .await;
+        let id = format!("still-{round}");
+        let (result, _) = bystander
+            .call(
+                &id,
+                "echo",
+                object(vec![("round", Value::Integer(round as i32))]),
+            )
+            .await;
+        assert_eq!(
+            result,
+            object(vec![("round", Value::Integer(round as i32))]),
+            "{kind}"
+        );
+    }
+    let snapshot = server.stop().await;
+    assert_eq!(
+        snapshot.errors().values().sum::<u64>(),
+        cases.len() as u64,
+        "{snapshot:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_frame_is_told_apart_from_a_clean_close() {
+    let server = TestServer::start(config()).await;
+    let mut torn = RawClient::connect(server.addr).await;
+    torn.send_bytes(&[0, 0, 0, 10, 0x0a]).await;
+    torn.stream.shutdown().await.expect("half-closes");
+    torn.read_to_end().await;
+    let mut clean = RawClient::connect(server.addr).await;
+    clean.call("c", "echo", object(vec![])).await;
+    clean.stream.shutdown().await.expect("half-closes");
+    clean.read_to_end().await;
+    let snapshot = server
+        .wait_for("both ends", |s| {
+            s.connections_active == 0 && s.closes.len() == 2
+        })
+        .await;
+    assert_eq!(snapshot.closes["torn_frame"], 1);
+    assert_eq!(snapshot.closes["peer_closed"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_closed_client_still_gets_its_replies() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(request(
+            "h",
+            "sleep",
+            object(vec![("ms", Value::Integer(50))]),
+        ))
+        .await;
+    client.stream.shutdown().await.expect("half-closes");
+    let Envelope::Response(reply) = client.recv().await else {
+        panic!("expected a reply")
+    };
+    assert_eq!(&*reply.message_id, "h");
+    server.stop().await;
+}
+
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn a_policy_request_on_the_rpc_port_gets_the_policy_and_one_nul() {
+    let server = TestServer::start(config()).await;
+    for pieces in [
+        vec![&b"<policy-file-request/>\0"[..]],
+        b"<policy-file-request/>\0".chunks(1).collect(),
+    ] {
+        let mut client = RawClient::connect(server.addr).await;
+        for piece in pieces {
+            client.send_bytes(piece).await;
+            client.stream.flush().await.expect("flushes");
+        }
+        let answer = client.read_to_end().await;
+        let text = String::from_utf8(answer).expect("utf-8");
+        assert!(text.ends_with("</cross-domain-policy>\n\0"), "{text}");
+        assert_eq!(text.matches('\0').count(), 1);
+        let grant = format!(
+            "<allow-access-from domain=\"*\" to-ports=\"{}\"/>",
+            server.addr.port()
+        );
+        assert!(text.contains(&grant), "{text}");
+    }
+    // Real traffic on the same port is unaffected.
+    let mut client = RawClient::connect(server.addr).await;
+    client.call("after", "echo", object(vec![])).await;
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.policy_requests, 2);
+}
+
+#[tokio::test]
+async fn policy_sources_are_honoured() {
+    let mut custom = config();
+    custom.policy = PolicySource::Allow(vec!["*.example.com:9000-9010".parse().expect("valid")]);
+    let server = TestServer::start(custom).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.send_bytes(b"<policy-file-request/>\0").await;
+    let text = String::from_utf8(client.read_to_end().await).expect("utf-8");
+    assert!(
+        text.contains("domain=\"*.example.com\" to-ports=\"9000-9010\""),
+        "{text}"
+    );
+    server.stop().await;
+
+    let mut off = config();
+    off.policy = PolicySource::Off;
+    let server = TestServer::start(off).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.send_bytes(b"<policy-file-request/>\0").await;
+    assert!(
+        client.read_to_end().await.is_empty(),
+        "read as an oversized frame, not answered"
+    );
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.closes["oversize_frame"], 1);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_then_closes() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(request(
+            "inflight",
+            "sleep",
+            object(vec![("ms", Value::Integer(300))]),
+        ))
+        .await;
+    server
+        .wait_for("the request", |s| s.requests.contains_key("sleep"))
+        .await;
+    let addr = server.addr;
+    let stopping = tokio::spawn(server.stop());
+    // New connections are refused once shutdown has begun (the listener is closed).
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener closes on shutdown");
+    let Envelope::Response(reply) = client.recv().await else {
+        panic!("expected the reply")
+    };
+    assert_eq!(&*reply.message_id, "inflight");
+    assert!(
+        client.read_to_end().await.is_empty(),
+        "then the server closes"
+    );
+    let snapshot = stopping.await.expect("stops");
+    assert_eq!(snapshot.connections_active, 0);
+}
+
+#[tokio::test]
+async fn the_drain_deadline_bounds_shutdown() {
+    let mut config = config();
+    config.drain_timeout = Duration::from_millis(200);
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(request(
+            "long",
+            "sleep",
+            object(vec![("ms", Value::Integer(60_000))]),
+        ))
+        .await;
+    server
+        .wait_for("the request", |s| s.requests.contains_key("sleep"))
+        .await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        client.read_to_end().await.is_empty(),
+        "no reply, then closed"
+    );
+}
