@@ -79,13 +79,14 @@ impl Default for PeerConfig {
     }
 }
 
-/// A request or message from the peer, for the owner of the connection to handle.
+/// A request or message from the peer, for the owner of the connection to handle. Boxed, so
+/// that the inbox, which a channel allocates ahead in blocks of slots, stays small per connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// Must be answered with `Peer::respond`.
-    Request(Request),
+    Request(Box<Request>),
     /// Fire and forget.
-    Message(Message),
+    Message(Box<Message>),
 }
 
 /// Why a connection ended. The first reason recorded wins.
@@ -438,10 +439,10 @@ impl Peer {
     }
 }
 
-/// Bytes a read may add to the buffer at once; an idle connection's buffer is given back.
-const READ_CHUNK: usize = 4096;
-/// A buffer this large or larger is dropped once empty, so a past big frame costs nothing later.
-const KEEP_BUFFER_UP_TO: usize = 64 * 1024;
+/// Room made for a read into an empty buffer: an idle connection holds this much, no more.
+const FIRST_READ: usize = 512;
+/// Room made for a read that continues a frame, or follows a read that filled its room.
+const READ_CHUNK: usize = 8192;
 
 /// The reading half: frames in, replies routed, pings answered, the rest to the inbox.
 struct ReadLoop {
@@ -477,6 +478,8 @@ impl ReadLoop {
         mut reader: R,
         mut buffer: BytesMut,
     ) -> Result<(), CloseReason> {
+        // Whether the last read filled its room: more is probably waiting.
+        let mut busy = false;
         loop {
             while let Some(payload) = frame::split_frame(&mut buffer, self.shared.max_frame_len)
                 .map_err(|error| CloseReason::BadFrame(Arc::new(error)))?
@@ -485,10 +488,14 @@ impl ReadLoop {
                     .map_err(|error| CloseReason::BadPayload(Arc::new(error)))?;
                 self.dispatch(envelope).await?;
             }
-            if buffer.is_empty() && buffer.capacity() >= KEEP_BUFFER_UP_TO {
-                buffer = BytesMut::new();
+            if buffer.is_empty() && !busy {
+                // Between frames on a quiet connection, wait with a small buffer, so idle
+                // connections cost little and a past big frame costs nothing later.
+                buffer = BytesMut::with_capacity(FIRST_READ);
+            } else {
+                buffer.reserve(READ_CHUNK);
             }
-            buffer.reserve(READ_CHUNK);
+            let room = buffer.capacity() - buffer.len();
             let read = reader
                 .read_buf(&mut buffer)
                 .await
@@ -499,6 +506,7 @@ impl ReadLoop {
                     None => Ok(()),
                 };
             }
+            busy = read == room;
         }
     }
 
@@ -525,8 +533,8 @@ impl ReadLoop {
                     Err(_) => Ok(()),
                 };
             }
-            Envelope::Request(request) => Incoming::Request(request),
-            Envelope::Message(message) => Incoming::Message(message),
+            Envelope::Request(request) => Incoming::Request(Box::new(request)),
+            Envelope::Message(message) => Incoming::Message(Box::new(message)),
         };
         // An owner that dropped the inbox does not want requests: they are dropped.
         let _ = self.inbox.send(incoming).await;

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use crate::codec::{Str, Value};
-use crate::rpc::Request;
 
 use super::responses::Responses;
 
@@ -52,27 +51,26 @@ pub fn error_result(code: &str, message: &str) -> Value {
     )])
 }
 
-/// Decides what to do for `request`.
-pub fn plan(request: &Request, canned: &Responses) -> Action {
-    if let Some(canned) = canned.get(&request.command) {
+/// Decides what to do for a request of `command`, taking its `params` (echoed back by some).
+pub fn plan(command: &str, params: Value, canned: &Responses) -> Action {
+    if let Some(canned) = canned.get(command) {
         return match canned.delay() {
             Duration::ZERO => Action::Reply(canned.result.clone()),
             delay => Action::ReplyAfter(delay, canned.result.clone()),
         };
     }
-    let params = &request.params;
-    match &*request.command {
-        "echo" => Action::Reply(params.clone()),
-        "sleep" => match duration_param(params, "ms", Duration::ZERO, MAX_DELAY) {
-            Ok(delay) => Action::ReplyAfter(delay, params.clone()),
+    match command {
+        "echo" => Action::Reply(params),
+        "sleep" => match duration_param(&params, "ms", Duration::ZERO, MAX_DELAY) {
+            Ok(delay) => Action::ReplyAfter(delay, params),
             Err(message) => Action::Reply(error_result("bad_params", &message)),
         },
         "fail" => {
-            let message = string_param(params, "message").unwrap_or("failure requested");
-            let code = string_param(params, "code").unwrap_or("fail");
+            let message = string_param(&params, "message").unwrap_or("failure requested");
+            let code = string_param(&params, "code").unwrap_or("fail");
             Action::Reply(error_result(code, message))
         }
-        "push" => plan_push(params),
+        "push" => plan_push(&params),
         "stats" => Action::Stats,
         "close" => Action::Close,
         unknown => Action::Reply(error_result(
@@ -149,6 +147,7 @@ fn duration_param(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::Request;
 
     fn request(command: &str, params: Vec<(&'static str, Value)>) -> Request {
         Request {
@@ -163,6 +162,10 @@ mod tests {
         }
     }
 
+    fn plan_request(request: &Request, canned: &Responses) -> Action {
+        plan(&request.command, request.params.clone(), canned)
+    }
+
     fn error_code(action: &Action) -> Option<String> {
         let Action::Reply(result) = action else {
             return None;
@@ -175,10 +178,13 @@ mod tests {
     fn built_ins_plan_as_documented() {
         let none = Responses::default();
         let echo = request("echo", vec![("text", Value::string("hi"))]);
-        assert_eq!(plan(&echo, &none), Action::Reply(echo.params.clone()));
+        assert_eq!(
+            plan_request(&echo, &none),
+            Action::Reply(echo.params.clone())
+        );
         let sleep = request("sleep", vec![("ms", Value::Integer(250))]);
         assert_eq!(
-            plan(&sleep, &none),
+            plan_request(&sleep, &none),
             Action::ReplyAfter(Duration::from_millis(250), sleep.params.clone())
         );
         let push = request(
@@ -189,7 +195,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            plan(&push, &none),
+            plan_request(&push, &none),
             Action::Push {
                 count: 3,
                 interval: Duration::ZERO,
@@ -197,30 +203,36 @@ mod tests {
             }
         );
         assert_eq!(
-            error_code(&plan(&request("fail", vec![]), &none)).as_deref(),
+            error_code(&plan_request(&request("fail", vec![]), &none)).as_deref(),
             Some("fail")
         );
-        assert_eq!(plan(&request("close", vec![]), &none), Action::Close);
-        assert_eq!(plan(&request("stats", vec![]), &none), Action::Stats);
+        assert_eq!(
+            plan_request(&request("close", vec![]), &none),
+            Action::Close
+        );
+        assert_eq!(
+            plan_request(&request("stats", vec![]), &none),
+            Action::Stats
+        );
     }
 
     #[test]
     fn unknown_commands_and_bad_params_get_error_results() {
         let none = Responses::default();
         assert_eq!(
-            error_code(&plan(&request("nope", vec![]), &none)).as_deref(),
+            error_code(&plan_request(&request("nope", vec![]), &none)).as_deref(),
             Some("unknown_command")
         );
         for bad in [Value::Integer(-1), Value::string("5"), Value::Double(1e12)] {
             let sleep = request("sleep", vec![("ms", bad)]);
             assert_eq!(
-                error_code(&plan(&sleep, &none)).as_deref(),
+                error_code(&plan_request(&sleep, &none)).as_deref(),
                 Some("bad_params")
             );
         }
         let push = request("push", vec![("count", Value::Double(1.5))]);
         assert_eq!(
-            error_code(&plan(&push, &none)).as_deref(),
+            error_code(&plan_request(&push, &none)).as_deref(),
             Some("bad_params")
         );
     }

@@ -165,17 +165,22 @@ impl Handler {
                 self.stats.message(&message.command);
                 return true;
             }
-            Incoming::Request(request) => request,
+            Incoming::Request(request) => *request,
         };
         self.stats.request(&request.command);
-        match commands::plan(&request, &self.config.responses) {
-            Action::Reply(result) => reply(peer, request, result).await,
-            Action::Stats => reply(peer, request, self.stats.snapshot().to_value()).await,
+        let Request {
+            message_id,
+            command,
+            params,
+        } = request;
+        match commands::plan(&command, params, &self.config.responses) {
+            Action::Reply(result) => reply(peer, message_id, result).await,
+            Action::Stats => reply(peer, message_id, self.stats.snapshot().to_value()).await,
             Action::ReplyAfter(delay, result) => {
                 let peer = peer.clone();
                 work.spawn(async move {
                     tokio::time::sleep(delay).await;
-                    reply(&peer, request, result).await;
+                    reply(&peer, message_id, result).await;
                 });
             }
             Action::Push {
@@ -183,7 +188,7 @@ impl Handler {
                 interval,
                 command,
             } => {
-                work.spawn(push(peer.clone(), request, count, interval, command));
+                work.spawn(push(peer.clone(), message_id, count, interval, command));
             }
             Action::Close => {
                 peer.close("the client sent 'close'");
@@ -201,15 +206,15 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn reply(peer: &Peer, request: Request, result: Value) {
+async fn reply(peer: &Peer, message_id: Str, result: Value) {
     // A closed connection has nobody to reply to; its end is recorded once, by the handler.
-    let _ = peer.respond(request.message_id, result).await;
+    let _ = peer.respond(message_id, result).await;
 }
 
 /// Sends `count` messages, `interval` apart, each `{index, count}`, then replies `{pushed}`.
 async fn push(
     peer: Peer,
-    request: Request,
+    message_id: Str,
     count: u64,
     interval: std::time::Duration,
     command: Str,
@@ -236,5 +241,5 @@ async fn push(
         Str::new_static("pushed"),
         Value::number_from_i64(count as i64),
     )]);
-    reply(&peer, request, result).await;
+    reply(&peer, message_id, result).await;
 }

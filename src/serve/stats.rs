@@ -15,10 +15,13 @@ const MAX_COMMAND_NAMES: usize = 1000;
 /// Where commands beyond `MAX_COMMAND_NAMES` are counted.
 const OTHER: &str = "(other)";
 
+/// Counts by name; command names come from clients, so the hasher is seeded per process.
+type Counts = HashMap<Str, u64, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct ByName {
-    requests: HashMap<Str, u64>,
-    messages: HashMap<Str, u64>,
+    requests: Counts,
+    messages: Counts,
     closes: BTreeMap<&'static str, u64>,
 }
 
@@ -59,7 +62,7 @@ impl Snapshot {
     }
 }
 
-fn count(table: &mut HashMap<Str, u64>, name: &str, by: u64) {
+fn count(table: &mut Counts, name: &str, by: u64) {
     if let Some(counter) = table.get_mut(name) {
         *counter += by;
     } else if table.len() < MAX_COMMAND_NAMES {
@@ -118,7 +121,7 @@ impl Stats {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         let by_name = self.by_name();
-        let sorted = |table: &HashMap<Str, u64>| {
+        let sorted = |table: &Counts| {
             table
                 .iter()
                 .map(|(name, count)| (name.to_string(), *count))

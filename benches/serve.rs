@@ -1,0 +1,323 @@
+//! Server capacity over loopback: echo replies per second from one server core with 1,000
+//! connections, against a frame-echo baseline (framing only, no AMF) measured the same way in
+//! the same run; and the memory of an idle connection in the `amf-bench serve` process.
+//!
+//! The server runs on a single-threaded runtime on its own thread (one core); the load generator
+//! runs on another thread and does as little as it can: it sends pre-encoded request frames and
+//! counts reply frames by their headers, keeping a fixed number of requests in flight per
+//! connection. `scripts/bench-serve.sh` runs this several times and reports medians.
+//!
+//! Run: `cargo bench --bench serve [-- SECONDS]` (default 5 s of measurement per server).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use amf_bench::codec::{Str, Value};
+use amf_bench::frame::{HEADER_LEN, split_frame};
+use amf_bench::rpc::wire::encode_envelope;
+use amf_bench::rpc::{Encoding, Envelope, Request};
+use amf_bench::serve::{PolicySource, ServeConfig, Server};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const CONNECTIONS: usize = 1_000;
+const IN_FLIGHT_PER_CONNECTION: usize = 4;
+const WARM_UP: Duration = Duration::from_secs(1);
+const IDLE_CONNECTIONS: usize = 10_000;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    let seconds = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse::<u64>().ok())
+        .unwrap_or(5);
+    let measure = Duration::from_secs(seconds);
+    let request = echo_request()?;
+    println!(
+        "echo request: {} bytes; {CONNECTIONS} connections, {IN_FLIGHT_PER_CONNECTION} requests in flight each",
+        request.len()
+    );
+
+    let baseline = on_one_core(frame_echo_server)?;
+    let baseline_rate = load(baseline.addr, &request, measure)?;
+    baseline.stop();
+    let ours = on_one_core(amf_bench_server)?;
+    let ours_rate = load(ours.addr, &request, measure)?;
+    ours.stop();
+    println!("frame echo (baseline): {baseline_rate:.0} replies/s");
+    println!("amf-bench serve echo:  {ours_rate:.0} replies/s");
+    println!("ratio: {:.2}", ours_rate / baseline_rate);
+
+    let per_connection = idle_memory(&request)?;
+    println!(
+        "idle connection: {:.1} KiB of server RSS each ({IDLE_CONNECTIONS} connections)",
+        per_connection / 1024.0
+    );
+    Ok(())
+}
+
+/// A request as a load tester sends it: a typical small envelope.
+fn echo_request() -> BenchResult<Vec<u8>> {
+    let params = Value::object(vec![
+        (Str::new_static("player"), Value::Integer(48_213)),
+        (
+            Str::new_static("text"),
+            Value::string("hello from the bench"),
+        ),
+        (Str::new_static("x"), Value::Double(152.5)),
+    ]);
+    let request = Envelope::Request(Request {
+        message_id: Str::from("1732183200123:482913374:917263514"),
+        command: Str::new_static("echo"),
+        params,
+    });
+    Ok(encode_envelope(request, Encoding::Amf3, 1 << 20)?.to_vec())
+}
+
+/// A server running on its own single-threaded runtime.
+struct OneCore {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OneCore {
+    fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.thread.join();
+    }
+}
+
+fn on_one_core<F, Fut>(serve: F) -> BenchResult<OneCore>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let (bound, addr) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+                    return;
+                };
+                let _ = bound.send(listener.local_addr());
+                serve(listener, token).await;
+            });
+        })?;
+    let addr = addr.recv_timeout(Duration::from_secs(10))??;
+    Ok(OneCore {
+        addr,
+        shutdown,
+        thread,
+    })
+}
+
+/// The baseline: returns every frame unchanged, never decoding it.
+async fn frame_echo_server(listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buffer = BytesMut::with_capacity(4096);
+            let mut out = Vec::with_capacity(4096);
+            loop {
+                match stream.read_buf(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                out.clear();
+                while let Ok(Some(payload)) = split_frame(&mut buffer, 1 << 20) {
+                    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&payload);
+                }
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// `amf-bench serve` as the library runs it, pings off (the load does not answer them).
+async fn amf_bench_server(listener: TcpListener, shutdown: CancellationToken) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    drop(listener);
+    let mut config = ServeConfig {
+        listen: addr,
+        policy: PolicySource::Off,
+        ..ServeConfig::default()
+    };
+    config.peer.ping = None;
+    let Ok(server) = Server::bind(config).await else {
+        return;
+    };
+    server.run(shutdown).await;
+}
+
+/// Drives `CONNECTIONS` connections for warm-up plus `measure`; returns replies per second
+/// counted during `measure`.
+fn load(addr: SocketAddr, request: &[u8], measure: Duration) -> BenchResult<f64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let replies = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CONNECTIONS {
+            let stream = connect(addr).await?;
+            tasks.spawn(drive(
+                stream,
+                request.to_vec(),
+                Arc::clone(&replies),
+                stop.clone(),
+            ));
+        }
+        tokio::time::sleep(WARM_UP).await;
+        let before = replies.load(Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(measure).await;
+        let counted = replies.load(Ordering::Relaxed) - before;
+        let elapsed = started.elapsed();
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(counted as f64 / elapsed.as_secs_f64())
+    })
+}
+
+/// Connects, retrying briefly: a burst of connects can overflow a single-threaded server's
+/// accept backlog, which resets the newest.
+async fn connect(addr: SocketAddr) -> BenchResult<TcpStream> {
+    let mut attempt = 0;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(error) if attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = error;
+            }
+            Err(error) => return Err(format!("connecting to {addr}: {error}").into()),
+        }
+    }
+}
+
+/// One connection: keeps `IN_FLIGHT_PER_CONNECTION` requests outstanding, counting replies.
+async fn drive(
+    mut stream: TcpStream,
+    request: Vec<u8>,
+    replies: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    let burst: Vec<u8> = request.repeat(IN_FLIGHT_PER_CONNECTION);
+    if stream.write_all(&burst).await.is_err() {
+        return;
+    }
+    let mut buffer = BytesMut::with_capacity(4096);
+    loop {
+        let read = tokio::select! {
+            () = stop.cancelled() => return,
+            read = stream.read_buf(&mut buffer) => read,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+        let mut complete = 0;
+        while let Ok(Some(_)) = split_frame(&mut buffer, 1 << 20) {
+            complete += 1;
+        }
+        replies.fetch_add(complete as u64, Ordering::Relaxed);
+        if complete > 0
+            && stream
+                .write_all(&burst[..complete * request.len()])
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Server RSS growth per connection: `IDLE_CONNECTIONS` connections each make one echo round
+/// trip against a separate `amf-bench serve` process, then stay open and idle.
+fn idle_memory(request: &[u8]) -> BenchResult<f64> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(["--max-connections", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    let addr: SocketAddr = line.trim().trim_start_matches("listening on ").parse()?;
+    let pid = child.id();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(async {
+        let before = rss_bytes(pid)?;
+        let mut open = Vec::with_capacity(IDLE_CONNECTIONS);
+        for _ in 0..IDLE_CONNECTIONS {
+            let mut stream = connect(addr).await?;
+            stream.write_all(request).await?;
+            let mut header = [0u8; HEADER_LEN];
+            stream.read_exact(&mut header).await?;
+            let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+            stream.read_exact(&mut payload).await?;
+            open.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_bytes(pid)?;
+        drop(open);
+        BenchResult::Ok((after.saturating_sub(before)) as f64 / IDLE_CONNECTIONS as f64)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn rss_bytes(pid: u32) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or("no VmRSS in /proc/PID/status")?;
+    Ok(kib * 1024)
+}
