@@ -3,6 +3,7 @@
 //! the proxy.
 
 pub mod file;
+pub mod lint;
 
 use std::io;
 use std::time::Duration;
