@@ -37,6 +37,78 @@ pub enum Command {
     /// Canned results from --responses take precedence over the built-ins.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Serve Flash socket policy files (port 843 by default), or lint or check a policy.
+    Policy(PolicyArgs),
+}
+
+/// Options of `amf-bench policy`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PolicyArgs {
+    /// Lint a policy file or check a server instead of serving.
+    #[command(subcommand)]
+    pub action: Option<PolicyAction>,
+    /// Serving options.
+    #[command(flatten)]
+    pub serve: PolicyServeArgs,
+}
+
+/// `amf-bench policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Check a policy file; exit status 1 when it has errors.
+    Lint(PolicyLintArgs),
+    /// Ask a server for its policy as Flash Player does, and report what came back.
+    Check(PolicyCheckArgs),
+}
+
+/// Options of the policy server.
+#[derive(Debug, Args)]
+pub struct PolicyServeArgs {
+    /// Address to listen on (repeatable). Default: [::]:843 and 0.0.0.0:843. Sockets passed by
+    /// systemd socket activation (LISTEN_FDS) are used instead when present.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The policy file to serve; SIGHUP reloads it.
+    #[arg(long, value_name = "FILE", conflicts_with = "allow")]
+    pub policy: Option<PathBuf>,
+    /// Serve a generated policy granting DOMAIN:PORTS (repeatable, e.g. '*:9000' or
+    /// '*.example.com:8000-8100,9000').
+    #[arg(long, value_name = "DOMAIN:PORTS")]
+    pub allow: Vec<crate::policy::Allow>,
+    /// The generated policy's meta-policy (site-control permitted-cross-domain-policies).
+    #[arg(long, value_enum, default_value_t = crate::policy::MetaPolicy::MasterOnly)]
+    pub meta: crate::policy::MetaPolicy,
+    /// Seconds one exchange may take, from accept to close; a silent client is closed then.
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: std::time::Duration,
+    /// Connections handled at once; further clients wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// Options of `amf-bench policy lint`.
+#[derive(Debug, Args)]
+pub struct PolicyLintArgs {
+    /// The policy file.
+    pub file: PathBuf,
+    /// The port the policy will be served on (a policy on a port of 1024 or above may not grant
+    /// ports below 1024); leave out for the master policy on 843.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// Options of `amf-bench policy check`.
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The server, HOST:PORT (e.g. example.com:843).
+    pub target: String,
+    /// Also say whether the policy grants this port; exit status 1 if it does not.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Seconds to wait for the whole answer.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: std::time::Duration,
 }
 
 /// Options of `amf-bench decode`.
@@ -130,5 +202,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Decode(args) => crate::decode::run(&args),
         Command::Serve(args) => crate::serve::command::run(&args),
+        Command::Policy(args) => crate::policy::command::run(&args),
     }
 }

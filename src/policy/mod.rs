@@ -1,9 +1,12 @@
 //! Flash socket policy files: telling a `<policy-file-request/>` from other traffic, and answering
-//! it so that the policy arrives whole. Used by `serve` on its own port, the port-843 server and
-//! the proxy.
+//! it so that the policy arrives whole (used by `serve` on its own port, the port-843 server and
+//! the proxy); generating, linting and checking policies.
 
+pub mod check;
+pub mod command;
 pub mod file;
 pub mod lint;
+pub mod server;
 
 use std::io;
 use std::time::Duration;

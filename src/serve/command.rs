@@ -10,10 +10,11 @@ use anyhow::{Context, bail};
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
+use crate::policy::{
+    self,
+    lint::{has_errors, lint},
+};
 use crate::rpc::{PeerConfig, PingConfig};
-
-/// Adobe's policy servers refuse policy files of this size or more.
-const MAX_POLICY_BYTES: usize = 10_000;
 
 /// Builds the server's configuration from the command line, reading the files it names.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -24,7 +25,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let policy = if args.no_policy {
         PolicySource::Off
     } else if let Some(path) = &args.policy {
-        PolicySource::Text(read_policy(path)?.into())
+        PolicySource::Text(read_policy(path, args.listen.port())?.into())
     } else {
         PolicySource::Allow(args.allow.clone())
     };
@@ -58,21 +59,14 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     })
 }
 
-fn read_policy(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    if text.trim().is_empty() || text.contains('\0') {
-        bail!(
-            "policy file {} is empty or holds a NUL byte",
-            path.display()
-        );
-    }
-    if text.len() >= MAX_POLICY_BYTES {
-        tracing::warn!(
-            "policy file {} is {} bytes; Flash Player's own servers refuse {MAX_POLICY_BYTES} or more",
-            path.display(),
-            text.len()
-        );
+/// Reads a policy file to serve on `port`, refusing one with lint errors.
+fn read_policy(path: &std::path::Path, port: u16) -> anyhow::Result<String> {
+    let text = policy::command::read_policy(path)?;
+    let findings = lint(&text, (port != 0).then_some(port));
+    let source = path.display().to_string();
+    policy::command::print_findings(&source, &findings, &mut std::io::stderr().lock())?;
+    if has_errors(&findings) {
+        bail!("policy file {source} has errors (listed above); not serving it");
     }
     Ok(text)
 }
@@ -97,7 +91,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         drop(out);
         let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;
-        print!("{}", snapshot.to_text());
+        write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,120 @@
+//! `amf-bench policy check HOST:PORT`: asks for the policy as Flash Player does and reports what
+//! came back, how long it took, and whether it grants a port.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::file::parse_port_item;
+
+/// The request exactly as Flash Player sends it.
+pub const FLASH_REQUEST: &[u8] = b"<policy-file-request/>\0";
+/// A server sending more than this without a NUL is not sending a policy.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// What a policy server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The bytes before the NUL (or all of them, without one).
+    pub policy: Vec<u8>,
+    /// Whether a NUL ended the policy, as Flash Player requires.
+    pub nul_terminated: bool,
+    /// Bytes after the NUL, which a correct server never sends.
+    pub trailing: usize,
+    /// From connecting to the end of the answer.
+    pub elapsed: Duration,
+}
+
+/// Connects to `target` (`HOST:PORT`), sends the request and reads the answer until the server
+/// closes, within `timeout` in all.
+pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
+    let started = Instant::now();
+    let exchange = async {
+        let mut stream = TcpStream::connect(target)
+            .await
+            .with_context(|| format!("cannot connect to {target}"))?;
+        stream.write_all(FLASH_REQUEST).await?;
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            received.extend_from_slice(&chunk[..read]);
+            if received.len() > MAX_ANSWER {
+                bail!("{target} sent more than {MAX_ANSWER} bytes: not a policy answer");
+            }
+        }
+        anyhow::Ok(received)
+    };
+    let received = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{target} did not answer and close within {timeout:?}"))??;
+    let elapsed = started.elapsed();
+    Ok(match received.iter().position(|byte| *byte == 0) {
+        Some(nul) => Answer {
+            trailing: received.len() - nul - 1,
+            policy: received[..nul].to_vec(),
+            nul_terminated: true,
+            elapsed,
+        },
+        None => Answer {
+            policy: received,
+            nul_terminated: false,
+            trailing: 0,
+            elapsed,
+        },
+    })
+}
+
+/// Whether a policy's `allow-access-from` rules grant `port` (to some domain). Unparsable
+/// policies grant nothing.
+pub fn grants(policy: &str, port: u16) -> bool {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let Ok(document) = roxmltree::Document::parse_with_options(policy, options) else {
+        return false;
+    };
+    document
+        .root_element()
+        .children()
+        .filter(|node| node.has_tag_name("allow-access-from"))
+        .filter_map(|node| node.attribute("to-ports"))
+        .any(|ports| {
+            ports == "*"
+                || ports
+                    .split(',')
+                    .filter_map(|item| parse_port_item(item.trim()))
+                    .any(|(first, last)| (first..=last).contains(&port))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_reads_ports_ranges_lists_and_star() {
+        let policy = |ports: &str| {
+            format!(
+                "<cross-domain-policy><allow-access-from domain=\"*\" to-ports=\"{ports}\"/></cross-domain-policy>"
+            )
+        };
+        assert!(grants(&policy("9000"), 9000));
+        assert!(grants(&policy("843,8000-8100"), 8050));
+        assert!(!grants(&policy("843,8000-8100"), 8101));
+        assert!(grants(&policy("*"), 1));
+        assert!(!grants("<cross-domain-policy/>", 9000));
+        let generated = crate::policy::generate(
+            &[crate::policy::Allow::any_domain_to(9000)],
+            crate::policy::MetaPolicy::MasterOnly,
+        );
+        assert!(grants(&generated, 9000), "a DOCTYPE line is allowed");
+        assert!(!grants("not xml", 9000));
+    }
+}

@@ -1,0 +1,247 @@
+//! `amf-bench policy` on the console: serve (with reload on SIGHUP and systemd socket
+//! activation), `lint FILE` and `check HOST:PORT`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use super::lint::{Finding, MASTER_POLICY_PORT, has_errors, lint};
+use super::server::{PolicyServer, PolicyServerConfig, PolicyStore, bind};
+use super::{check, generate};
+use crate::cli::{PolicyAction, PolicyArgs, PolicyCheckArgs, PolicyLintArgs, PolicyServeArgs};
+
+/// Runs `amf-bench policy` and its subcommands.
+pub fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        Some(PolicyAction::Lint(lint_args)) => run_lint(lint_args),
+        Some(PolicyAction::Check(check_args)) => runtime()?.block_on(run_check(check_args)),
+        None => run_server(&args.serve),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Prints findings one per line, prefixed with where they come from.
+pub fn print_findings(
+    source: &str,
+    findings: &[Finding],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for finding in findings {
+        writeln!(out, "{source}:{finding}")?;
+    }
+    Ok(())
+}
+
+fn run_lint(args: &PolicyLintArgs) -> anyhow::Result<ExitCode> {
+    let text = read_policy(&args.file)?;
+    let findings = lint(&text, args.port);
+    let mut out = std::io::stdout().lock();
+    print_findings(&args.file.display().to_string(), &findings, &mut out)?;
+    let errors = has_errors(&findings);
+    if findings.is_empty() {
+        writeln!(out, "{}: no findings", args.file.display())?;
+    }
+    Ok(if errors {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads a policy file.
+pub fn read_policy(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))
+}
+
+/// The policy to serve: the file's text, or one generated from `--allow`; refused if lint finds
+/// errors in it.
+fn load_policy(args: &PolicyServeArgs) -> anyhow::Result<String> {
+    let (source, text) = match &args.policy {
+        Some(path) => (path.display().to_string(), read_policy(path)?),
+        None if args.allow.is_empty() => {
+            bail!(
+                "give the policy to serve: --policy FILE, or --allow DOMAIN:PORTS (e.g. --allow '*:9000')"
+            )
+        }
+        None => (
+            "generated policy".to_string(),
+            generate(&args.allow, args.meta),
+        ),
+    };
+    let findings = lint(&text, None);
+    print_findings(&source, &findings, &mut std::io::stderr().lock())?;
+    if has_errors(&findings) {
+        bail!("{source} has errors (listed above); not serving it");
+    }
+    Ok(text)
+}
+
+/// The listeners: sockets inherited from systemd when there are any, else `--listen`.
+fn listeners(args: &PolicyServeArgs) -> anyhow::Result<Vec<TcpListener>> {
+    let mut inherited = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for index in 0..inherited.len() {
+        if let Some(listener) = inherited
+            .take_tcp_listener(index)
+            .with_context(|| format!("inherited socket {index} is not a TCP listener"))?
+        {
+            listener.set_nonblocking(true)?;
+            listeners.push(TcpListener::from_std(listener)?);
+        }
+    }
+    if !listeners.is_empty() {
+        return Ok(listeners);
+    }
+    let defaults = args.listen.is_empty();
+    let addrs: Vec<SocketAddr> = if defaults {
+        vec![
+            SocketAddr::from(([0u16; 8], MASTER_POLICY_PORT)),
+            SocketAddr::from(([0, 0, 0, 0], MASTER_POLICY_PORT)),
+        ]
+    } else {
+        args.listen.clone()
+    };
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match bind(addr) {
+            Ok(listener) => listeners.push(listener),
+            // Of the two defaults, one is enough (a host may have no IPv6).
+            Err(error) if defaults => failures.push(error),
+            Err(error) => return Err(error),
+        }
+    }
+    match failures.into_iter().next() {
+        Some(error) if listeners.is_empty() => Err(error),
+        Some(error) => {
+            tracing::warn!("{error:#}");
+            Ok(listeners)
+        }
+        None => Ok(listeners),
+    }
+}
+
+fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init();
+    let policy = load_policy(args)?;
+    runtime()?.block_on(async {
+        let store = Arc::new(PolicyStore::new(&policy));
+        let config = PolicyServerConfig {
+            max_connections: args.max_connections as usize,
+            deadline: args.timeout,
+        };
+        let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
+        let mut out = std::io::stdout().lock();
+        for addr in server.local_addrs() {
+            writeln!(out, "listening on {addr}")?;
+        }
+        out.flush()?;
+        drop(out);
+        let shutdown = crate::shutdown::on_signal();
+        if let Some(path) = args.policy.clone() {
+            tokio::spawn(reload_on_hangup(path, store, shutdown.clone()));
+        }
+        let stats = server.run(shutdown).await;
+        write!(std::io::stdout().lock(), "{}", stats.to_text())?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Re-reads the policy file on each SIGHUP; a file that cannot be read or has errors leaves the
+/// current policy in place.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    path: std::path::PathBuf,
+    store: Arc<PolicyStore>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; the policy will not reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangups.recv() => if received.is_none() { return },
+        }
+        let reloaded = read_policy(&path).and_then(|text| {
+            let findings = lint(&text, None);
+            for finding in &findings {
+                tracing::warn!("{}:{finding}", path.display());
+            }
+            if has_errors(&findings) {
+                bail!("{} has errors; keeping the current policy", path.display());
+            }
+            Ok(text)
+        });
+        match reloaded {
+            Ok(text) => {
+                store.replace(&text);
+                tracing::info!("reloaded the policy from {}", path.display());
+            }
+            Err(error) => tracing::error!("reload failed: {error:#}"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(
+    _: std::path::PathBuf,
+    _: Arc<PolicyStore>,
+    _: tokio_util::sync::CancellationToken,
+) {
+}
+
+async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
+    let answer = check::fetch(&args.target, args.timeout).await?;
+    let text = String::from_utf8_lossy(&answer.policy).into_owned();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    writeln!(
+        out,
+        "# {} bytes in {:.1} ms from {}; NUL-terminated: {}{}",
+        answer.policy.len(),
+        answer.elapsed.as_secs_f64() * 1000.0,
+        args.target,
+        if answer.nul_terminated { "yes" } else { "no" },
+        match answer.trailing {
+            0 => String::new(),
+            n => format!("; {n} bytes after the NUL"),
+        }
+    )?;
+    // Lint for the port the policy came from: the master policy on 843 may grant any port.
+    let served_on = args
+        .target
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|port| *port != MASTER_POLICY_PORT);
+    let findings = lint(&text, served_on);
+    print_findings(&args.target, &findings, &mut out)?;
+    let mut ok = answer.nul_terminated && answer.trailing == 0 && !has_errors(&findings);
+    if let Some(port) = args.port {
+        let granted = check::grants(&text, port);
+        writeln!(
+            out,
+            "# grants port {port}: {}",
+            if granted { "yes" } else { "no" }
+        )?;
+        ok &= granted;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

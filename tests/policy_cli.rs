@@ -1,0 +1,287 @@
+//! `amf-bench policy` as users run it: serving a file, reloading it on SIGHUP, refusing a bad one,
+//! and `policy check` against the running server.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn amf_bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("amf-bench-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("writes");
+    path
+}
+
+fn policy_granting(ports: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<cross-domain-policy>\n  <site-control permitted-cross-domain-policies=\"master-only\"/>\n  <allow-access-from domain=\"*\" to-ports=\"{ports}\"/>\n</cross-domain-policy>\n"
+    )
+}
+
+/// A policy server process on 127.0.0.1 port 0.
+struct PolicyProcess {
+    child: Child,
+    addr: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl PolicyProcess {
+    fn start(args: &[&str]) -> PolicyProcess {
+        let mut child = amf_bench()
+            .args(["policy", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("reads");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_string();
+        PolicyProcess {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    fn check(&self, port: &str) -> Output {
+        run_bounded(&[
+            "policy",
+            "check",
+            &self.addr,
+            "--port",
+            port,
+            "--timeout",
+            "5",
+        ])
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for PolicyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `amf-bench ARGS` to completion within 20 s (killing it after), so a server that starts
+/// when it should have refused fails the test instead of hanging it.
+fn run_bounded(args: &[&str]) -> Output {
+    let mut child = amf_bench()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("waits").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collects output")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_reports_the_policy_and_whether_it_grants_a_port() {
+    let file = temp_file("check.xml", &policy_granting("9000-9010"));
+    let server = PolicyProcess::start(&["--policy", file.to_str().expect("utf-8")]);
+    let granted = server.check("9005");
+    let stdout = text(&granted.stdout);
+    assert_eq!(granted.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("to-ports=\"9000-9010\""), "{stdout}");
+    assert!(stdout.contains("NUL-terminated: yes"), "{stdout}");
+    assert!(stdout.contains("grants port 9005: yes"), "{stdout}");
+    let refused = server.check("9011");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stdout).contains("grants port 9011: no"));
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
+    let file = temp_file("reload.xml", &policy_granting("9000"));
+    let mut server = PolicyProcess::start(&["--policy", file.to_str().expect("utf-8")]);
+    assert!(text(&server.check("9000").stdout).contains("grants port 9000: yes"));
+
+    std::fs::write(&file, policy_granting("9100")).expect("rewrites");
+    server.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text(&server.check("9100").stdout).contains("grants port 9100: yes") {
+        assert!(
+            Instant::now() < deadline,
+            "the new policy is served after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    std::fs::write(&file, "<not-a-policy").expect("rewrites");
+    server.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        text(&server.check("9100").stdout).contains("grants port 9100: yes"),
+        "the last good policy stays"
+    );
+
+    server.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "exits after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut counters = String::new();
+    server
+        .stdout
+        .read_to_string(&mut counters)
+        .expect("reads the counters");
+    assert!(counters.contains("exchanges: answered "), "{counters}");
+    assert!(
+        counters.contains("not_a_request 0, timeout 0, io_error 0"),
+        "{counters}"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn the_server_needs_a_policy_and_refuses_a_broken_one() {
+    let output = run_bounded(&["policy", "--listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("give the policy to serve"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let file = temp_file("broken.xml", "<cross-domain-policy><allow-access-from");
+    let output = run_bounded(&[
+        "policy",
+        "--listen",
+        "127.0.0.1:0",
+        "--policy",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("has errors"),
+        "{}",
+        text(&output.stderr)
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn check_names_an_unreachable_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let output = run_bounded(&["policy", "check", &addr, "--timeout", "5"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains(&format!("cannot connect to {addr}")),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn lint_prints_findings_with_places_and_exits_1_on_errors() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/policies");
+    let broken = run_bounded(&["policy", "lint", &format!("{dir}/broken.xml")]);
+    assert_eq!(broken.status.code(), Some(1));
+    let stdout = text(&broken.stdout);
+    assert!(
+        stdout.contains("broken.xml:5:22: error: domain 'exa mple.com' is not valid"),
+        "{stdout}"
+    );
+
+    let service = run_bounded(&[
+        "policy",
+        "lint",
+        "--port",
+        "9000",
+        &format!("{dir}/service.xml"),
+    ]);
+    assert_eq!(service.status.code(), Some(0), "{}", text(&service.stdout));
+
+    let master_on_high_port = run_bounded(&[
+        "policy",
+        "lint",
+        "--port",
+        "9000",
+        &format!("{dir}/master.xml"),
+    ]);
+    assert_eq!(master_on_high_port.status.code(), Some(1));
+    assert!(text(&master_on_high_port.stdout).contains("grants ports below 1024"));
+}
+
+/// Socket activation as systemd does it, through `systemd-socket-activate` (installed by `.ci/run`):
+/// the server serves the inherited listening socket instead of binding its own.
+#[test]
+fn an_inherited_systemd_socket_is_served() {
+    // A free port from the kernel, released for systemd-socket-activate to bind.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut activator = Command::new("systemd-socket-activate")
+        .args([
+            "-l",
+            &addr,
+            env!("CARGO_BIN_EXE_amf-bench"),
+            "policy",
+            "--allow",
+            "*:9000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate runs (Debian package systemd; .ci/run installs it)");
+    // The first connection starts the server, which then answers it on the inherited socket.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let checked = loop {
+        let output = run_bounded(&["policy", "check", &addr, "--port", "9000", "--timeout", "5"]);
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = activator.kill();
+    let _ = activator.wait();
+    let mut said = String::new();
+    if let Some(mut stdout) = activator.stdout.take() {
+        let _ = stdout.read_to_string(&mut said);
+    }
+    assert!(checked.status.success(), "{}", text(&checked.stdout));
+    assert!(
+        said.contains(&format!("listening on {addr}")),
+        "the inherited socket is used: {said:?}"
+    );
+}
