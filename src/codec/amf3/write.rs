@@ -23,7 +23,8 @@ const MAX_SEALED: usize = (u29::MAX >> 4) as usize;
 
 /// Encodes one AMF3 value with fresh reference tables.
 pub fn encode(value: &Value, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(256);
+    // Room for a typical RPC envelope (a few hundred bytes) without growing: growing copies.
+    let mut out = Vec::with_capacity(512);
     encode_into(value, limits, &mut out)?;
     Ok(out)
 }
