@@ -90,15 +90,22 @@ impl<K: Key, const N: usize> RefTable<K, N> {
             self.len += 1;
             None
         } else {
-            let mut hashed = HashMap::with_capacity_and_hasher(N * 2, Default::default());
-            hashed.extend(self.linear.iter().flatten().copied().zip(0..));
-            self.hashed = Some(hashed);
-            self.find_or_add_hashed(key)
+            self.add_hashed(key)
         }
     }
 
-    /// `find_or_add` once the table has outgrown the small one; kept apart so that the small
-    /// table's lookup stays lean.
+    /// Moves the small table into a hash table and adds `key`, new, to it.
+    #[cold]
+    #[inline(never)]
+    fn add_hashed(&mut self, key: K) -> Option<u32> {
+        let mut hashed = HashMap::with_capacity_and_hasher(N * 2, Default::default());
+        hashed.extend(self.linear.iter().flatten().copied().zip(0..));
+        self.hashed = Some(hashed);
+        self.find_or_add_hashed(key)
+    }
+
+    /// `find_or_add` once the table has outgrown the small one; kept apart (like `add_hashed`)
+    /// so that the small table's lookup stays lean.
     #[inline(never)]
     fn find_or_add_hashed(&mut self, key: K) -> Option<u32> {
         let hashed = self.hashed.get_or_insert_with(HashMap::default);
