@@ -60,10 +60,7 @@ impl<'o> Reader<'o> {
             marker::DATE => read_date(input),
             marker::XML_DOCUMENT => Ok(Value::XmlDocument(long_text(input, "an XML document")?)),
             marker::REFERENCE => self.read_reference(input),
-            marker::AVMPLUS => {
-                let inner = Amf3Reader::new(self.options, self.depth).read_value(input)?;
-                Ok(Value::Avmplus(Box::new(inner)))
-            }
+            marker::AVMPLUS => self.read_avmplus(input),
             marker::MOVIECLIP => Err(unsupported(offset, type_marker, "movieclip")),
             marker::RECORDSET => Err(unsupported(offset, type_marker, "recordset")),
             marker::OBJECT_END => Err(unsupported(offset, type_marker, "object-end")),
@@ -75,6 +72,14 @@ impl<'o> Reader<'o> {
                 },
             )),
         }
+    }
+
+    /// The AMF3 value after an AVM+ switch, with tables of its own. Never inlined: the AMF3 tables
+    /// take a kilobyte or two of stack, which must not be part of every level of AMF0 nesting.
+    #[inline(never)]
+    fn read_avmplus(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+        let inner = Amf3Reader::new(self.options, self.depth).read_value(input)?;
+        Ok(Value::Avmplus(Box::new(inner)))
     }
 
     /// Runs `read` one container deeper, failing at the depth limit before recursing; the

@@ -108,6 +108,8 @@ impl Writer {
     }
 
     /// Writes 0x11 and then `value` in AMF3, in a scope of its own, as deep as this writer is.
+    /// Never inlined, so that the AMF3 tables' stack is not part of every level of AMF0 nesting.
+    #[inline(never)]
     fn write_avmplus(&mut self, value: &Value, out: &mut impl BufMut) -> Result<(), EncodeError> {
         out.put_u8(marker::AVMPLUS);
         Amf3Writer::new(self.max_depth, self.depth).write_value(value, out)

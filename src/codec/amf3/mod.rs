@@ -1,6 +1,7 @@
 //! AMF3: the format of every AMF Socket frame body.
 
 pub mod read;
+mod table;
 pub(crate) mod u29;
 pub mod write;
 

@@ -35,7 +35,7 @@ struct Traits {
 /// The reference tables of one AMF3 value being read.
 pub(crate) struct Reader<'o> {
     options: &'o DecodeOptions,
-    strings: SmallVec<[Str; 16]>,
+    strings: SmallVec<[Str; 32]>,
     traits: SmallVec<[Traits; 4]>,
     /// Entries in the object table so far; a reference is kept as its index, never copied.
     objects: u32,

@@ -6,11 +6,10 @@
 
 use std::hash::{Hash, Hasher};
 
-use foldhash::HashMap;
-use std::collections::hash_map::Entry;
-
 use bytes::BufMut;
+use smallvec::SmallVec;
 
+use super::table::{Key, RefTable};
 use super::u29;
 use crate::codec::error::EncodeError;
 use crate::codec::limits::Limits;
@@ -24,7 +23,8 @@ const MAX_SEALED: usize = (u29::MAX >> 4) as usize;
 
 /// Encodes one AMF3 value with fresh reference tables.
 pub fn encode(value: &Value, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(256);
+    // Room for a typical RPC envelope (a few hundred bytes) without growing: growing copies.
+    let mut out = Vec::with_capacity(512);
     encode_into(value, limits, &mut out)?;
     Ok(out)
 }
@@ -39,6 +39,7 @@ pub fn encode_into(
 }
 
 /// What makes two objects share traits: a trait reference is written when all of it matches.
+#[derive(Clone, Copy)]
 struct TraitKey<'v> {
     class_name: &'v str,
     dynamic: bool,
@@ -74,15 +75,21 @@ impl Hash for TraitKey<'_> {
     }
 }
 
-/// The reference tables of one AMF3 value being written. The hash tables use foldhash: fast on
-/// short keys, and seeded per process, so hostile member names cannot force collisions.
+impl Key for TraitKey<'_> {
+    fn tag(&self) -> u32 {
+        self.class_name.tag() ^ ((self.sealed.len() as u32) << 24)
+    }
+}
+
+/// The reference tables of one AMF3 value being written (see `RefTable` for how they search).
 pub(crate) struct Writer<'v> {
     max_depth: usize,
     depth: usize,
-    strings: HashMap<&'v str, u32>,
-    traits: HashMap<TraitKey<'v>, u32>,
+    /// Sized so that a typical RPC envelope's strings and traits never leave the stack.
+    strings: RefTable<&'v str, 32>,
+    traits: RefTable<TraitKey<'v>, 4>,
     /// The marker of each object-table entry written, so a reference repeats its target's marker.
-    object_markers: Vec<u8>,
+    object_markers: SmallVec<[u8; 16]>,
 }
 
 impl<'v> Writer<'v> {
@@ -91,10 +98,9 @@ impl<'v> Writer<'v> {
         Writer {
             max_depth,
             depth,
-            // Sized for a typical RPC envelope, so that small values never rehash.
-            strings: HashMap::with_capacity_and_hasher(16, Default::default()),
-            traits: HashMap::with_capacity_and_hasher(4, Default::default()),
-            object_markers: Vec::with_capacity(8),
+            strings: RefTable::new(),
+            traits: RefTable::new(),
+            object_markers: SmallVec::new(),
         }
     }
 
@@ -223,13 +229,11 @@ impl<'v> Writer<'v> {
             u29::write(out, 1);
             return Ok(());
         }
-        let next_index = self.strings.len() as u32;
-        match self.strings.entry(text) {
-            Entry::Occupied(known) => u29::write(out, known.get() << 1),
-            Entry::Vacant(new) => {
+        match self.strings.find_or_add(text) {
+            Some(index) => u29::write(out, index << 1),
+            None => {
                 write_inline_len("string", text.len(), out)?;
                 out.put_slice(text.as_bytes());
-                new.insert(next_index);
             }
         }
         Ok(())
@@ -319,15 +323,6 @@ impl<'v> Writer<'v> {
         key: TraitKey<'v>,
         out: &mut impl BufMut,
     ) -> Result<(), EncodeError> {
-        let next_index = self.traits.len() as u32;
-        let new = match self.traits.entry(key) {
-            Entry::Occupied(known) => {
-                u29::write(out, (known.get() << 2) | 0b01);
-                return Ok(());
-            }
-            Entry::Vacant(new) => new,
-        };
-        let key = new.key();
         if key.sealed.len() > MAX_SEALED {
             return Err(EncodeError::TooLong {
                 what: "sealed member list",
@@ -339,11 +334,13 @@ impl<'v> Writer<'v> {
         } else {
             ((key.sealed.len() as u32) << 4) | (u32::from(key.dynamic) << 3) | 0b0011
         };
-        let (class_name, sealed) = (key.class_name, key.sealed);
-        new.insert(next_index);
+        if let Some(index) = self.traits.find_or_add(key) {
+            u29::write(out, (index << 2) | 0b01);
+            return Ok(());
+        }
         u29::write(out, flags);
-        self.write_string(class_name, out)?;
-        for (name, _) in sealed {
+        self.write_string(key.class_name, out)?;
+        for (name, _) in key.sealed {
             self.write_string(name, out)?;
         }
         Ok(())
