@@ -5,12 +5,14 @@
 //! - `rpc`: the RPC envelope, its payload encodings, and the per-connection peer;
 //! - `policy`: Flash socket policy requests and answers;
 //! - `serve`: the reference RPC server;
-//! - `shutdown`, `cli` and the commands: what the `amf-bench` binary runs.
+//! - `listener`, `shutdown`, `logging`: what the servers share;
+//! - `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
 pub mod codec;
 pub mod decode;
 pub mod frame;
+pub mod listener;
 pub mod logging;
 pub mod policy;
 pub mod rpc;

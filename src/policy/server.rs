@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{AnswerTimeouts, Sniff, answer, sniff};
+use crate::listener::accept_loop;
 
 /// The policy being served; replaced whole on reload, read by every exchange.
 #[derive(Debug)]
@@ -207,12 +208,17 @@ impl PolicyServer {
                 stats: Arc::clone(&self.stats),
                 deadline: self.config.deadline,
             };
+            let handle = move |stream, peer| {
+                context.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let context = context.clone();
+                async move { exchange(stream, peer, &context).await }
+            };
             accept_loops.spawn(accept_loop(
                 listener,
-                context,
                 Arc::clone(&slots),
                 exchanges.clone(),
                 shutdown.clone(),
+                handle,
             ));
         }
         while accept_loops.join_next().await.is_some() {}
@@ -228,43 +234,6 @@ struct Exchange {
     store: Arc<PolicyStore>,
     stats: Arc<PolicyStats>,
     deadline: Duration,
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    context: Exchange,
-    slots: Arc<Semaphore>,
-    exchanges: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                context.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let context = context.clone();
-                exchanges.spawn(async move {
-                    exchange(stream, peer, &context).await;
-                    drop(permit);
-                });
-            }
-            Err(error) => {
-                // Out of descriptors, or a client gone before accept: keep serving the rest.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// One exchange, bounded by the deadline, logged in one line.

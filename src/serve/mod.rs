@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::listener::accept_loop;
 use crate::policy::{self, Allow, MetaPolicy};
 use crate::rpc::PeerConfig;
 pub use responses::Responses;
@@ -134,40 +135,17 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
         let handlers = TaskTracker::new();
         let drain = connection::Drain::new(shutdown.clone(), self.config.drain_timeout);
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
+        let handle = |stream, remote| {
+            let handler = connection::Handler {
+                remote,
+                config: Arc::clone(&self.config),
+                policy: self.policy.clone(),
+                stats: Arc::clone(&self.stats),
+                drain: drain.clone(),
             };
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, remote)) => {
-                    let handler = connection::Handler {
-                        remote,
-                        config: Arc::clone(&self.config),
-                        policy: self.policy.clone(),
-                        stats: Arc::clone(&self.stats),
-                        drain: drain.clone(),
-                    };
-                    handlers.spawn(async move {
-                        handler.run(stream).await;
-                        drop(permit);
-                    });
-                }
-                // Out of descriptors or a connection reset before accept: keep serving the rest.
-                Err(error) => {
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        drop(self.listener);
+            handler.run(stream)
+        };
+        accept_loop(self.listener, slots, handlers.clone(), shutdown, handle).await;
         handlers.close();
         handlers.wait().await;
         self.stats.snapshot()
