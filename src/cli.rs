@@ -39,6 +39,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve Flash socket policy files (port 843 by default), or lint or check a policy.
     Policy(PolicyArgs),
+    /// Run a load scenario: simulated RPC clients against a target (or the embedded server),
+    /// latency measured from intended send times; exit status 1 when a threshold fails.
+    Run(RunArgs),
+}
+
+/// Options of `amf-bench run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML; see the README and scenarios/).
+    pub scenario: PathBuf,
+    /// Where to write the results (default: results/<name>-<UTC time>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Override the scenario's target, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
 }
 
 /// Options of `amf-bench policy`.
@@ -203,5 +219,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decode(args) => crate::decode::run(&args),
         Command::Serve(args) => crate::serve::command::run(&args),
         Command::Policy(args) => crate::policy::command::run(&args),
+        Command::Run(args) => crate::run::run(&args),
     }
 }

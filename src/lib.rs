@@ -5,6 +5,7 @@
 //! - `rpc`: the RPC envelope, its payload encodings, and the per-connection peer;
 //! - `policy`: Flash socket policy requests and answers;
 //! - `serve`: the reference RPC server;
+//! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
 //! - `listener`, `shutdown`, `logging`: what the servers share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
@@ -16,5 +17,6 @@ pub mod listener;
 pub mod logging;
 pub mod policy;
 pub mod rpc;
+pub mod run;
 pub mod serve;
 pub mod shutdown;

@@ -1,0 +1,306 @@
+//! One simulated client: a persistent connection with an RPC peer (which answers the server's
+//! pings), running sessions as arrivals come (open model) or back to back (closed model), and
+//! recording every request against the time it was due, not the time it was sent.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{ErrorKind, Metrics, Sample};
+use super::plan;
+use super::scenario::{Scenario, Session, Step};
+use super::template::RenderContext;
+use crate::codec::{Str, Value};
+use crate::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig};
+
+/// Session arrivals (their intended start times), shared by the clients of an open model.
+pub type ArrivalQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Instant>>>;
+
+/// What every client shares.
+pub struct Shared {
+    /// The scenario.
+    pub scenario: Arc<Scenario>,
+    /// Where to connect.
+    pub target: SocketAddr,
+    /// Where results go.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the run ends (its duration, or Ctrl-C).
+    pub stop: CancellationToken,
+    /// Arrivals, for an open model; none for a closed one.
+    pub arrivals: Option<ArrivalQueue>,
+}
+
+/// Messages from the server not yet awaited, newest last; old ones fall off past this many.
+const MAILBOX_LEN: usize = 256;
+
+/// Server messages kept for `wait_message` steps.
+#[derive(Default)]
+struct Mailbox {
+    messages: Mutex<VecDeque<(Str, Instant)>>,
+    arrived: Notify,
+}
+
+impl Mailbox {
+    fn put(&self, command: Str) {
+        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        if messages.len() == MAILBOX_LEN {
+            messages.pop_front();
+        }
+        messages.push_back((command, Instant::now()));
+        drop(messages);
+        self.arrived.notify_waiters();
+    }
+
+    fn take(&self, command: &str) -> Option<Instant> {
+        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        let position = messages.iter().position(|(name, _)| name == command)?;
+        messages.remove(position).map(|(_, at)| at)
+    }
+
+    /// When a message with `command` arrived (perhaps before the wait began), or none by `deadline`.
+    async fn wait(&self, command: &str, deadline: Instant) -> Option<Instant> {
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(at) = self.take(command) {
+                return Some(at);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.take(command);
+            }
+        }
+    }
+}
+
+/// Runs client `index`: connects at `connect_at`, then runs sessions until the run stops.
+pub async fn run(index: usize, connect_at: Instant, shared: Arc<Shared>) {
+    tokio::select! {
+        () = tokio::time::sleep_until(connect_at) => {}
+        () = shared.stop.cancelled() => return,
+    }
+    let Some((peer, inbox)) = connect(&shared).await else {
+        return;
+    };
+    let mailbox = Arc::new(Mailbox::default());
+    let reading = tokio::spawn(read_inbox(inbox, peer.clone(), Arc::clone(&mailbox)));
+    let mut client = Client {
+        peer,
+        mailbox,
+        shared,
+        render: RenderContext {
+            client: index as u64,
+            counter: 0,
+        },
+    };
+    if let Err(kind) = client.run_sessions().await {
+        client.shared.metrics.disconnected(kind);
+    }
+    client.peer.close("the run ended");
+    reading.abort();
+}
+
+/// Keeps the peer's inbox drained: messages go to the mailbox, and the server's own requests
+/// (other than pings, which the peer answers) get a null result.
+async fn read_inbox(mut inbox: mpsc::Receiver<Incoming>, peer: Peer, mailbox: Arc<Mailbox>) {
+    while let Some(incoming) = inbox.recv().await {
+        match incoming {
+            Incoming::Message(message) => mailbox.put(message.command),
+            Incoming::Request(request) => {
+                let _ = peer.respond(request.message_id, Value::Null).await;
+            }
+        }
+    }
+}
+
+struct Client {
+    peer: Peer,
+    mailbox: Arc<Mailbox>,
+    shared: Arc<Shared>,
+    render: RenderContext,
+}
+
+/// Why a request failed, as a reported kind.
+fn error_kind(error: &CallError) -> ErrorKind {
+    match error {
+        CallError::Timeout(_) => ErrorKind::Timeout,
+        CallError::Encode(_) => ErrorKind::ProtocolError,
+        CallError::Closed(reason) => close_kind(reason),
+    }
+}
+
+fn close_kind(reason: &CloseReason) -> ErrorKind {
+    match reason {
+        CloseReason::Io(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+            ErrorKind::Reset
+        }
+        CloseReason::TornFrame { .. } | CloseReason::BadFrame(_) | CloseReason::BadPayload(_) => {
+            ErrorKind::ProtocolError
+        }
+        CloseReason::PingTimeout(_) => ErrorKind::Timeout,
+        _ => ErrorKind::ServerClosed,
+    }
+}
+
+/// Whether a result follows the failure convention `{error: {...}}`.
+fn is_error_result(result: &Value) -> bool {
+    result
+        .as_object()
+        .and_then(|object| object.get("error"))
+        .is_some_and(|error| error.as_object().is_some())
+}
+
+impl Client {
+    /// Runs sessions until the run stops; an error when the connection ended first.
+    async fn run_sessions(&mut self) -> Result<(), ErrorKind> {
+        let scenario = Arc::clone(&self.shared.scenario);
+        loop {
+            let intended = match self.next_start().await {
+                Some(intended) => intended,
+                None => return Ok(()),
+            };
+            let Some(session) = plan::pick(&scenario.sessions) else {
+                return Ok(());
+            };
+            self.shared.metrics.session_started();
+            self.run_session(session, intended).await?;
+        }
+    }
+
+    /// When the next session is due: the next arrival (open model) or now (closed model).
+    async fn next_start(&self) -> Option<Instant> {
+        if self.shared.stop.is_cancelled() {
+            return None;
+        }
+        let Some(arrivals) = &self.shared.arrivals else {
+            return Some(Instant::now());
+        };
+        tokio::select! {
+            () = self.shared.stop.cancelled() => None,
+            arrival = async { arrivals.lock().await.recv().await } => arrival,
+        }
+    }
+
+    async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
+        let mut due = intended;
+        for step in &session.steps {
+            if self.shared.stop.is_cancelled() {
+                return Ok(());
+            }
+            due = self.run_step(step, due).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step due at `due`; returns when the next step is due (this one's completion).
+    async fn run_step(&mut self, step: &Step, due: Instant) -> Result<Instant, ErrorKind> {
+        match step {
+            Step::Think(think) => {
+                let until = due + think.sample();
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => {}
+                    () = self.shared.stop.cancelled() => {}
+                }
+                Ok(until)
+            }
+            Step::Message { command, params } => {
+                let params = params.render(&mut self.render);
+                self.peer
+                    .send_message(command.clone(), params)
+                    .await
+                    .map_err(|error| error_kind(&error))?;
+                Ok(Instant::now())
+            }
+            Step::Request {
+                command,
+                params,
+                timeout,
+            } => {
+                let params = params.render(&mut self.render);
+                self.request(command, params, *timeout, due).await
+            }
+            Step::WaitMessage { command, timeout } => {
+                let started = Instant::now();
+                let arrived = self.mailbox.wait(command, started + *timeout).await;
+                let end = arrived.unwrap_or(started + *timeout);
+                let sample = Sample {
+                    latency: end.saturating_duration_since(due),
+                    service: end.saturating_duration_since(started),
+                    lag: started.saturating_duration_since(due),
+                    error: arrived.is_none().then_some(ErrorKind::Timeout),
+                };
+                self.shared
+                    .metrics
+                    .record(&format!("wait_message:{command}"), sample);
+                Ok(Instant::now())
+            }
+        }
+    }
+
+    /// Sends a request and records it against `due`; a timeout is recorded at the timeout so the
+    /// tail is not cut short.
+    async fn request(
+        &mut self,
+        command: &Str,
+        params: Value,
+        timeout: Duration,
+        due: Instant,
+    ) -> Result<Instant, ErrorKind> {
+        tokio::time::sleep_until(due).await;
+        let sent = Instant::now();
+        let outcome = self.peer.call(command.clone(), params, Some(timeout)).await;
+        let ended = match &outcome {
+            Err(CallError::Timeout(_)) => sent + timeout,
+            _ => Instant::now(),
+        };
+        let error = match &outcome {
+            Ok(result) if is_error_result(result) => Some(ErrorKind::ErrorResult),
+            Ok(_) => None,
+            Err(error) => Some(error_kind(error)),
+        };
+        let sample = Sample {
+            latency: ended.saturating_duration_since(due),
+            service: ended.saturating_duration_since(sent),
+            lag: sent.saturating_duration_since(due),
+            error,
+        };
+        self.shared.metrics.record(command, sample);
+        match outcome {
+            Err(CallError::Closed(reason)) => Err(close_kind(&reason)),
+            _ => Ok(Instant::now()),
+        }
+    }
+}
+
+async fn connect(shared: &Shared) -> Option<(Peer, mpsc::Receiver<Incoming>)> {
+    let started = Instant::now();
+    let attempt =
+        tokio::time::timeout(shared.scenario.timeout, TcpStream::connect(shared.target)).await;
+    let stream = match attempt {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            let kind = match error.kind() {
+                std::io::ErrorKind::ConnectionReset => ErrorKind::Reset,
+                _ => ErrorKind::ConnectRefused,
+            };
+            shared.metrics.connected(Err(kind));
+            return None;
+        }
+        Err(_) => {
+            shared.metrics.connected(Err(ErrorKind::ConnectTimeout));
+            return None;
+        }
+    };
+    shared.metrics.connected(Ok(started.elapsed()));
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let config = PeerConfig {
+        ping_reply: Value::string("pong"),
+        ..PeerConfig::default()
+    };
+    Some(Peer::start(reader, writer, bytes::BytesMut::new(), config))
+}

@@ -1,0 +1,181 @@
+//! Measurements of a run: per command, HdrHistograms of `latency` (reply minus intended send: the
+//! headline), `service` (reply minus actual send) and `lag` (actual minus intended send), in
+//! microseconds from 1 us to 60 s at 3 significant digits; errors by kind; connect times.
+//!
+//! Histograms are large (a hundred KiB each), so there is one set per command for the whole run,
+//! shared by every client behind a lock, never one per client.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// The highest value recorded, in microseconds; longer ones are clamped to it.
+const MAX_MICROS: u64 = 60_000_000;
+
+/// Kinds of error, as counted and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The connection was refused.
+    ConnectRefused,
+    /// Connecting took longer than the scenario's timeout.
+    ConnectTimeout,
+    /// The connection was reset.
+    Reset,
+    /// No reply, or no awaited message, within the timeout.
+    Timeout,
+    /// The server sent something that is not AMF Socket RPC.
+    ProtocolError,
+    /// The server closed the connection.
+    ServerClosed,
+    /// The reply was an error result (`{error: {...}}`).
+    ErrorResult,
+}
+
+impl ErrorKind {
+    /// The kind's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ProtocolError => "protocol_error",
+            ErrorKind::ServerClosed => "server_closed",
+            ErrorKind::ErrorResult => "error_result",
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    (duration.as_micros() as u64).clamp(1, MAX_MICROS)
+}
+
+/// One command's measurements.
+#[derive(Debug, Clone)]
+pub struct CommandMetrics {
+    /// Reply minus intended send.
+    pub latency: Histogram<u64>,
+    /// Reply minus actual send.
+    pub service: Histogram<u64>,
+    /// Actual minus intended send.
+    pub lag: Histogram<u64>,
+    /// Requests or waits that ended (successfully or not).
+    pub count: u64,
+    /// Errors by kind.
+    pub errors: BTreeMap<ErrorKind, u64>,
+}
+
+impl CommandMetrics {
+    fn new(empty: &Histogram<u64>) -> CommandMetrics {
+        CommandMetrics {
+            latency: empty.clone(),
+            service: empty.clone(),
+            lag: empty.clone(),
+            count: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+/// One finished request (or awaited message), to be recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Reply (or timeout) minus intended send.
+    pub latency: Duration,
+    /// Reply (or timeout) minus actual send.
+    pub service: Duration,
+    /// Actual minus intended send.
+    pub lag: Duration,
+    /// Why it failed, if it did.
+    pub error: Option<ErrorKind>,
+}
+
+/// Everything measured in a run.
+#[derive(Debug)]
+pub struct Metrics {
+    /// An empty histogram with the run's bounds, cloned for each new one.
+    empty: Histogram<u64>,
+    inner: Mutex<Recorded>,
+}
+
+/// The measurements, read at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// By command.
+    pub commands: BTreeMap<String, CommandMetrics>,
+    /// Time to connect, per connection that succeeded.
+    pub connect: Option<Histogram<u64>>,
+    /// Connection attempts that failed, by kind.
+    pub connect_errors: BTreeMap<ErrorKind, u64>,
+    /// Connections that ended during the run, by kind.
+    pub disconnects: BTreeMap<ErrorKind, u64>,
+    /// Sessions started.
+    pub sessions_started: u64,
+    /// Arrivals dropped because no client was free and the queue was full.
+    pub dropped: u64,
+}
+
+impl Metrics {
+    /// Empty measurements.
+    pub fn new() -> Result<Metrics, hdrhistogram::CreationError> {
+        Ok(Metrics {
+            empty: Histogram::new_with_bounds(1, MAX_MICROS, 3)?,
+            inner: Mutex::default(),
+        })
+    }
+
+    fn with<R>(&self, work: impl FnOnce(&mut Recorded) -> R) -> R {
+        let mut recorded = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        work(&mut recorded)
+    }
+
+    /// Records a finished request or wait for `command`.
+    pub fn record(&self, command: &str, sample: Sample) {
+        self.with(|recorded| {
+            let metrics = recorded
+                .commands
+                .entry(command.to_string())
+                .or_insert_with(|| CommandMetrics::new(&self.empty));
+            metrics.count += 1;
+            let _ = metrics.latency.record(micros(sample.latency));
+            let _ = metrics.service.record(micros(sample.service));
+            let _ = metrics.lag.record(micros(sample.lag));
+            if let Some(kind) = sample.error {
+                *metrics.errors.entry(kind).or_default() += 1;
+            }
+        });
+    }
+
+    /// Records a connection attempt.
+    pub fn connected(&self, outcome: Result<Duration, ErrorKind>) {
+        self.with(|recorded| match outcome {
+            Ok(took) => {
+                let histogram = recorded.connect.get_or_insert_with(|| self.empty.clone());
+                let _ = histogram.record(micros(took));
+            }
+            Err(kind) => *recorded.connect_errors.entry(kind).or_default() += 1,
+        });
+    }
+
+    /// Records a connection that ended before the run did.
+    pub fn disconnected(&self, kind: ErrorKind) {
+        self.with(|recorded| *recorded.disconnects.entry(kind).or_default() += 1);
+    }
+
+    /// Records a session start.
+    pub fn session_started(&self) {
+        self.with(|recorded| recorded.sessions_started += 1);
+    }
+
+    /// Records an arrival that found no room in the queue.
+    pub fn dropped(&self) {
+        self.with(|recorded| recorded.dropped += 1);
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn snapshot(&self) -> Recorded {
+        self.with(|recorded| recorded.clone())
+    }
+}

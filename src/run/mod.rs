@@ -1,0 +1,234 @@
+//! `amf-bench run SCENARIO.toml`: simulated clients from a scenario against a target (or the
+//! embedded `amf-bench serve`), latency measured from intended send times, results written to
+//! `results/<name>-<UTC time>/`, thresholds deciding the exit status.
+
+pub mod client;
+pub mod metrics;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod template;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+use crate::serve::{ServeConfig, Server};
+use client::Shared;
+use metrics::Metrics;
+use plan::Arrivals;
+use report::{Outcome, RunFacts};
+use scenario::{Load, Scenario};
+
+/// What a finished run produced.
+pub struct RunResult {
+    /// The `summary.json` document.
+    pub summary: serde_json::Value,
+    /// The terminal table.
+    pub table: String,
+    /// Each threshold's verdict.
+    pub thresholds: Vec<Outcome>,
+}
+
+/// Runs `amf-bench run` on the console.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init();
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(target) = &args.target {
+        scenario.target = Some(target.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = crate::shutdown::on_signal();
+        execute(scenario.clone(), shutdown).await
+    })?;
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => default_out_dir(&scenario.name),
+    };
+    write_results(&out, &result)?;
+    print!("{}", result.table);
+    for outcome in &result.thresholds {
+        let verdict = if outcome.ok { "ok" } else { "FAILED" };
+        println!(
+            "threshold {} {}: measured {:.3}{} ... {verdict}",
+            outcome.name, outcome.condition, outcome.measured, outcome.unit
+        );
+    }
+    println!("results: {}", out.display());
+    Ok(if result.thresholds.iter().all(|outcome| outcome.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn default_out_dir(name: &str) -> PathBuf {
+    let stamp = crate::codec::display::format_date(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_millis() as f64),
+    )
+    .replace([':', '.'], "-");
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Path::new("results").join(format!("{safe}-{stamp}"))
+}
+
+fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("summary.json");
+    let text = serde_json::to_string_pretty(&result.summary)?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results.
+pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow::Result<RunResult> {
+    let thresholds = report::parse_thresholds(&scenario)?;
+    let (embedded, target, target_name) = match &scenario.target {
+        Some(target) => (None, resolve(target).await?, target.clone()),
+        None => {
+            let server = Server::bind(ServeConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..ServeConfig::default()
+            })
+            .await?;
+            let addr = server.local_addr()?;
+            let stop = CancellationToken::new();
+            let handle = tokio::spawn(server.run(stop.clone()));
+            (
+                Some((stop, handle)),
+                addr,
+                format!("embedded amf-bench serve on {addr}"),
+            )
+        }
+    };
+    let scenario = Arc::new(scenario);
+    let metrics = Arc::new(Metrics::new()?);
+    let stop = shutdown.child_token();
+    let start = Instant::now() + Duration::from_millis(10);
+    let (arrivals, queue) = match &scenario.load {
+        Load::Open(_) => {
+            let (sender, receiver) = mpsc::channel(queue_len(scenario.connections));
+            (
+                Some(sender),
+                Some(Arc::new(tokio::sync::Mutex::new(receiver))),
+            )
+        }
+        Load::Closed => (None, None),
+    };
+    let shared = Arc::new(Shared {
+        scenario: Arc::clone(&scenario),
+        target,
+        metrics: Arc::clone(&metrics),
+        stop: stop.clone(),
+        arrivals: queue,
+    });
+    let mut clients = tokio::task::JoinSet::new();
+    for index in 0..scenario.connections {
+        let connect_at = start + plan::connect_offset(index, scenario.connect_rate);
+        clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
+    }
+    if let (Some(sender), Load::Open(stages)) = (arrivals, &scenario.load) {
+        tokio::spawn(schedule(
+            Arrivals::new(stages, scenario.duration),
+            start,
+            sender,
+            Arc::clone(&metrics),
+            stop.clone(),
+        ));
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(start + scenario.duration) => {}
+        () = stop.cancelled() => {}
+    }
+    let interrupted = shutdown.is_cancelled();
+    let elapsed = start.elapsed();
+    stop.cancel();
+    finish_clients(clients, scenario.timeout).await;
+    if let Some((stop_server, handle)) = embedded {
+        stop_server.cancel();
+        let _ = handle.await;
+    }
+    let recorded = metrics.snapshot();
+    let planned_sessions = match &scenario.load {
+        Load::Open(stages) => Some(Arrivals::planned(stages, elapsed.min(scenario.duration))),
+        Load::Closed => None,
+    };
+    let facts = RunFacts {
+        target: target_name,
+        elapsed,
+        planned_sessions,
+        interrupted,
+    };
+    let outcomes = report::evaluate(&thresholds, &recorded, &facts);
+    Ok(RunResult {
+        summary: report::summary(&scenario, &recorded, &facts, &outcomes),
+        table: report::table(&recorded, &facts),
+        thresholds: outcomes,
+    })
+}
+
+/// Arrivals that may wait for a free client, keeping their intended times; beyond this they are
+/// dropped and counted. Ten per client (at least 1,000) lets a stalled server's backlog show in
+/// the latencies rather than vanish into drops.
+fn queue_len(connections: usize) -> usize {
+    connections.saturating_mul(10).max(1000)
+}
+
+async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host(target)
+        .await
+        .with_context(|| format!("target: '{target}' is not HOST:PORT that resolves"))?;
+    match addrs.next() {
+        Some(addr) => Ok(addr),
+        None => bail!("target: '{target}' resolves to no address"),
+    }
+}
+
+/// Feeds arrivals into the queue at their intended times; a full queue drops (and counts) them.
+async fn schedule(
+    arrivals: Arrivals,
+    start: Instant,
+    queue: mpsc::Sender<Instant>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    for offset in arrivals {
+        let due = start + offset;
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            () = stop.cancelled() => return,
+        }
+        if queue.try_send(due).is_err() {
+            metrics.dropped();
+        }
+    }
+}
+
+/// Lets clients finish the step in progress (each bounded by its timeout), then stops the rest.
+async fn finish_clients(mut clients: tokio::task::JoinSet<()>, timeout: Duration) {
+    let deadline = Instant::now() + timeout + Duration::from_secs(1);
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, clients.join_next()).await {}
+    clients.abort_all();
+    while clients.join_next().await.is_some() {}
+}

@@ -1,0 +1,330 @@
+//! The results of a run: `summary.json` (schema in the README), a plain-text table for the
+//! terminal, and the thresholds evaluated against them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::bail;
+use hdrhistogram::Histogram;
+use serde_json::{Value as Json, json};
+
+use super::metrics::{ErrorKind, Recorded};
+use super::scenario::{Load, Scenario, Step, parse_duration};
+
+/// What the run planned and achieved, beside the measurements.
+pub struct RunFacts {
+    /// `HOST:PORT` measured, or "embedded".
+    pub target: String,
+    /// How long the run actually lasted.
+    pub elapsed: Duration,
+    /// Sessions the plan held for that time (open model only).
+    pub planned_sessions: Option<u64>,
+    /// Whether Ctrl-C ended the run early.
+    pub interrupted: bool,
+}
+
+const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99_9", 99.9),
+    ("max", 100.0),
+];
+
+fn percentiles(histogram: &Histogram<u64>) -> Json {
+    let mut map = serde_json::Map::new();
+    for (name, quantile) in PERCENTILES {
+        let value = if quantile >= 100.0 {
+            histogram.max()
+        } else {
+            histogram.value_at_percentile(quantile)
+        };
+        map.insert(name.into(), json!(value));
+    }
+    Json::Object(map)
+}
+
+fn error_table(errors: &BTreeMap<ErrorKind, u64>) -> Json {
+    errors
+        .iter()
+        .map(|(kind, count)| (kind.name().to_string(), json!(count)))
+        .collect()
+}
+
+/// Requests (and waits) that failed, over all that ended, in percent.
+pub fn error_rate(recorded: &Recorded) -> f64 {
+    let (count, errors) =
+        recorded
+            .commands
+            .values()
+            .fold((0u64, 0u64), |(count, errors), metrics| {
+                (
+                    count + metrics.count,
+                    errors + metrics.errors.values().sum::<u64>(),
+                )
+            });
+    if count == 0 {
+        0.0
+    } else {
+        errors as f64 * 100.0 / count as f64
+    }
+}
+
+/// Sessions started over sessions planned, in percent (100 for a closed model).
+pub fn achieved_percent(recorded: &Recorded, facts: &RunFacts) -> f64 {
+    match facts.planned_sessions {
+        Some(0) | None => 100.0,
+        Some(planned) => recorded.sessions_started as f64 * 100.0 / planned as f64,
+    }
+}
+
+/// The `summary.json` document.
+pub fn summary(
+    scenario: &Scenario,
+    recorded: &Recorded,
+    facts: &RunFacts,
+    thresholds: &[Outcome],
+) -> Json {
+    let seconds = facts.elapsed.as_secs_f64().max(f64::EPSILON);
+    let commands: serde_json::Map<String, Json> = recorded
+        .commands
+        .iter()
+        .map(|(command, metrics)| {
+            let entry = json!({
+                "count": metrics.count,
+                "errors": error_table(&metrics.errors),
+                "latency_us": percentiles(&metrics.latency),
+                "service_us": percentiles(&metrics.service),
+                "lag_us": percentiles(&metrics.lag),
+            });
+            (command.clone(), entry)
+        })
+        .collect();
+    json!({
+        "name": scenario.name,
+        "target": facts.target,
+        "model": match scenario.load { Load::Open(_) => "open", Load::Closed => "closed" },
+        "duration_s": seconds,
+        "interrupted": facts.interrupted,
+        "sessions": {
+            "planned": facts.planned_sessions,
+            "started": recorded.sessions_started,
+            "dropped": recorded.dropped,
+            "planned_rate": facts.planned_sessions.map(|planned| planned as f64 / seconds),
+            "achieved_rate": recorded.sessions_started as f64 / seconds,
+        },
+        "connections": {
+            "planned": scenario.connections,
+            "connected": recorded.connect.as_ref().map_or(0, Histogram::len),
+            "errors": error_table(&recorded.connect_errors),
+            "lost": error_table(&recorded.disconnects),
+            "connect_us": recorded.connect.as_ref().map(percentiles),
+        },
+        "error_rate_percent": error_rate(recorded),
+        "commands": commands,
+        "thresholds": thresholds.iter().map(|outcome| json!({
+            "name": outcome.name, "condition": outcome.condition, "measured": outcome.measured, "unit": outcome.unit, "ok": outcome.ok,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The terminal table: one row per command, latencies in milliseconds.
+pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<28} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "command (latency, ms)", "count", "errors", "p50", "p90", "p99", "p99.9", "max"
+    );
+    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    for (command, metrics) in &recorded.commands {
+        let h = &metrics.latency;
+        let _ = writeln!(
+            text,
+            "{:<28} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            command,
+            metrics.count,
+            metrics.errors.values().sum::<u64>(),
+            ms(h.value_at_percentile(50.0)),
+            ms(h.value_at_percentile(90.0)),
+            ms(h.value_at_percentile(99.0)),
+            ms(h.value_at_percentile(99.9)),
+            ms(h.max()),
+        );
+    }
+    let _ = writeln!(
+        text,
+        "sessions: {} started ({:.1}% of plan), {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
+        recorded.sessions_started,
+        achieved_percent(recorded, facts),
+        recorded.dropped,
+        recorded.connect.as_ref().map_or(0, Histogram::len),
+        recorded.connect_errors.values().sum::<u64>(),
+        recorded.disconnects.values().sum::<u64>(),
+        error_rate(recorded),
+        facts.elapsed.as_secs_f64(),
+    );
+    text
+}
+
+/// A threshold as written: what it measures and the bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    name: String,
+    condition: String,
+    metric: Metric,
+    less: bool,
+    bound: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Metric {
+    /// A latency percentile of a command, in microseconds (100 = max).
+    Latency {
+        command: String,
+        percentile: f64,
+    },
+    ErrorRate,
+    AchievedRate,
+}
+
+/// A threshold's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// As written in the scenario.
+    pub name: String,
+    /// As written in the scenario.
+    pub condition: String,
+    /// The measured value, in `unit`.
+    pub measured: f64,
+    /// `ms` for latencies, `%` for rates.
+    pub unit: &'static str,
+    /// Whether it holds.
+    pub ok: bool,
+}
+
+/// Parses the scenario's thresholds, checking that each names a command the scenario sends.
+pub fn parse_thresholds(scenario: &Scenario) -> anyhow::Result<Vec<Threshold>> {
+    let commands: Vec<String> = scenario
+        .sessions
+        .iter()
+        .flat_map(|session| &session.steps)
+        .filter_map(|step| match step {
+            Step::Request { command, .. } => Some(command.to_string()),
+            Step::WaitMessage { command, .. } => Some(format!("wait_message:{command}")),
+            _ => None,
+        })
+        .collect();
+    scenario
+        .thresholds
+        .iter()
+        .map(|(name, condition)| parse_threshold(name, condition, &commands, scenario))
+        .collect()
+}
+
+fn parse_threshold(
+    name: &str,
+    condition: &str,
+    commands: &[String],
+    scenario: &Scenario,
+) -> anyhow::Result<Threshold> {
+    let key = format!("thresholds.\"{name}\"");
+    let trimmed = condition.trim();
+    let (less, bound_text) = match (trimmed.strip_prefix('<'), trimmed.strip_prefix('>')) {
+        (Some(rest), _) => (true, rest.trim_start_matches('=').trim()),
+        (_, Some(rest)) => (false, rest.trim_start_matches('=').trim()),
+        _ => bail!("{key}: '{condition}' must start with < or >, e.g. \"< 50ms\" or \"> 95%\""),
+    };
+    let percent = |text: &str| -> anyhow::Result<f64> {
+        match text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+        {
+            Some(value) => Ok(value),
+            None => bail!("{key}: '{text}' is not a percentage, e.g. 0.1%"),
+        }
+    };
+    let (metric, bound) = match name {
+        "error_rate" => (Metric::ErrorRate, percent(bound_text)?),
+        "achieved_rate" if matches!(scenario.load, Load::Closed) => {
+            bail!("{key}: a closed model has no planned rate to achieve")
+        }
+        "achieved_rate" => (Metric::AchievedRate, percent(bound_text)?),
+        _ => {
+            let (command, which) = name.rsplit_once('.').unwrap_or((name, ""));
+            let percentile = match which {
+                "max" => 100.0,
+                _ => which.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).filter(|p| *p > 0.0 && *p < 100.0).ok_or_else(|| {
+                    anyhow::anyhow!("{key}: expected COMMAND.pNN (e.g. login.p99, login.p99.9, login.max), error_rate or achieved_rate")
+                })?,
+            };
+            if !commands.iter().any(|known| known == command) {
+                bail!("{key}: no step of the scenario sends '{command}'");
+            }
+            let bound = parse_duration(bound_text).ok_or_else(|| {
+                anyhow::anyhow!("{key}: '{bound_text}' is not a duration, e.g. 50ms")
+            })?;
+            (
+                Metric::Latency {
+                    command: command.into(),
+                    percentile,
+                },
+                bound.as_secs_f64() * 1e6,
+            )
+        }
+    };
+    Ok(Threshold {
+        name: name.into(),
+        condition: condition.into(),
+        metric,
+        less,
+        bound,
+    })
+}
+
+/// Evaluates the thresholds; latencies are reported in ms, rates in %.
+pub fn evaluate(thresholds: &[Threshold], recorded: &Recorded, facts: &RunFacts) -> Vec<Outcome> {
+    thresholds
+        .iter()
+        .map(|threshold| {
+            let (measured, reported, unit) = match &threshold.metric {
+                Metric::ErrorRate => (error_rate(recorded), error_rate(recorded), "%"),
+                Metric::AchievedRate => (
+                    achieved_percent(recorded, facts),
+                    achieved_percent(recorded, facts),
+                    "%",
+                ),
+                Metric::Latency {
+                    command,
+                    percentile,
+                } => {
+                    // A command that never ran cannot meet a latency bound.
+                    let us = recorded
+                        .commands
+                        .get(command)
+                        .map_or(f64::INFINITY, |metrics| {
+                            if *percentile >= 100.0 {
+                                metrics.latency.max() as f64
+                            } else {
+                                metrics.latency.value_at_percentile(*percentile) as f64
+                            }
+                        });
+                    (us, us / 1000.0, "ms")
+                }
+            };
+            let ok = if threshold.less {
+                measured < threshold.bound
+            } else {
+                measured > threshold.bound
+            };
+            Outcome {
+                name: threshold.name.clone(),
+                condition: threshold.condition.clone(),
+                measured: reported,
+                unit,
+                ok,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,505 @@
+//! The TOML scenario: its schema (unknown keys rejected), and its validation into a `Scenario`
+//! whose errors name the key, the value and what was expected.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::template::Template;
+use crate::codec::Str;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: String,
+    target: Option<String>,
+    connections: u64,
+    connect_rate: Option<f64>,
+    duration: String,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    load: LoadFile,
+    session: Vec<SessionFile>,
+    #[serde(default)]
+    thresholds: BTreeMap<String, String>,
+}
+
+fn default_timeout() -> String {
+    "10s".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadFile {
+    model: String,
+    #[serde(default)]
+    stages: Vec<StageFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageFile {
+    rate: f64,
+    #[serde(rename = "for")]
+    lasting: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionFile {
+    name: String,
+    #[serde(default = "one")]
+    weight: u32,
+    steps: Vec<StepFile>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    request: Option<String>,
+    message: Option<String>,
+    wait_message: Option<String>,
+    think: Option<String>,
+    params: Option<toml::Value>,
+    timeout: Option<String>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Names the results directory.
+    pub name: String,
+    /// `HOST:PORT`, or none for the embedded server.
+    pub target: Option<String>,
+    /// Simulated clients, each a persistent connection.
+    pub connections: usize,
+    /// New connections per second while connecting.
+    pub connect_rate: f64,
+    /// How long the run lasts.
+    pub duration: Duration,
+    /// The default request and wait timeout.
+    pub timeout: Duration,
+    /// How sessions start.
+    pub load: Load,
+    /// What clients do, with their weights.
+    pub sessions: Vec<Session>,
+    /// Conditions checked at the end, in the file's order of keys.
+    pub thresholds: Vec<(String, String)>,
+}
+
+/// How sessions start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// On a schedule of (sessions per second, how long) steps, whether clients are free or not.
+    Open(Vec<(f64, Duration)>),
+    /// Each client runs sessions back to back.
+    Closed,
+}
+
+/// A weighted list of steps.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Named in the results.
+    pub name: String,
+    /// Relative frequency.
+    pub weight: u32,
+    /// In order.
+    pub steps: Vec<Step>,
+}
+
+/// One thing a client does.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A request, waiting for its reply.
+    Request {
+        /// The command.
+        command: Str,
+        /// Its params.
+        params: Template,
+        /// How long to wait for the reply.
+        timeout: Duration,
+    },
+    /// A fire-and-forget message.
+    Message {
+        /// The command.
+        command: Str,
+        /// Its params.
+        params: Template,
+    },
+    /// Waits for a message from the server with this command.
+    WaitMessage {
+        /// The command.
+        command: Str,
+        /// How long to wait.
+        timeout: Duration,
+    },
+    /// A pause.
+    Think(Think),
+}
+
+/// A think time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Think {
+    /// Always this long.
+    Fixed(Duration),
+    /// Exponentially distributed with this mean.
+    Exponential(Duration),
+    /// Uniform between the two.
+    Uniform(Duration, Duration),
+}
+
+impl Think {
+    /// One sample.
+    pub fn sample(self) -> Duration {
+        match self {
+            Think::Fixed(duration) => duration,
+            Think::Exponential(mean) => {
+                let uniform: f64 = rand::random_range(f64::EPSILON..1.0);
+                mean.mul_f64(-uniform.ln())
+            }
+            Think::Uniform(low, high) => {
+                Duration::from_secs_f64(rand::random_range(low.as_secs_f64()..=high.as_secs_f64()))
+            }
+        }
+    }
+}
+
+/// Parses `30s`, `2m`, `200ms`, `1.5s`, `100us`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+fn duration_at(key: &str, text: &str) -> anyhow::Result<Duration> {
+    parse_duration(text).with_context(|| {
+        format!(
+            "{key}: '{text}' is not a duration; expected a number and a unit, e.g. 200ms, 30s, 2m"
+        )
+    })
+}
+
+fn think_at(key: &str, text: &str) -> anyhow::Result<Think> {
+    let expected = || {
+        format!(
+            "{key}: '{text}' is not a think time; expected e.g. 200ms, exp(200ms) or uniform(1s,5s)"
+        )
+    };
+    let inner = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+    };
+    if let Some(mean) = inner("exp(") {
+        return Ok(Think::Exponential(
+            parse_duration(mean).with_context(expected)?,
+        ));
+    }
+    if let Some(bounds) = inner("uniform(") {
+        let (low, high) = bounds.split_once(',').with_context(expected)?;
+        let (low, high) = (
+            parse_duration(low).with_context(expected)?,
+            parse_duration(high).with_context(expected)?,
+        );
+        if low > high {
+            bail!("{key}: '{text}': the lower bound is above the upper one");
+        }
+        return Ok(Think::Uniform(low, high));
+    }
+    parse_duration(text)
+        .map(Think::Fixed)
+        .with_context(expected)
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario {}", path.display()))?;
+        Scenario::parse(&text).with_context(|| format!("in scenario {}", path.display()))
+    }
+
+    /// Validates the text of a scenario file.
+    pub fn parse(text: &str) -> anyhow::Result<Scenario> {
+        let file: ScenarioFile = toml::from_str(text)?;
+        if file.connections == 0 || file.connections > 1_000_000 {
+            bail!(
+                "connections: {} is out of range; expected 1 to 1000000",
+                file.connections
+            );
+        }
+        let connect_rate = file.connect_rate.unwrap_or(1000.0);
+        if !(connect_rate.is_finite() && connect_rate > 0.0) {
+            bail!(
+                "connect_rate: {connect_rate} must be a number of connections per second above 0"
+            );
+        }
+        let load = match file.load.model.as_str() {
+            "open" => Load::Open(stages(&file.load.stages)?),
+            "closed" if file.load.stages.is_empty() => Load::Closed,
+            "closed" => {
+                bail!("load.stages: a closed model has no stages (each client loops its session)")
+            }
+            other => bail!("load.model: '{other}' is not a model; expected \"open\" or \"closed\""),
+        };
+        if file.session.is_empty() {
+            bail!("session: at least one [[session]] is needed");
+        }
+        let timeout = duration_at("timeout", &file.timeout)?;
+        let sessions = file
+            .session
+            .iter()
+            .enumerate()
+            .map(|(index, session)| validate_session(index, session, timeout))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if sessions.iter().all(|session| session.weight == 0) {
+            bail!("session: every weight is 0; at least one session must have a weight above 0");
+        }
+        Ok(Scenario {
+            name: file.name,
+            target: file.target,
+            connections: file.connections as usize,
+            connect_rate,
+            duration: duration_at("duration", &file.duration)?,
+            timeout,
+            load,
+            sessions,
+            thresholds: file.thresholds.into_iter().collect(),
+        })
+    }
+}
+
+fn stages(stages: &[StageFile]) -> anyhow::Result<Vec<(f64, Duration)>> {
+    if stages.is_empty() {
+        bail!(
+            "load.stages: an open model needs stages, e.g. stages = [{{ rate = 100, for = \"10s\" }}]"
+        );
+    }
+    stages
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| {
+            if !(stage.rate.is_finite() && stage.rate >= 0.0 && stage.rate <= 1e7) {
+                bail!(
+                    "load.stages[{index}].rate: {} must be sessions per second, 0 to 10000000",
+                    stage.rate
+                );
+            }
+            Ok((
+                stage.rate,
+                duration_at(&format!("load.stages[{index}].for"), &stage.lasting)?,
+            ))
+        })
+        .collect()
+}
+
+fn validate_session(
+    index: usize,
+    session: &SessionFile,
+    default_timeout: Duration,
+) -> anyhow::Result<Session> {
+    let steps = session
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(step_index, step)| {
+            validate_step(
+                &format!("session[{index}].steps[{step_index}]"),
+                step,
+                default_timeout,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if steps.is_empty() {
+        bail!("session[{index}].steps: a session needs at least one step");
+    }
+    Ok(Session {
+        name: session.name.clone(),
+        weight: session.weight,
+        steps,
+    })
+}
+
+fn validate_step(key: &str, step: &StepFile, default_timeout: Duration) -> anyhow::Result<Step> {
+    let kinds = [
+        &step.request,
+        &step.message,
+        &step.wait_message,
+        &step.think,
+    ];
+    if kinds.iter().filter(|kind| kind.is_some()).count() != 1 {
+        bail!("{key}: a step is exactly one of request, message, wait_message or think");
+    }
+    let timeout = match &step.timeout {
+        Some(text) => duration_at(&format!("{key}.timeout"), text)?,
+        None => default_timeout,
+    };
+    let params = || -> anyhow::Result<Template> {
+        let empty = toml::Value::Table(toml::Table::new());
+        Ok(Template::parse(
+            step.params.as_ref().unwrap_or(&empty),
+            &format!("{key}.params"),
+        )?)
+    };
+    let no_params = |kind: &str| {
+        if step.params.is_some() {
+            bail!("{key}.params: a {kind} step takes no params");
+        }
+        Ok(())
+    };
+    if let Some(command) = &step.request {
+        return Ok(Step::Request {
+            command: Str::from(command.as_str()),
+            params: params()?,
+            timeout,
+        });
+    }
+    if step.timeout.is_some() && (step.message.is_some() || step.think.is_some()) {
+        bail!("{key}.timeout: only request and wait_message steps take a timeout");
+    }
+    if let Some(command) = &step.message {
+        return Ok(Step::Message {
+            command: Str::from(command.as_str()),
+            params: params()?,
+        });
+    }
+    if let Some(command) = &step.wait_message {
+        no_params("wait_message")?;
+        return Ok(Step::WaitMessage {
+            command: Str::from(command.as_str()),
+            timeout,
+        });
+    }
+    no_params("think")?;
+    let think = step.think.as_deref().unwrap_or_default();
+    Ok(Step::Think(think_at(&format!("{key}.think"), think)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        name = "lobby"
+        connections = 20
+        connect_rate = 500
+        duration = "2s"
+        [load]
+        model = "open"
+        stages = [{ rate = 10, for = "1s" }, { rate = 50, for = "1s" }]
+        [[session]]
+        name = "login"
+        weight = 3
+        steps = [
+          { request = "login", params = { user = "u{{client}}" } },
+          { think = "exp(200ms)" },
+          { request = "getRoom", params = { id = "{{random_int(1,50)}}" }, timeout = "2s" },
+          { message = "chat", params = { text = "hi" } },
+          { wait_message = "chatEcho", timeout = "1s" },
+        ]
+        [[session]]
+        name = "idle"
+        steps = [{ think = "uniform(1s,5s)" }]
+        [thresholds]
+        "login.p99" = "< 50ms"
+        error_rate = "< 0.1%"
+    "#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let scenario = Scenario::parse(EXAMPLE).expect("valid");
+        assert_eq!(scenario.connections, 20);
+        assert_eq!(
+            scenario.load,
+            Load::Open(vec![
+                (10.0, Duration::from_secs(1)),
+                (50.0, Duration::from_secs(1))
+            ])
+        );
+        assert_eq!(scenario.sessions[0].steps.len(), 5);
+        assert_eq!(scenario.sessions[1].weight, 1);
+        assert!(
+            matches!(scenario.sessions[0].steps[2], Step::Request { timeout, .. } if timeout == Duration::from_secs(2))
+        );
+        assert_eq!(scenario.thresholds.len(), 2);
+    }
+
+    #[test]
+    fn durations_and_think_times() {
+        assert_eq!(parse_duration("200ms"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("100us"), Some(Duration::from_micros(100)));
+        for bad in ["", "5", "5x", "-1s", "ms"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let mean = Duration::from_millis(10);
+        let samples: Vec<Duration> = (0..2000)
+            .map(|_| Think::Exponential(mean).sample())
+            .collect();
+        let average = samples.iter().sum::<Duration>() / 2000;
+        assert!(
+            average > Duration::from_millis(8) && average < Duration::from_millis(12),
+            "{average:?}"
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_key_the_value_and_the_expected_form() {
+        let cases = [
+            (
+                "duration = \"2s\"",
+                "duration = \"2 parsecs\"",
+                "duration: '2 parsecs' is not a duration",
+            ),
+            (
+                "model = \"open\"",
+                "model = \"shut\"",
+                "load.model: 'shut' is not a model; expected \"open\" or \"closed\"",
+            ),
+            (
+                "{ think = \"exp(200ms)\" }",
+                "{ think = \"exp(soon)\" }",
+                "session[0].steps[1].think: 'exp(soon)' is not a think time",
+            ),
+            (
+                "{ think = \"exp(200ms)\" }",
+                "{ think = \"1s\", request = \"x\" }",
+                "session[0].steps[1]: a step is exactly one of",
+            ),
+            (
+                "connections = 20",
+                "connections = 0",
+                "connections: 0 is out of range",
+            ),
+            ("weight = 3", "wieght = 3", "unknown field `wieght`"),
+            (
+                "\"{{random_int(1,50)}}\"",
+                "\"{{random_int(50,1)}}\"",
+                "session[0].steps[2].params.id: '{{random_int(50,1)}}': 50 is above 1",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, EXAMPLE, "{from}");
+            let message = format!("{:#}", Scenario::parse(&text).expect_err(to));
+            assert!(message.contains(expected), "{to}: {message}");
+        }
+    }
+}

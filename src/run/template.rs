@@ -1,0 +1,371 @@
+//! Templated request parameters: AMF values written in TOML whose strings may hold `{{...}}`
+//! expressions, rendered afresh for every request.
+//!
+//! Expressions: `client` (the client's index), `counter` (a per-client count of rendered
+//! templates), `random_int(a,b)` (inclusive), `random_hex(n)` (n hex digits), `random_string(n)`
+//! (n letters and digits), `pick(a,b,...)` (one of the words). A string that is exactly one
+//! numeric expression (`"{{random_int(1,50)}}"`, `"{{client}}"`) renders as a number.
+
+use crate::codec::{Str, Value};
+use crate::rpc::toml_value::{CLASS_KEY, toml_to_value};
+
+/// Why a template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct TemplateError {
+    /// Where in the scenario, e.g. `session[0].steps[1].params.user`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One `{{...}}` expression.
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Client,
+    Counter,
+    RandomInt(i64, i64),
+    RandomHex(usize),
+    RandomString(usize),
+    Pick(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Expr(Expr),
+}
+
+/// A value with holes, rendered per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template(Node);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    /// No expressions anywhere below: the same value every time.
+    Fixed(Value),
+    /// A string with expressions.
+    Text(Vec<Piece>),
+    /// A string that is exactly one expression: numbers stay numbers.
+    Whole(Expr),
+    /// A dense array.
+    Array(Vec<Node>),
+    /// An object (typed when the class name is not empty).
+    Object(Str, Vec<(Str, Node)>),
+}
+
+/// What rendering needs to know about the client.
+pub struct RenderContext {
+    /// The client's index, from 0.
+    pub client: u64,
+    /// Incremented on every render by this client.
+    pub counter: u64,
+}
+
+/// Longest random text an expression may ask for.
+const MAX_RANDOM_LEN: usize = 1 << 20;
+
+impl Template {
+    /// Parses `toml` found at `path`.
+    pub fn parse(toml: &toml::Value, path: &str) -> Result<Template, TemplateError> {
+        Node::parse(toml, path).map(Template)
+    }
+
+    /// A value for one request.
+    pub fn render(&self, context: &mut RenderContext) -> Value {
+        context.counter += 1;
+        self.0.render(context)
+    }
+}
+
+impl Node {
+    fn parse(toml: &toml::Value, path: &str) -> Result<Node, TemplateError> {
+        if !has_expression(toml) {
+            return toml_to_value(toml, path)
+                .map(Node::Fixed)
+                .map_err(|error| TemplateError {
+                    path: path.into(),
+                    message: error.to_string(),
+                });
+        }
+        match toml {
+            toml::Value::String(text) => parse_text(text, path),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| Node::parse(item, &format!("{path}[{index}]")))
+                .collect::<Result<_, _>>()
+                .map(Node::Array),
+            toml::Value::Table(table) => {
+                let class = match table.get(CLASS_KEY) {
+                    Some(toml::Value::String(name)) => Str::from(name.as_str()),
+                    Some(_) => {
+                        return Err(error(path, "'_class' must be a string naming the class"));
+                    }
+                    None => Str::default(),
+                };
+                let members = table
+                    .iter()
+                    .filter(|(key, _)| key.as_str() != CLASS_KEY)
+                    .map(|(key, value)| {
+                        Ok((
+                            Str::from(key.as_str()),
+                            Node::parse(value, &format!("{path}.{key}"))?,
+                        ))
+                    })
+                    .collect::<Result<_, TemplateError>>()?;
+                Ok(Node::Object(class, members))
+            }
+            // Only strings, arrays and tables can hold expressions.
+            other => toml_to_value(other, path)
+                .map(Node::Fixed)
+                .map_err(|e| error(path, &e.to_string())),
+        }
+    }
+
+    fn render(&self, context: &RenderContext) -> Value {
+        match self {
+            Node::Fixed(value) => value.clone(),
+            Node::Whole(expr) => expr.value(context),
+            Node::Text(pieces) => {
+                let mut text = String::new();
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(literal) => text.push_str(literal),
+                        Piece::Expr(expr) => text.push_str(&expr.text(context)),
+                    }
+                }
+                Value::string(&text)
+            }
+            Node::Array(items) => {
+                Value::array(items.iter().map(|item| item.render(context)).collect())
+            }
+            Node::Object(class, members) => {
+                let members = members
+                    .iter()
+                    .map(|(name, template)| (name.clone(), template.render(context)))
+                    .collect();
+                if class.is_empty() {
+                    Value::object(members)
+                } else {
+                    Value::typed_object(class, members)
+                }
+            }
+        }
+    }
+}
+
+fn error(path: &str, message: &str) -> TemplateError {
+    TemplateError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn has_expression(toml: &toml::Value) -> bool {
+    match toml {
+        toml::Value::String(text) => text.contains("{{"),
+        toml::Value::Array(items) => items.iter().any(has_expression),
+        toml::Value::Table(table) => table.values().any(has_expression),
+        _ => false,
+    }
+}
+
+fn parse_text(text: &str, path: &str) -> Result<Node, TemplateError> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| error(path, &format!("'{{{{' without '}}}}' in \"{text}\"")))?;
+        pieces.push(Piece::Expr(parse_expr(after[..close].trim(), path)?));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_string()));
+    }
+    Ok(match pieces.as_slice() {
+        [Piece::Expr(expr)] if expr.is_numeric() => Node::Whole(expr.clone()),
+        _ => Node::Text(pieces),
+    })
+}
+
+fn parse_expr(expr: &str, path: &str) -> Result<Expr, TemplateError> {
+    let unknown = || {
+        error(
+            path,
+            &format!(
+                "unknown expression '{{{{{expr}}}}}'; expected client, counter, random_int(a,b), random_hex(n), random_string(n) or pick(a,b,...)"
+            ),
+        )
+    };
+    let (name, args) = match expr.split_once('(') {
+        None => (expr, Vec::new()),
+        Some((name, rest)) => {
+            let inner = rest.strip_suffix(')').ok_or_else(unknown)?;
+            (
+                name.trim(),
+                inner.split(',').map(|arg| arg.trim().to_string()).collect(),
+            )
+        }
+    };
+    let number = |text: &str| -> Result<i64, TemplateError> {
+        text.parse().map_err(|_| {
+            error(
+                path,
+                &format!("'{text}' in '{{{{{expr}}}}}' is not a whole number"),
+            )
+        })
+    };
+    let length = |args: &[String]| -> Result<usize, TemplateError> {
+        match args {
+            [n] => usize::try_from(number(n)?)
+                .ok()
+                .filter(|n| *n <= MAX_RANDOM_LEN)
+                .ok_or_else(|| {
+                    error(
+                        path,
+                        &format!("'{{{{{expr}}}}}': length must be 0 to {MAX_RANDOM_LEN}"),
+                    )
+                }),
+            _ => Err(unknown()),
+        }
+    };
+    match (name, args.as_slice()) {
+        ("client", []) => Ok(Expr::Client),
+        ("counter", []) => Ok(Expr::Counter),
+        ("random_int", [low, high]) => {
+            let (low, high) = (number(low)?, number(high)?);
+            if low > high {
+                return Err(error(
+                    path,
+                    &format!("'{{{{{expr}}}}}': {low} is above {high}"),
+                ));
+            }
+            Ok(Expr::RandomInt(low, high))
+        }
+        ("random_hex", args) => Ok(Expr::RandomHex(length(args)?)),
+        ("random_string", args) => Ok(Expr::RandomString(length(args)?)),
+        ("pick", words) if !words.is_empty() && words.iter().all(|w| !w.is_empty()) => {
+            Ok(Expr::Pick(words.to_vec()))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+impl Expr {
+    fn is_numeric(&self) -> bool {
+        matches!(self, Expr::Client | Expr::Counter | Expr::RandomInt(..))
+    }
+
+    fn value(&self, context: &RenderContext) -> Value {
+        match self {
+            Expr::Client => Value::number_from_i64(context.client as i64),
+            Expr::Counter => Value::number_from_i64(context.counter as i64),
+            Expr::RandomInt(low, high) => Value::number_from_i64(rand::random_range(*low..=*high)),
+            _ => Value::string(&self.text(context)),
+        }
+    }
+
+    fn text(&self, context: &RenderContext) -> String {
+        const ALPHANUMERIC: &[u8] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        match self {
+            Expr::Client => context.client.to_string(),
+            Expr::Counter => context.counter.to_string(),
+            Expr::RandomInt(low, high) => rand::random_range(*low..=*high).to_string(),
+            Expr::RandomHex(len) => (0..*len)
+                .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16)]))
+                .collect(),
+            Expr::RandomString(len) => (0..*len)
+                .map(|_| char::from(ALPHANUMERIC[rand::random_range(0..ALPHANUMERIC.len())]))
+                .collect(),
+            Expr::Pick(words) => words[rand::random_range(0..words.len())].clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(text: &str) -> Result<Template, TemplateError> {
+        let table: toml::Table = text.parse().expect("valid TOML");
+        Template::parse(&table["p"], "p")
+    }
+
+    fn render(template: &Template, client: u64) -> Value {
+        template.render(&mut RenderContext { client, counter: 0 })
+    }
+
+    #[test]
+    fn expressions_render_per_request() {
+        let params = template(
+            r#"p = { user = "u{{client}}", token = "{{random_hex(16)}}", id = "{{random_int(1,50)}}", side = "{{pick(red, blue)}}", fixed = 3 }"#,
+        )
+        .expect("valid");
+        let value = render(&params, 7);
+        let object = value.as_object().expect("an object");
+        assert_eq!(object.get("user").and_then(Value::as_str), Some("u7"));
+        let token = object
+            .get("token")
+            .and_then(Value::as_str)
+            .expect("a string");
+        assert!(token.len() == 16 && token.bytes().all(|b| b.is_ascii_hexdigit()));
+        let id = object.get("id").and_then(Value::as_f64).expect("a number");
+        assert!((1.0..=50.0).contains(&id));
+        assert!(matches!(
+            object.get("side").and_then(Value::as_str),
+            Some("red" | "blue")
+        ));
+        assert_eq!(object.get("fixed"), Some(&Value::Integer(3)));
+    }
+
+    #[test]
+    fn typed_objects_and_constants_pass_through() {
+        let params = template(r#"p = { _class = "com.example.Login", user = "u{{client}}" }"#)
+            .expect("valid");
+        let value = render(&params, 1);
+        assert_eq!(
+            value
+                .as_object()
+                .map(|o| o.class_name.to_string())
+                .as_deref(),
+            Some("com.example.Login")
+        );
+        assert_eq!(
+            template("p = [1, 'a']").expect("valid"),
+            Template(Node::Fixed(Value::array(vec![
+                Value::Integer(1),
+                Value::string("a")
+            ])))
+        );
+    }
+
+    #[test]
+    fn bad_expressions_name_the_place() {
+        let cases = [
+            (
+                r#"p = { a = "{{nope}}" }"#,
+                "p.a: unknown expression '{{nope}}'",
+            ),
+            (
+                r#"p = { a = "{{random_int(5,1)}}" }"#,
+                "p.a: '{{random_int(5,1)}}': 5 is above 1",
+            ),
+            (
+                r#"p = { a = "{{random_hex(x)}}" }"#,
+                "'x' in '{{random_hex(x)}}' is not a whole number",
+            ),
+            (r#"p = ["{{client"]"#, "p[0]: '{{' without '}}'"),
+        ];
+        for (text, expected) in cases {
+            let message = template(text).expect_err(text).to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+}
