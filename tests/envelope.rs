@@ -29,7 +29,14 @@ fn parse_frame(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
     let body = frame::split_frame(&mut buffer, DEFAULT_MAX_FRAME_LEN)
         .expect("valid frame")
         .expect("whole frame");
-    Envelope::from_value(&codec::decode(body, Format::Amf3).expect("decodes"))
+    let value = codec::decode(body, Format::Amf3).expect("decodes");
+    let parsed = Envelope::from_value(&value);
+    assert_eq!(
+        Envelope::from_owned(value),
+        parsed,
+        "moving the payload out changes nothing"
+    );
+    parsed
 }
 
 fn object(members: Vec<(&'static str, Value)>) -> Value {
@@ -225,7 +232,8 @@ fn malformed_envelopes_say_what_is_wrong() {
         ),
     ];
     for (value, expected) in cases {
-        assert_eq!(Envelope::from_value(&value), Err(expected));
+        assert_eq!(Envelope::from_value(&value), Err(expected.clone()));
+        assert_eq!(Envelope::from_owned(value), Err(expected));
     }
 }
 

@@ -1,14 +1,14 @@
 //! `amf-bench policy` as users run it: serving a file, reloading it on SIGHUP, refusing a bad one,
 //! and `policy check` against the running server.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn amf_bench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_amf-bench"))
-}
+use common::process::{Listening, run_bounded};
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("amf-bench-{}-{name}", std::process::id()));
@@ -23,82 +23,23 @@ fn policy_granting(ports: &str) -> String {
 }
 
 /// A policy server process on 127.0.0.1 port 0.
-struct PolicyProcess {
-    child: Child,
-    addr: String,
-    stdout: BufReader<std::process::ChildStdout>,
+fn start_policy(args: &[&str]) -> Listening {
+    let mut all = vec!["policy", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Listening::start(&all)
 }
 
-impl PolicyProcess {
-    fn start(args: &[&str]) -> PolicyProcess {
-        let mut child = amf_bench()
-            .args(["policy", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        stdout.read_line(&mut line).expect("reads");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_string();
-        PolicyProcess {
-            child,
-            addr,
-            stdout,
-        }
-    }
-
-    fn check(&self, port: &str) -> Output {
-        run_bounded(&[
-            "policy",
-            "check",
-            &self.addr,
-            "--port",
-            port,
-            "--timeout",
-            "5",
-        ])
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([name, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for PolicyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `amf-bench ARGS` to completion within 20 s (killing it after), so a server that starts
-/// when it should have refused fails the test instead of hanging it.
-fn run_bounded(args: &[&str]) -> Output {
-    let mut child = amf_bench()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("waits").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collects output")
+/// `policy check` against `server`, asking whether it grants `port`.
+fn check(server: &Listening, port: &str) -> Output {
+    run_bounded(&[
+        "policy",
+        "check",
+        &server.addr,
+        "--port",
+        port,
+        "--timeout",
+        "5",
+    ])
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -108,14 +49,14 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn check_reports_the_policy_and_whether_it_grants_a_port() {
     let file = temp_file("check.xml", &policy_granting("9000-9010"));
-    let server = PolicyProcess::start(&["--policy", file.to_str().expect("utf-8")]);
-    let granted = server.check("9005");
+    let server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
+    let granted = check(&server, "9005");
     let stdout = text(&granted.stdout);
     assert_eq!(granted.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("to-ports=\"9000-9010\""), "{stdout}");
     assert!(stdout.contains("NUL-terminated: yes"), "{stdout}");
     assert!(stdout.contains("grants port 9005: yes"), "{stdout}");
-    let refused = server.check("9011");
+    let refused = check(&server, "9011");
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused.stdout).contains("grants port 9011: no"));
     let _ = std::fs::remove_file(file);
@@ -124,13 +65,13 @@ fn check_reports_the_policy_and_whether_it_grants_a_port() {
 #[test]
 fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
     let file = temp_file("reload.xml", &policy_granting("9000"));
-    let mut server = PolicyProcess::start(&["--policy", file.to_str().expect("utf-8")]);
-    assert!(text(&server.check("9000").stdout).contains("grants port 9000: yes"));
+    let mut server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
+    assert!(text(&check(&server, "9000").stdout).contains("grants port 9000: yes"));
 
     std::fs::write(&file, policy_granting("9100")).expect("rewrites");
     server.signal("-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !text(&server.check("9100").stdout).contains("grants port 9100: yes") {
+    while !text(&check(&server, "9100").stdout).contains("grants port 9100: yes") {
         assert!(
             Instant::now() < deadline,
             "the new policy is served after SIGHUP"
@@ -142,25 +83,12 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
     server.signal("-HUP");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        text(&server.check("9100").stdout).contains("grants port 9100: yes"),
+        text(&check(&server, "9100").stdout).contains("grants port 9100: yes"),
         "the last good policy stays"
     );
 
-    server.signal("-TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("waits") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "exits after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, counters) = server.terminate();
     assert!(status.success());
-    let mut counters = String::new();
-    server
-        .stdout
-        .read_to_string(&mut counters)
-        .expect("reads the counters");
     assert!(counters.contains("exchanges: answered "), "{counters}");
     assert!(
         counters.contains("not_a_request 0, timeout 0, io_error 0"),

@@ -1,12 +1,15 @@
 //! `amf-bench run` end to end against the embedded server: the example scenarios, latency from
 //! intended send times, thresholds and exit codes, scenario errors, and Ctrl-C.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use amf_bench::run::execute;
 use amf_bench::run::scenario::Scenario;
+use common::process::{amf_bench, run_bounded, signal, wait_exit};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
@@ -85,13 +88,6 @@ async fn latency_counts_from_the_intended_start() {
     assert!(lag_max > 900_000, "{sleep:#}");
 }
 
-fn amf_bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amf-bench"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("amf-bench-run-{}-{name}", std::process::id()))
 }
@@ -105,7 +101,7 @@ fn a_failed_threshold_exits_1_and_results_are_written() {
     let file = temp_path("strict.toml");
     std::fs::write(&file, text).expect("writes");
     let out = temp_path("strict-out");
-    let output = amf_bench(&[
+    let output = run_bounded(&[
         "run",
         file.to_str().expect("utf-8"),
         "--out",
@@ -133,7 +129,7 @@ fn scenario_errors_exit_2_naming_the_key() {
         .replace("\"3s\"", "\"3 sec\"");
     let file = temp_path("bad.toml");
     std::fs::write(&file, text).expect("writes");
-    let output = amf_bench(&["run", file.to_str().expect("utf-8")]);
+    let output = run_bounded(&["run", file.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -151,7 +147,7 @@ fn ctrl_c_stops_early_and_still_writes_results() {
     let file = temp_path("long.toml");
     std::fs::write(&file, text).expect("writes");
     let out = temp_path("long-out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+    let mut child = amf_bench()
         .args([
             "run",
             file.to_str().expect("utf-8"),
@@ -163,22 +159,8 @@ fn ctrl_c_stops_early_and_still_writes_results() {
         .spawn()
         .expect("starts");
     std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waits") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "stops after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    signal(child.id(), "-INT");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
     let summary: Json =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))

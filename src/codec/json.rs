@@ -11,7 +11,7 @@ use super::value::{Member, Value};
 
 /// Doubles of at least this magnitude are written by their bits: a JSON integer would not
 /// round-trip through common JSON readers.
-const INTEGRAL_BELOW: f64 = 9_007_199_254_740_992.0; // 2^53
+pub const INTEGRAL_BELOW: f64 = 9_007_199_254_740_992.0; // 2^53
 
 /// The canonical JSON of `value`, a top-level value of `format`.
 pub fn to_canonical_json(

@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::file::parse_port_item;
+use super::lint::parse_policy;
 
 /// The request exactly as Flash Player sends it.
 pub const FLASH_REQUEST: &[u8] = b"<policy-file-request/>\0";
@@ -73,11 +74,7 @@ pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
 /// Whether a policy's `allow-access-from` rules grant `port` (to some domain). Unparsable
 /// policies grant nothing.
 pub fn grants(policy: &str, port: u16) -> bool {
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
-    };
-    let Ok(document) = roxmltree::Document::parse_with_options(policy, options) else {
+    let Ok(document) = parse_policy(policy) else {
         return false;
     };
     document

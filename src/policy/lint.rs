@@ -77,6 +77,15 @@ pub fn lint(text: &str, for_port: Option<u16>) -> Vec<Finding> {
     findings
 }
 
+/// Parses a policy as Flash Player reads it: a DOCTYPE line (as in most real policies) allowed.
+pub fn parse_policy(text: &str) -> Result<Document<'_>, roxmltree::Error> {
+    let options = ParsingOptions {
+        allow_dtd: true,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, options)
+}
+
 /// Whether any finding is an error.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings
@@ -137,11 +146,7 @@ impl<'t> Linter<'t> {
     }
 
     fn check_document(&mut self, policy: &str) {
-        let options = ParsingOptions {
-            allow_dtd: true,
-            ..ParsingOptions::default()
-        };
-        match Document::parse_with_options(policy, options) {
+        match parse_policy(policy) {
             Ok(document) => self.check_root(document.root_element()),
             Err(error) => self.parse_error(&error, policy.len()),
         }

@@ -100,6 +100,8 @@ struct Kind {
     body: &'static str,
     message_id: &'static str,
     command: &'static str,
+    /// The payload member's name in the body: `params` or `result`.
+    payload_key: &'static str,
     payload: &'static str,
 }
 
@@ -108,6 +110,7 @@ const REQUEST: Kind = Kind {
     body: "request",
     message_id: "request.messageId",
     command: "request.command",
+    payload_key: "params",
     payload: "request.params",
 };
 const RESPONSE: Kind = Kind {
@@ -115,6 +118,7 @@ const RESPONSE: Kind = Kind {
     body: "response",
     message_id: "response.messageId",
     command: "",
+    payload_key: "result",
     payload: "response.result",
 };
 const MESSAGE: Kind = Kind {
@@ -122,6 +126,7 @@ const MESSAGE: Kind = Kind {
     body: "message",
     message_id: "message.messageId",
     command: "message.command",
+    payload_key: "params",
     payload: "message.params",
 };
 
@@ -135,6 +140,32 @@ impl Envelope {
         Parser::new(value).parse()
     }
 
+    /// Parses a decoded frame the caller gives up: when the frame holds no object references
+    /// (every frame a reference-free peer sends), the params or result are moved out of it
+    /// rather than copied.
+    pub fn from_owned(mut value: Value) -> Result<Envelope, EnvelopeError> {
+        let mut parser = Parser::new(&value);
+        if parser.table.is_some() {
+            return parser.parse();
+        }
+        parser.move_payload = true;
+        let mut envelope = parser.parse()?;
+        let (kind, slot) = match &mut envelope {
+            Envelope::Request(request) => (REQUEST, &mut request.params),
+            Envelope::Response(response) => (RESPONSE, &mut response.result),
+            Envelope::Message(message) => (MESSAGE, &mut message.params),
+        };
+        // `parse` checked that the body and its payload are there, unreferenced.
+        if let Value::Object(outer) = &mut value
+            && let Some((_, Value::Object(body))) =
+                outer.members.iter_mut().find(|(name, _)| name == kind.body)
+            && let Some(payload) = body.take(kind.payload_key)
+        {
+            *slot = payload;
+        }
+        Ok(envelope)
+    }
+
     /// The envelope as a value, members in sorted order.
     pub fn into_value(self) -> Value {
         let (kind, message_id, command, payload) = match self {
@@ -146,17 +177,12 @@ impl Envelope {
         if payload.contains_reference() {
             shift_references(&mut payload, ENTRIES_BEFORE_PAYLOAD);
         }
-        let payload_name = if command.is_some() {
-            "params"
-        } else {
-            "result"
-        };
         let mut body = Vec::with_capacity(3);
         if let Some(command) = command {
             body.push((Str::new_static("command"), Value::String(command)));
         }
         body.push((Str::new_static("messageId"), Value::String(message_id)));
-        body.push((Str::new_static(payload_name), payload));
+        body.push((Str::new_static(kind.payload_key), payload));
         Value::object(vec![
             (Str::new_static(kind.body), Value::object(body)),
             (
@@ -228,6 +254,8 @@ struct Parser<'v> {
     root: &'v Value,
     /// Built only when the frame holds object references.
     table: Option<ObjectTable<'v>>,
+    /// Leave the payload out (`Undefined`): the caller moves it out of the frame itself.
+    move_payload: bool,
 }
 
 impl<'v> Parser<'v> {
@@ -235,7 +263,11 @@ impl<'v> Parser<'v> {
         let table = root
             .contains_reference()
             .then(|| ObjectTable::build(root, Format::Amf3));
-        Parser { root, table }
+        Parser {
+            root,
+            table,
+            move_payload: false,
+        }
     }
 
     fn parse(&self) -> Result<Envelope, EnvelopeError> {
@@ -254,14 +286,14 @@ impl<'v> Parser<'v> {
         let body = self.object(kind, outer, kind.body, kind.body)?;
         let message_id = self.string(kind, body, "messageId", kind.message_id)?;
         if kind.type_name == RESPONSE.type_name {
-            let result = self.member(kind, body, "result", kind.payload)?;
+            let result = self.member(kind, body, kind.payload_key, kind.payload)?;
             return Ok(Envelope::Response(Response {
                 message_id,
                 result: self.standalone(result)?,
             }));
         }
         let command = self.string(kind, body, "command", kind.command)?;
-        let params = self.member(kind, body, "params", kind.payload)?;
+        let params = self.member(kind, body, kind.payload_key, kind.payload)?;
         if !matches!(params, Value::Object(_)) {
             return Err(wrong_type(kind, kind.payload, "an object", params));
         }
@@ -335,6 +367,7 @@ impl<'v> Parser<'v> {
     fn standalone(&self, value: &'v Value) -> Result<Value, EnvelopeError> {
         match self.table {
             Some(_) => Ok(detach(self.root, value, &Limits::default())?),
+            None if self.move_payload => Ok(Value::Undefined),
             None => Ok(value.clone()),
         }
     }

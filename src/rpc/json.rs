@@ -8,6 +8,7 @@
 use serde_json::{Map, Number, Value as Json};
 
 use crate::codec::graph::{Resolved, Resolver};
+use crate::codec::json::INTEGRAL_BELOW;
 use crate::codec::{Format, Limits, Member, RenderError, Str, Value, display};
 
 /// Why a value cannot be written as plain JSON.
@@ -139,7 +140,7 @@ impl<'v> Writer<'v> {
 
 /// A finite double as a JSON number: integral values print without a fraction, as JavaScript does.
 fn double(n: f64) -> Json {
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+    if n.fract() == 0.0 && n.abs() < INTEGRAL_BELOW {
         Json::from(n as i64)
     } else {
         Number::from_f64(n).map_or(Json::Null, Json::Number)

@@ -423,11 +423,6 @@ impl Peer {
         self.shared.life.reason()
     }
 
-    /// Whether the peer has stopped sending (or the connection has ended).
-    pub fn input_done(&self) -> bool {
-        self.shared.life.input_done.is_cancelled()
-    }
-
     /// How many of the peer's pings this side has answered.
     pub fn pings_answered(&self) -> u64 {
         self.shared.pings_answered.load(Ordering::Relaxed)

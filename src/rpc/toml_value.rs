@@ -62,6 +62,18 @@ pub fn toml_to_value(toml: &Toml, path: &str) -> Result<Value, TomlValueError> {
     })
 }
 
+/// The class a table names with `_class`, if any.
+pub fn class_name<'t>(
+    table: &'t toml::Table,
+    path: &str,
+) -> Result<Option<&'t str>, TomlValueError> {
+    match table.get(CLASS_KEY) {
+        None => Ok(None),
+        Some(Toml::String(name)) => Ok(Some(name)),
+        Some(_) => Err(TomlValueError::ClassNotString { path: path.into() }),
+    }
+}
+
 fn table_to_value(table: &toml::Table, path: &str) -> Result<Value, TomlValueError> {
     if let Some(null) = table.get(NULL_KEY) {
         return match (null, table.len()) {
@@ -69,13 +81,7 @@ fn table_to_value(table: &toml::Table, path: &str) -> Result<Value, TomlValueErr
             _ => Err(TomlValueError::BadNull { path: path.into() }),
         };
     }
-    let class_name = match table.get(CLASS_KEY) {
-        None => None,
-        Some(Toml::String(name)) => Some(name.as_str()),
-        Some(_) => {
-            return Err(TomlValueError::ClassNotString { path: path.into() });
-        }
-    };
+    let class_name = class_name(table, path)?;
     let members = table
         .iter()
         .filter(|(key, _)| key.as_str() != CLASS_KEY)

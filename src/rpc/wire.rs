@@ -55,7 +55,7 @@ pub fn decode_envelope(
         Encoding::Amf3 => codec::amf3::decode(payload, options)?,
         Encoding::Json => json_to_value(&serde_json::from_slice(&payload)?),
     };
-    Ok(Envelope::from_value(&value)?)
+    Ok(Envelope::from_owned(value)?)
 }
 
 /// Writes `envelope` as one whole frame (header included).

@@ -134,10 +134,14 @@ impl Metrics {
     /// Records a finished request or wait for `command`.
     pub fn record(&self, command: &str, sample: Sample) {
         self.with(|recorded| {
-            let metrics = recorded
-                .commands
-                .entry(command.to_string())
-                .or_insert_with(|| CommandMetrics::new(&self.empty));
+            // Look up before inserting: the name is copied once per command, not per request.
+            if !recorded.commands.contains_key(command) {
+                let metrics = CommandMetrics::new(&self.empty);
+                recorded.commands.insert(command.to_string(), metrics);
+            }
+            let Some(metrics) = recorded.commands.get_mut(command) else {
+                return;
+            };
             metrics.count += 1;
             let _ = metrics.latency.record(micros(sample.latency));
             let _ = metrics.service.record(micros(sample.service));

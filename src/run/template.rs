@@ -7,16 +7,22 @@
 //! numeric expression (`"{{random_int(1,50)}}"`, `"{{client}}"`) renders as a number.
 
 use crate::codec::{Str, Value};
-use crate::rpc::toml_value::{CLASS_KEY, toml_to_value};
+use crate::rpc::toml_value::{CLASS_KEY, TomlValueError, class_name, toml_to_value};
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct TemplateError {
-    /// Where in the scenario, e.g. `session[0].steps[1].params.user`.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
+pub enum TemplateError {
+    /// A value TOML cannot express as AMF (a local date-time, a bad `_class` or `_null`).
+    #[error(transparent)]
+    Value(#[from] TomlValueError),
+    /// A `{{...}}` expression that does not parse.
+    #[error("{path}: {message}")]
+    Expression {
+        /// Where in the scenario, e.g. `session[0].steps[1].params.user`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// One `{{...}}` expression.
@@ -81,12 +87,7 @@ impl Template {
 impl Node {
     fn parse(toml: &toml::Value, path: &str) -> Result<Node, TemplateError> {
         if !has_expression(toml) {
-            return toml_to_value(toml, path)
-                .map(Node::Fixed)
-                .map_err(|error| TemplateError {
-                    path: path.into(),
-                    message: error.to_string(),
-                });
+            return Ok(Node::Fixed(toml_to_value(toml, path)?));
         }
         match toml {
             toml::Value::String(text) => parse_text(text, path),
@@ -97,13 +98,7 @@ impl Node {
                 .collect::<Result<_, _>>()
                 .map(Node::Array),
             toml::Value::Table(table) => {
-                let class = match table.get(CLASS_KEY) {
-                    Some(toml::Value::String(name)) => Str::from(name.as_str()),
-                    Some(_) => {
-                        return Err(error(path, "'_class' must be a string naming the class"));
-                    }
-                    None => Str::default(),
-                };
+                let class = Str::from(class_name(table, path)?.unwrap_or_default());
                 let members = table
                     .iter()
                     .filter(|(key, _)| key.as_str() != CLASS_KEY)
@@ -117,9 +112,7 @@ impl Node {
                 Ok(Node::Object(class, members))
             }
             // Only strings, arrays and tables can hold expressions.
-            other => toml_to_value(other, path)
-                .map(Node::Fixed)
-                .map_err(|e| error(path, &e.to_string())),
+            other => Ok(Node::Fixed(toml_to_value(other, path)?)),
         }
     }
 
@@ -156,7 +149,7 @@ impl Node {
 }
 
 fn error(path: &str, message: &str) -> TemplateError {
-    TemplateError {
+    TemplateError::Expression {
         path: path.into(),
         message: message.into(),
     }

@@ -2,6 +2,8 @@
 //! that reads and writes frames byte for byte, every wait bounded.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
