@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Override the scenario's target, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub target: Option<String>,
+    /// No progress line (it is shown only when stderr is a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Options of `amf-bench policy`.

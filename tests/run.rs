@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use amf_bench::run::execute;
+use amf_bench::run::progress::Progress;
 use amf_bench::run::scenario::Scenario;
-use common::process::{amf_bench, run_bounded, signal, wait_exit};
+use amf_bench::run::{RunResult, execute};
+use common::process::{Listening, amf_bench, run_bounded, signal, wait_exit};
+use common::{TestServer, config};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
@@ -35,13 +37,13 @@ fn every_example_scenario_parses() {
             parsed += 1;
         }
     }
-    assert!(parsed >= 2, "the examples are there");
+    assert!(parsed >= 4, "the examples are there");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_smoke_scenario_runs_without_errors() {
     let scenario = Scenario::load(&scenario("smoke.toml")).expect("valid");
-    let result = execute(scenario, CancellationToken::new())
+    let result = execute(scenario, CancellationToken::new(), Progress::hidden())
         .await
         .expect("runs");
     let summary = &result.summary;
@@ -63,6 +65,42 @@ async fn the_smoke_scenario_runs_without_errors() {
         "{:?}",
         result.thresholds
     );
+    let logged = hlog_counts(&result);
+    for (command, entry) in summary["commands"].as_object().expect("commands") {
+        assert_eq!(
+            logged.get(command).copied().unwrap_or(0),
+            entry["count"].as_u64().expect("count"),
+            "latency.hlog holds every request of {command}"
+        );
+        assert!(
+            result.html.contains(command.as_str()),
+            "report.html names {command}"
+        );
+    }
+    assert!(result.html.contains("<svg") && result.html.contains("by percentile"));
+}
+
+/// Requests per command tag, summed over the intervals of `latency.hlog`.
+fn hlog_counts(result: &RunResult) -> std::collections::BTreeMap<String, u64> {
+    use base64::Engine;
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let mut counts = std::collections::BTreeMap::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&result.timeline.hlog) {
+        if let LogEntry::Interval(interval) = entry.expect("a valid interval log") {
+            let bytes = base64::prelude::BASE64_STANDARD
+                .decode(interval.encoded_histogram())
+                .expect("base64");
+            let histogram: Histogram<u64> = deserializer
+                .deserialize(&mut bytes.as_slice())
+                .expect("a histogram");
+            let tag = interval.tag().expect("tagged").as_str().to_string();
+            *counts.entry(tag).or_default() += histogram.len();
+        }
+    }
+    counts
 }
 
 /// The server is slower than the arrivals: latency, measured from the intended start, includes
@@ -70,7 +108,7 @@ async fn the_smoke_scenario_runs_without_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_counts_from_the_intended_start() {
     let scenario = Scenario::load(&scenario("stall.toml")).expect("valid");
-    let result = execute(scenario, CancellationToken::new())
+    let result = execute(scenario, CancellationToken::new(), Progress::hidden())
         .await
         .expect("runs");
     let sleep = &result.summary["commands"]["sleep"];
@@ -172,4 +210,252 @@ fn ctrl_c_stops_early_and_still_writes_results() {
     );
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
+}
+
+fn run_text(text: &str) -> RunResult {
+    let scenario = Scenario::parse(text).expect("valid");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime
+        .block_on(execute(
+            scenario,
+            CancellationToken::new(),
+            Progress::hidden(),
+        ))
+        .expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_counts_equal_the_servers_own() {
+    let server = TestServer::start(config()).await;
+    let mut scenario = Scenario::load(&scenario("smoke.toml")).expect("valid");
+    scenario.target = Some(server.addr.to_string());
+    let result = execute(scenario, CancellationToken::new(), Progress::hidden())
+        .await
+        .expect("runs");
+    let counters = server.stop().await;
+    for command in ["echo", "sleep", "push"] {
+        assert_eq!(
+            Some(count(&result.summary, command)),
+            counters.requests.get(command).copied(),
+            "{command}: {:#}",
+            result.summary
+        );
+    }
+    assert!(count(&result.summary, "echo") > 100);
+}
+
+#[test]
+fn a_20ms_command_measures_20ms() {
+    let result = run_text(
+        r#"
+        name = "sleep20"
+        connections = 10
+        duration = "2s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "sleep", params = { ms = 20 } }]
+        "#,
+    );
+    let latency = &result.summary["commands"]["sleep"]["latency_us"];
+    let p50 = latency["p50"].as_u64().expect("p50");
+    assert!((20_000..30_000).contains(&p50), "{latency}");
+    assert!(
+        count(&result.summary, "sleep") > 300,
+        "{:#}",
+        result.summary
+    );
+}
+
+#[test]
+fn several_requests_in_flight_share_one_socket() {
+    let result = run_text(
+        r#"
+        name = "in_flight"
+        connections = 1
+        in_flight = 4
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "sleep", params = { ms = 50 } }]
+        "#,
+    );
+    let summary = &result.summary;
+    assert_eq!(summary["connections"]["connected"], 1);
+    // One at a time would manage 20 in a second; four lanes about 80.
+    let done = count(summary, "sleep");
+    assert!((50..=84).contains(&done), "{summary:#}");
+    assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
+}
+
+#[test]
+fn clients_reconnect_when_the_scenario_says_so() {
+    let result = run_text(
+        r#"
+        name = "reconnect"
+        connections = 2
+        duration = "1s"
+        reconnect = "20ms"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo" }, { request = "close", timeout = "1s" }]
+        "#,
+    );
+    let summary = &result.summary;
+    let reconnects = summary["connections"]["reconnects"]
+        .as_u64()
+        .expect("reconnects");
+    let lost = summary["connections"]["lost"]["server_closed"]
+        .as_u64()
+        .expect("lost");
+    assert!(reconnects >= 10, "{summary:#}");
+    assert!(lost >= reconnects, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["connected"].as_u64(),
+        Some(reconnects + 2),
+        "{summary:#}"
+    );
+    assert!(count(summary, "echo") >= reconnects, "{summary:#}");
+    assert_eq!(
+        summary["commands"]["close"]["errors"]["server_closed"].as_u64(),
+        Some(count(summary, "close"))
+    );
+}
+
+#[test]
+fn templates_read_csv_files_beside_the_scenario() {
+    let dir = temp_path("csv");
+    std::fs::create_dir_all(&dir).expect("a directory");
+    std::fs::write(dir.join("users.csv"), "user,password\nann,a1\nbob,b2\n").expect("writes");
+    let text = r#"
+        name = "csv"
+        connections = 2
+        duration = "1s"
+        [csv.users]
+        file = "users.csv"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo", params = { user = "{{users.user}}", password = "{{users.password}}" } }, { think = "50ms" }]
+    "#;
+    std::fs::write(dir.join("csv.toml"), text).expect("writes");
+    let scenario = Scenario::load(&dir.join("csv.toml")).expect("valid");
+    let amf_bench::run::scenario::Step::Request { params, .. } = &scenario.sessions[0].steps[0]
+    else {
+        panic!("a request step");
+    };
+    let value = params.render(&mut amf_bench::run::template::RenderContext::new(1));
+    let object = value.as_object().expect("an object");
+    assert_eq!(object.get("user").and_then(|v| v.as_str()), Some("bob"));
+    assert_eq!(object.get("password").and_then(|v| v.as_str()), Some("b2"));
+    let missing = Scenario::parse_in(&text.replace("users.csv", "nobody.csv"), &dir)
+        .expect_err("no such file");
+    assert!(
+        format!("{missing:#}").contains("csv.users.file: cannot read"),
+        "{missing:#}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The server dies a second into a three-second run: the run still ends on time, counts the lost
+/// connections and the refused reconnections by kind, and writes its results.
+#[test]
+fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
+    let mut server = Listening::start(&["serve", "--listen", "127.0.0.1:0"]);
+    let file = temp_path("kill.toml");
+    let text = format!(
+        r#"
+        name = "kill"
+        target = "{}"
+        connections = 10
+        duration = "3s"
+        timeout = "1s"
+        reconnect = "100ms"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ request = "echo" }}, {{ think = "10ms" }}]
+        "#,
+        server.addr
+    );
+    std::fs::write(&file, text).expect("writes");
+    let out = temp_path("kill-out");
+    let started = std::time::Instant::now();
+    let mut run = amf_bench()
+        .args(["run", "--quiet", file.to_str().expect("utf-8"), "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(Duration::from_secs(1));
+    server.child.kill().expect("kills the server");
+    let status = wait_exit(&mut run, Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "ended on time: {took:?}");
+    assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
+    let summary: Json =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
+            .expect("JSON");
+    let lost: u64 = summary["connections"]["lost"]
+        .as_object()
+        .expect("lost")
+        .values()
+        .filter_map(Json::as_u64)
+        .sum();
+    assert_eq!(lost, 10, "every connection was lost: {summary:#}");
+    assert!(
+        summary["connections"]["errors"]["connect_refused"]
+            .as_u64()
+            .is_some_and(|refused| refused >= 10),
+        "reconnections were refused: {summary:#}"
+    );
+    assert!(count(&summary, "echo") > 100, "{summary:#}");
+    assert!(out.join("latency.hlog").exists() && out.join("report.html").exists());
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// The ramp (Poisson arrivals, two sessions in flight per client) and the message stream run
+/// cleanly against the embedded server and meet their own thresholds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ramp_and_message_stream_examples_run_cleanly() {
+    for name in ["ramp.toml", "messages.toml"] {
+        let scenario = Scenario::load(&scenario(name)).expect("valid");
+        let result = execute(scenario, CancellationToken::new(), Progress::hidden())
+            .await
+            .expect("runs");
+        let summary = &result.summary;
+        assert_eq!(summary["error_rate_percent"], 0.0, "{name}: {summary:#}");
+        assert!(
+            result.thresholds.iter().all(|outcome| outcome.ok),
+            "{name}: {:?}",
+            result.thresholds
+        );
+        if name == "ramp.toml" {
+            // 0 -> 400/s over 2 s, 400/s for 2 s, 400 -> 0 over 1 s: 400 + 800 + 200 expected,
+            // a seeded Poisson draw around that.
+            let planned = summary["sessions"]["planned"].as_u64().expect("planned");
+            assert!((1300..1500).contains(&planned), "{summary:#}");
+            assert_eq!(summary["arrivals"]["poisson_seed"], 42);
+        } else {
+            let pushes = count(summary, "push");
+            assert!(pushes > 50, "{summary:#}");
+            assert!(
+                count(summary, "wait_message:tick") + 100 >= pushes * 5,
+                "{summary:#}"
+            );
+        }
+    }
 }

@@ -77,31 +77,88 @@ impl Mailbox {
     }
 }
 
-/// Runs client `index`: connects at `connect_at`, then runs sessions until the run stops.
+/// Runs client `index`: connects at `connect_at`, then runs sessions (`in_flight` at once) until
+/// the run stops. A lost connection ends the client, or with `reconnect` is opened again after
+/// that delay (as is one that failed to open).
 pub async fn run(index: usize, connect_at: Instant, shared: Arc<Shared>) {
-    tokio::select! {
-        () = tokio::time::sleep_until(connect_at) => {}
-        () = shared.stop.cancelled() => return,
-    }
-    let Some((peer, inbox)) = connect(&shared).await else {
+    if !pause_until(connect_at, &shared.stop).await {
         return;
-    };
+    }
+    let render = RenderContext::new(index as u64);
+    let mut attempt = 0u64;
+    loop {
+        if attempt > 0 {
+            shared.metrics.reconnected();
+        }
+        attempt += 1;
+        let lost = match connect(&shared).await {
+            Some((peer, inbox)) => {
+                let outcome = run_connection(peer, inbox, &render, &shared).await;
+                shared.metrics.connection_ended();
+                match outcome {
+                    Ok(()) => return,
+                    Err(kind) => {
+                        shared.metrics.disconnected(kind);
+                        true
+                    }
+                }
+            }
+            None => true,
+        };
+        let Some(delay) = shared.scenario.reconnect.filter(|_| lost) else {
+            return;
+        };
+        if !pause_until(Instant::now() + delay, &shared.stop).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps until `until`; false when the run stopped first.
+async fn pause_until(until: Instant, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep_until(until) => !stop.is_cancelled(),
+        () = stop.cancelled() => false,
+    }
+}
+
+/// Runs the scenario's sessions in flight on one connection until the run stops (`Ok`) or the
+/// connection is lost (the first lane to see it says how).
+async fn run_connection(
+    peer: Peer,
+    inbox: mpsc::Receiver<Incoming>,
+    render: &RenderContext,
+    shared: &Arc<Shared>,
+) -> Result<(), ErrorKind> {
     let mailbox = Arc::new(Mailbox::default());
     let reading = tokio::spawn(read_inbox(inbox, peer.clone(), Arc::clone(&mailbox)));
-    let mut client = Client {
-        peer,
-        mailbox,
-        shared,
-        render: RenderContext {
-            client: index as u64,
-            counter: 0,
-        },
-    };
-    if let Err(kind) = client.run_sessions().await {
-        client.shared.metrics.disconnected(kind);
+    // Stops the other lanes when one finds the connection lost; their requests in progress fail
+    // at once (and are recorded) because the peer is closed.
+    let lost = shared.stop.child_token();
+    let mut lanes = tokio::task::JoinSet::new();
+    for _ in 0..shared.scenario.in_flight {
+        let mut lane = Client {
+            peer: peer.clone(),
+            mailbox: Arc::clone(&mailbox),
+            shared: Arc::clone(shared),
+            stop: lost.clone(),
+            render: render.lane(),
+        };
+        lanes.spawn(async move { lane.run_sessions().await });
     }
-    client.peer.close("the run ended");
+    let mut outcome = Ok(());
+    while let Some(joined) = lanes.join_next().await {
+        if let Ok(Err(kind)) = joined
+            && outcome.is_ok()
+        {
+            outcome = Err(kind);
+            lost.cancel();
+            peer.close("the connection was lost");
+        }
+    }
+    peer.close("the run ended");
     reading.abort();
+    outcome
 }
 
 /// Keeps the peer's inbox drained: messages go to the mailbox, and the server's own requests
@@ -121,6 +178,8 @@ struct Client {
     peer: Peer,
     mailbox: Arc<Mailbox>,
     shared: Arc<Shared>,
+    /// The run's stop, or this connection's loss.
+    stop: CancellationToken,
     render: RenderContext,
 }
 
@@ -173,14 +232,14 @@ impl Client {
 
     /// When the next session is due: the next arrival (open model) or now (closed model).
     async fn next_start(&self) -> Option<Instant> {
-        if self.shared.stop.is_cancelled() {
+        if self.stop.is_cancelled() {
             return None;
         }
         let Some(arrivals) = &self.shared.arrivals else {
             return Some(Instant::now());
         };
         tokio::select! {
-            () = self.shared.stop.cancelled() => None,
+            () = self.stop.cancelled() => None,
             arrival = async { arrivals.lock().await.recv().await } => arrival,
         }
     }
@@ -188,7 +247,7 @@ impl Client {
     async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
         let mut due = intended;
         for step in &session.steps {
-            if self.shared.stop.is_cancelled() {
+            if self.stop.is_cancelled() {
                 return Ok(());
             }
             due = self.run_step(step, due).await?;
@@ -203,7 +262,7 @@ impl Client {
                 let until = due + think.sample();
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => {}
-                    () = self.shared.stop.cancelled() => {}
+                    () = self.stop.cancelled() => {}
                 }
                 Ok(until)
             }

@@ -3,7 +3,9 @@
 //! microseconds from 1 us to 60 s at 3 significant digits; errors by kind; connect times.
 //!
 //! Histograms are large (a hundred KiB each), so there is one set per command for the whole run,
-//! shared by every client behind a lock, never one per client.
+//! shared by every client behind a lock, never one per client. Beside the run's totals, each
+//! command has a latency histogram for the current interval, which `rotate` hands over and resets
+//! (once a second) for the interval log, the report's time series and the progress line.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -65,6 +67,10 @@ pub struct CommandMetrics {
     pub count: u64,
     /// Errors by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Latency since the last `rotate`.
+    interval: Histogram<u64>,
+    /// Errors since the last `rotate`.
+    interval_errors: u64,
 }
 
 impl CommandMetrics {
@@ -75,8 +81,34 @@ impl CommandMetrics {
             lag: empty.clone(),
             count: 0,
             errors: BTreeMap::new(),
+            interval: empty.clone(),
+            interval_errors: 0,
         }
     }
+}
+
+/// One command's share of an interval.
+#[derive(Debug, Clone)]
+pub struct IntervalCommand {
+    /// The command (or `wait_message:COMMAND`).
+    pub command: String,
+    /// Latencies of the requests that ended in the interval.
+    pub latency: Histogram<u64>,
+    /// How many of them failed.
+    pub errors: u64,
+}
+
+/// What `rotate` hands over: the interval's latencies by command, and the gauges at its end.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// Commands with at least one request ending in the interval.
+    pub commands: Vec<IntervalCommand>,
+    /// Connections open now.
+    pub connected: u64,
+    /// Sessions started since the run began.
+    pub sessions_started: u64,
+    /// Errors (of requests, connections and waits) since the run began.
+    pub errors: u64,
 }
 
 /// One finished request (or awaited message), to be recorded.
@@ -115,6 +147,10 @@ pub struct Recorded {
     pub sessions_started: u64,
     /// Arrivals dropped because no client was free and the queue was full.
     pub dropped: u64,
+    /// Connections open now.
+    pub connected_now: u64,
+    /// Reconnections after a lost connection.
+    pub reconnects: u64,
 }
 
 impl Metrics {
@@ -143,11 +179,14 @@ impl Metrics {
                 return;
             };
             metrics.count += 1;
-            let _ = metrics.latency.record(micros(sample.latency));
+            let latency = micros(sample.latency);
+            let _ = metrics.latency.record(latency);
+            let _ = metrics.interval.record(latency);
             let _ = metrics.service.record(micros(sample.service));
             let _ = metrics.lag.record(micros(sample.lag));
             if let Some(kind) = sample.error {
                 *metrics.errors.entry(kind).or_default() += 1;
+                metrics.interval_errors += 1;
             }
         });
     }
@@ -158,6 +197,7 @@ impl Metrics {
             Ok(took) => {
                 let histogram = recorded.connect.get_or_insert_with(|| self.empty.clone());
                 let _ = histogram.record(micros(took));
+                recorded.connected_now += 1;
             }
             Err(kind) => *recorded.connect_errors.entry(kind).or_default() += 1,
         });
@@ -166,6 +206,41 @@ impl Metrics {
     /// Records a connection that ended before the run did.
     pub fn disconnected(&self, kind: ErrorKind) {
         self.with(|recorded| *recorded.disconnects.entry(kind).or_default() += 1);
+    }
+
+    /// Records the end of a connection (for whatever reason), for the gauge of open ones.
+    pub fn connection_ended(&self) {
+        self.with(|recorded| recorded.connected_now = recorded.connected_now.saturating_sub(1));
+    }
+
+    /// Records a reconnection.
+    pub fn reconnected(&self) {
+        self.with(|recorded| recorded.reconnects += 1);
+    }
+
+    /// Hands over the latencies recorded since the last call, and starts a new interval.
+    pub fn rotate(&self) -> Rotation {
+        self.with(|recorded| {
+            let mut rotation = Rotation {
+                commands: Vec::new(),
+                connected: recorded.connected_now,
+                sessions_started: recorded.sessions_started,
+                errors: recorded.connect_errors.values().sum::<u64>()
+                    + recorded.disconnects.values().sum::<u64>(),
+            };
+            for (command, metrics) in &mut recorded.commands {
+                rotation.errors += metrics.errors.values().sum::<u64>();
+                if metrics.interval.is_empty() {
+                    continue;
+                }
+                rotation.commands.push(IntervalCommand {
+                    command: command.clone(),
+                    latency: std::mem::replace(&mut metrics.interval, self.empty.clone()),
+                    errors: std::mem::take(&mut metrics.interval_errors),
+                });
+            }
+            rotation
+        })
     }
 
     /// Records a session start.

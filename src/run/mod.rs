@@ -3,17 +3,22 @@
 //! `results/<name>-<UTC time>/`, thresholds deciding the exit status.
 
 pub mod client;
+pub mod data;
+pub mod html;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod svg;
 pub mod template;
+pub mod timeline;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
@@ -25,8 +30,10 @@ use crate::serve::{ServeConfig, Server};
 use client::Shared;
 use metrics::Metrics;
 use plan::Arrivals;
+use progress::Progress;
 use report::{Outcome, RunFacts};
-use scenario::{Load, Scenario};
+use scenario::{Load, Scenario, Step};
+use timeline::{Sampler, Timeline};
 
 /// What a finished run produced.
 pub struct RunResult {
@@ -36,6 +43,10 @@ pub struct RunResult {
     pub table: String,
     /// Each threshold's verdict.
     pub thresholds: Vec<Outcome>,
+    /// The run second by second, and its interval log.
+    pub timeline: Timeline,
+    /// `report.html`.
+    pub html: String,
 }
 
 /// Runs `amf-bench run` on the console.
@@ -49,10 +60,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal();
-        execute(scenario.clone(), shutdown).await
+        execute(scenario.clone(), shutdown, progress.clone()).await
     })?;
+    progress.finish();
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&scenario.name),
@@ -94,15 +107,30 @@ fn default_out_dir(name: &str) -> PathBuf {
     Path::new("results").join(format!("{safe}-{stamp}"))
 }
 
-fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
+/// Writes `summary.json`, `latency.hlog` and `report.html` into `dir`.
+pub fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("summary.json");
-    let text = serde_json::to_string_pretty(&result.summary)?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+    let summary = serde_json::to_string_pretty(&result.summary)? + "\n";
+    let files = [
+        ("summary.json", summary.as_bytes()),
+        ("latency.hlog", result.timeline.hlog.as_slice()),
+        ("report.html", result.html.as_bytes()),
+    ];
+    for (name, contents) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
-/// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results.
-pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow::Result<RunResult> {
+/// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results,
+/// showing `progress` once a second.
+pub async fn execute(
+    scenario: Scenario,
+    shutdown: CancellationToken,
+    progress: Progress,
+) -> anyhow::Result<RunResult> {
     let thresholds = report::parse_thresholds(&scenario)?;
     let (embedded, target, target_name) = match &scenario.target {
         Some(target) => (None, resolve(target).await?, target.clone()),
@@ -126,8 +154,9 @@ pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow:
     let metrics = Arc::new(Metrics::new()?);
     let stop = shutdown.child_token();
     let start = Instant::now() + Duration::from_millis(10);
+    let wall_start = SystemTime::now() + Duration::from_millis(10);
     let (arrivals, queue) = match &scenario.load {
-        Load::Open(_) => {
+        Load::Open { .. } => {
             let (sender, receiver) = mpsc::channel(queue_len(scenario.connections));
             (
                 Some(sender),
@@ -148,15 +177,29 @@ pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow:
         let connect_at = start + plan::connect_offset(index, scenario.connect_rate);
         clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
     }
-    if let (Some(sender), Load::Open(stages)) = (arrivals, &scenario.load) {
+    if let (Some(sender), Load::Open { stages, spacing }) = (arrivals, &scenario.load) {
         tokio::spawn(schedule(
-            Arrivals::new(stages, scenario.duration),
+            Arrivals::new(stages, *spacing, scenario.duration),
             start,
             sender,
             Arc::clone(&metrics),
             stop.clone(),
         ));
     }
+    let sampled = CancellationToken::new();
+    let sampler = tokio::spawn(
+        Sampler {
+            metrics: Arc::clone(&metrics),
+            start,
+            wall_start,
+            stages: match &scenario.load {
+                Load::Open { stages, .. } => Some(stages.clone()),
+                Load::Closed => None,
+            },
+            progress,
+        }
+        .run(sampled.clone()),
+    );
     tokio::select! {
         () = tokio::time::sleep_until(start + scenario.duration) => {}
         () = stop.cancelled() => {}
@@ -164,14 +207,20 @@ pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow:
     let interrupted = shutdown.is_cancelled();
     let elapsed = start.elapsed();
     stop.cancel();
-    finish_clients(clients, scenario.timeout).await;
+    finish_clients(clients, longest_wait(&scenario)).await;
+    sampled.cancel();
+    let timeline = sampler.await.context("the sampler failed")??;
     if let Some((stop_server, handle)) = embedded {
         stop_server.cancel();
         let _ = handle.await;
     }
     let recorded = metrics.snapshot();
     let planned_sessions = match &scenario.load {
-        Load::Open(stages) => Some(Arrivals::planned(stages, elapsed.min(scenario.duration))),
+        Load::Open { stages, spacing } => Some(Arrivals::planned(
+            stages,
+            *spacing,
+            elapsed.min(scenario.duration),
+        )),
         Load::Closed => None,
     };
     let facts = RunFacts {
@@ -181,11 +230,27 @@ pub async fn execute(scenario: Scenario, shutdown: CancellationToken) -> anyhow:
         interrupted,
     };
     let outcomes = report::evaluate(&thresholds, &recorded, &facts);
+    let summary = report::summary(&scenario, &recorded, &facts, &outcomes);
+    let html = html::report(&summary, &recorded, &timeline);
     Ok(RunResult {
-        summary: report::summary(&scenario, &recorded, &facts, &outcomes),
+        summary,
         table: report::table(&recorded, &facts),
         thresholds: outcomes,
+        timeline,
+        html,
     })
+}
+
+/// The longest a step in progress may still take when the run ends: the longest timeout of any
+/// request or wait.
+fn longest_wait(scenario: &Scenario) -> Duration {
+    let steps = scenario.sessions.iter().flat_map(|session| &session.steps);
+    steps
+        .filter_map(|step| match step {
+            Step::Request { timeout, .. } | Step::WaitMessage { timeout, .. } => Some(*timeout),
+            Step::Message { .. } | Step::Think(_) => None,
+        })
+        .fold(scenario.timeout, Duration::max)
 }
 
 /// Arrivals that may wait for a free client, keeping their intended times; beyond this they are

@@ -4,34 +4,78 @@
 
 use std::time::Duration;
 
-use super::scenario::Session;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
-/// Arrival offsets from the start of the run, for stages of (sessions per second, length),
-/// ending at `until`.
-#[derive(Debug, Clone)]
+use super::scenario::{Session, Spacing, Stage};
+
+/// Arrival offsets from the start of the run, ending at `until`. The k-th arrival is due when the
+/// integral of the rate over time reaches `k` (even spacing) or the k-th point of a unit-rate
+/// Poisson process (Poisson spacing): one formula for steady stages and linear ramps alike.
+#[derive(Debug)]
 pub struct Arrivals {
-    stages: Vec<(f64, Duration)>,
+    stages: Vec<Stage>,
+    /// The stage the last arrival fell in.
     stage: usize,
+    /// When that stage starts, and how many sessions were due before it.
     stage_start: Duration,
-    index: u64,
+    due_before_stage: f64,
+    /// How many sessions are due at the next arrival.
+    next_due: f64,
+    poisson: Option<StdRng>,
     until: Duration,
 }
 
 impl Arrivals {
-    /// The arrivals of `stages`, none after `until`.
-    pub fn new(stages: &[(f64, Duration)], until: Duration) -> Arrivals {
+    /// The arrivals of `stages` spaced by `spacing`, none at or after `until`.
+    pub fn new(stages: &[Stage], spacing: Spacing, until: Duration) -> Arrivals {
+        let mut poisson = match spacing {
+            Spacing::Even => None,
+            Spacing::Poisson { seed } => Some(StdRng::seed_from_u64(seed)),
+        };
         Arrivals {
             stages: stages.to_vec(),
             stage: 0,
             stage_start: Duration::ZERO,
-            index: 0,
+            due_before_stage: 0.0,
+            next_due: poisson.as_mut().map_or(0.0, unit_gap),
+            poisson,
             until,
         }
     }
 
     /// How many arrivals the plan holds before `until`.
-    pub fn planned(stages: &[(f64, Duration)], until: Duration) -> u64 {
-        Arrivals::new(stages, until).count() as u64
+    pub fn planned(stages: &[Stage], spacing: Spacing, until: Duration) -> u64 {
+        Arrivals::new(stages, spacing, until).count() as u64
+    }
+}
+
+/// One gap of a unit-rate Poisson process: exponential with mean 1.
+fn unit_gap(rng: &mut StdRng) -> f64 {
+    let uniform: f64 = rng.random_range(f64::EPSILON..1.0);
+    -uniform.ln()
+}
+
+impl Stage {
+    /// Sessions due over the whole stage.
+    fn sessions(&self) -> f64 {
+        (self.from + self.to) / 2.0 * self.length.as_secs_f64()
+    }
+
+    /// When, from the stage start, `sessions` are due: solves
+    /// `from * t + (to - from) * t^2 / (2 * length) = sessions` for t, in the form that stays
+    /// exact for steady stages and for a ramp starting at 0.
+    fn time_of(&self, sessions: f64) -> Duration {
+        if sessions <= 0.0 {
+            return Duration::ZERO;
+        }
+        let length = self.length.as_secs_f64();
+        let slope = (self.to - self.from) / length;
+        let root = (self.from * self.from + 2.0 * slope * sessions)
+            .max(0.0)
+            .sqrt();
+        let seconds = 2.0 * sessions / (self.from + root);
+        Duration::try_from_secs_f64(seconds.clamp(0.0, length)).unwrap_or(self.length)
     }
 }
 
@@ -39,24 +83,35 @@ impl Iterator for Arrivals {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        while let Some(&(rate, length)) = self.stages.get(self.stage) {
-            if rate > 0.0 {
-                let offset = Duration::from_secs_f64(self.index as f64 / rate);
-                if offset < length {
-                    let at = self.stage_start + offset;
-                    if at >= self.until {
-                        return None;
-                    }
-                    self.index += 1;
-                    return Some(at);
+        while let Some(stage) = self.stages.get(self.stage) {
+            let within = self.next_due - self.due_before_stage;
+            if within < stage.sessions() {
+                let at = self.stage_start + stage.time_of(within);
+                if at >= self.until {
+                    return None;
                 }
+                self.next_due += self.poisson.as_mut().map_or(1.0, unit_gap);
+                return Some(at);
             }
+            self.due_before_stage += stage.sessions();
+            self.stage_start += stage.length;
             self.stage += 1;
-            self.stage_start += length;
-            self.index = 0;
         }
         None
     }
+}
+
+/// The planned session rate `offset` into the run (0 after the last stage).
+pub fn rate_at(stages: &[Stage], offset: Duration) -> f64 {
+    let mut start = Duration::ZERO;
+    for stage in stages {
+        if offset < start + stage.length {
+            let progress = (offset - start).as_secs_f64() / stage.length.as_secs_f64();
+            return stage.from + (stage.to - stage.from) * progress;
+        }
+        start += stage.length;
+    }
+    0.0
 }
 
 /// When the client with this index connects: `index / rate` seconds after the start.
@@ -86,14 +141,23 @@ pub fn pick(sessions: &[Session]) -> Option<&Session> {
 mod tests {
     use super::*;
 
+    fn steady(rate: f64, length: Duration) -> Stage {
+        Stage {
+            from: rate,
+            to: rate,
+            length,
+        }
+    }
+
     #[test]
     fn arrivals_follow_each_stage_rate() {
         let stages = [
-            (10.0, Duration::from_secs(1)),
-            (0.0, Duration::from_secs(1)),
-            (20.0, Duration::from_millis(500)),
+            steady(10.0, Duration::from_secs(1)),
+            steady(0.0, Duration::from_secs(1)),
+            steady(20.0, Duration::from_millis(500)),
         ];
-        let times: Vec<Duration> = Arrivals::new(&stages, Duration::from_secs(60)).collect();
+        let times: Vec<Duration> =
+            Arrivals::new(&stages, Spacing::Even, Duration::from_secs(60)).collect();
         assert_eq!(times.len(), 20);
         assert_eq!(times[0], Duration::ZERO);
         assert_eq!(times[9], Duration::from_millis(900));
@@ -104,9 +168,64 @@ mod tests {
         );
         assert_eq!(times[19], Duration::from_millis(2450));
         assert_eq!(
-            Arrivals::planned(&stages, Duration::from_millis(500)),
+            Arrivals::planned(&stages, Spacing::Even, Duration::from_millis(500)),
             5,
             "none after the run ends"
+        );
+    }
+
+    #[test]
+    fn a_ramp_integrates_its_rate() {
+        // 0 -> 100 per second over 10 s: 500 sessions, t(k) = sqrt(k / 5).
+        let ramp = [Stage {
+            from: 0.0,
+            to: 100.0,
+            length: Duration::from_secs(10),
+        }];
+        let times: Vec<Duration> =
+            Arrivals::new(&ramp, Spacing::Even, Duration::from_secs(60)).collect();
+        assert_eq!(times.len(), 500);
+        assert_eq!(times[0], Duration::ZERO);
+        let seconds = |k: usize| times[k].as_secs_f64();
+        assert!((seconds(5) - 1.0).abs() < 1e-9, "{}", seconds(5));
+        assert!((seconds(125) - 5.0).abs() < 1e-9, "{}", seconds(125));
+        assert!(times.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert!((rate_at(&ramp, Duration::from_secs(5)) - 50.0).abs() < 1e-9);
+        let down = [Stage {
+            from: 100.0,
+            to: 0.0,
+            length: Duration::from_secs(10),
+        }];
+        let times: Vec<Duration> =
+            Arrivals::new(&down, Spacing::Even, Duration::from_secs(60)).collect();
+        assert_eq!(times.len(), 500);
+        assert!((times[375].as_secs_f64() - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn poisson_arrivals_are_seeded_and_keep_the_rate() {
+        let stages = [steady(1000.0, Duration::from_secs(10))];
+        let until = Duration::from_secs(60);
+        let first: Vec<Duration> =
+            Arrivals::new(&stages, Spacing::Poisson { seed: 7 }, until).collect();
+        let again: Vec<Duration> =
+            Arrivals::new(&stages, Spacing::Poisson { seed: 7 }, until).collect();
+        let other: Vec<Duration> =
+            Arrivals::new(&stages, Spacing::Poisson { seed: 8 }, until).collect();
+        assert_eq!(first, again, "the same seed, the same schedule");
+        assert_ne!(first, other);
+        // 10,000 expected; a Poisson count has a standard deviation of 100.
+        assert!((9_500..10_500).contains(&first.len()), "{}", first.len());
+        let gaps: Vec<f64> = first
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).as_secs_f64())
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let variance = gaps.iter().map(|gap| (gap - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        // Exponential gaps: the standard deviation equals the mean (1 ms).
+        assert!(
+            (variance.sqrt() / mean - 1.0).abs() < 0.1,
+            "{mean} {variance}"
         );
     }
 

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value as Json, json};
 
 use super::metrics::{ErrorKind, Recorded};
-use super::scenario::{Load, Scenario, Step, parse_duration};
+use super::scenario::{Load, Scenario, Spacing, Step, parse_duration};
 
 /// What the run planned and achieved, beside the measurements.
 pub struct RunFacts {
@@ -104,7 +104,13 @@ pub fn summary(
     json!({
         "name": scenario.name,
         "target": facts.target,
-        "model": match scenario.load { Load::Open(_) => "open", Load::Closed => "closed" },
+        "model": match scenario.load { Load::Open { .. } => "open", Load::Closed => "closed" },
+        "arrivals": match scenario.load {
+            Load::Open { spacing: Spacing::Even, .. } => json!("even"),
+            Load::Open { spacing: Spacing::Poisson { seed }, .. } => json!({ "poisson_seed": seed }),
+            Load::Closed => Json::Null,
+        },
+        "in_flight": scenario.in_flight,
         "duration_s": seconds,
         "interrupted": facts.interrupted,
         "sessions": {
@@ -117,6 +123,7 @@ pub fn summary(
         "connections": {
             "planned": scenario.connections,
             "connected": recorded.connect.as_ref().map_or(0, Histogram::len),
+            "reconnects": recorded.reconnects,
             "errors": error_table(&recorded.connect_errors),
             "lost": error_table(&recorded.disconnects),
             "connect_us": recorded.connect.as_ref().map(percentiles),

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use super::data::{CsvTable, RowOrder};
 use super::template::Template;
 use crate::codec::Str;
 
@@ -21,10 +23,21 @@ struct ScenarioFile {
     duration: String,
     #[serde(default = "default_timeout")]
     timeout: String,
+    in_flight: Option<u64>,
+    reconnect: Option<String>,
     load: LoadFile,
+    #[serde(default)]
+    csv: BTreeMap<String, CsvFile>,
     session: Vec<SessionFile>,
     #[serde(default)]
     thresholds: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvFile {
+    file: String,
+    order: Option<String>,
 }
 
 fn default_timeout() -> String {
@@ -37,11 +50,14 @@ struct LoadFile {
     model: String,
     #[serde(default)]
     stages: Vec<StageFile>,
+    arrivals: Option<String>,
+    seed: Option<u64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StageFile {
+    from: Option<f64>,
     rate: f64,
     #[serde(rename = "for")]
     lasting: String,
@@ -86,6 +102,10 @@ pub struct Scenario {
     pub duration: Duration,
     /// The default request and wait timeout.
     pub timeout: Duration,
+    /// Sessions each client runs at once on its connection (requests in flight per socket).
+    pub in_flight: usize,
+    /// After a lost connection, reconnect after this long; none: the client stops.
+    pub reconnect: Option<Duration>,
     /// How sessions start.
     pub load: Load,
     /// What clients do, with their weights.
@@ -97,11 +117,47 @@ pub struct Scenario {
 /// How sessions start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Load {
-    /// On a schedule of (sessions per second, how long) steps, whether clients are free or not.
-    Open(Vec<(f64, Duration)>),
+    /// On a schedule of stages, whether clients are free or not.
+    Open {
+        /// The rate over time.
+        stages: Vec<Stage>,
+        /// How arrivals are spaced.
+        spacing: Spacing,
+    },
     /// Each client runs sessions back to back.
     Closed,
 }
+
+/// A stretch of an open model: the session rate goes linearly from `from` to `to` (per second)
+/// over `length`; a steady stage has `from == to`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    /// Sessions per second at the start.
+    pub from: f64,
+    /// Sessions per second at the end.
+    pub to: f64,
+    /// How long.
+    pub length: Duration,
+}
+
+/// How the arrivals of an open model are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spacing {
+    /// Evenly: the k-th arrival when k sessions are due.
+    Even,
+    /// As a Poisson process of the same rate, from a seeded generator (the same seed gives the
+    /// same schedule).
+    Poisson {
+        /// The generator's seed.
+        seed: u64,
+    },
+}
+
+/// The seed of Poisson arrivals when the scenario names none.
+pub const DEFAULT_SEED: u64 = 1;
+
+/// The most sessions one client runs at once.
+pub const MAX_IN_FLIGHT: u64 = 1024;
 
 /// A weighted list of steps.
 #[derive(Debug, Clone)]
@@ -228,15 +284,21 @@ fn think_at(key: &str, text: &str) -> anyhow::Result<Think> {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file; its CSV files are found relative to it.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read scenario {}", path.display()))?;
-        Scenario::parse(&text).with_context(|| format!("in scenario {}", path.display()))
+        let base = path.parent().unwrap_or(Path::new("."));
+        Scenario::parse_in(&text, base).with_context(|| format!("in scenario {}", path.display()))
     }
 
-    /// Validates the text of a scenario file.
+    /// Validates the text of a scenario file, CSV files relative to the current directory.
     pub fn parse(text: &str) -> anyhow::Result<Scenario> {
+        Scenario::parse_in(text, Path::new("."))
+    }
+
+    /// Validates the text of a scenario file, CSV files relative to `base`.
+    pub fn parse_in(text: &str, base: &Path) -> anyhow::Result<Scenario> {
         let file: ScenarioFile = toml::from_str(text)?;
         if file.connections == 0 || file.connections > 1_000_000 {
             bail!(
@@ -251,7 +313,15 @@ impl Scenario {
             );
         }
         let load = match file.load.model.as_str() {
-            "open" => Load::Open(stages(&file.load.stages)?),
+            "open" => Load::Open {
+                stages: stages(&file.load.stages)?,
+                spacing: spacing(&file.load)?,
+            },
+            "closed" if file.load.arrivals.is_some() || file.load.seed.is_some() => {
+                bail!(
+                    "load.arrivals: a closed model has no arrivals (each client loops its session)"
+                )
+            }
             "closed" if file.load.stages.is_empty() => Load::Closed,
             "closed" => {
                 bail!("load.stages: a closed model has no stages (each client loops its session)")
@@ -262,11 +332,20 @@ impl Scenario {
             bail!("session: at least one [[session]] is needed");
         }
         let timeout = duration_at("timeout", &file.timeout)?;
+        let in_flight = file.in_flight.unwrap_or(1);
+        if !(1..=MAX_IN_FLIGHT).contains(&in_flight) {
+            bail!("in_flight: {in_flight} is out of range; expected 1 to {MAX_IN_FLIGHT}");
+        }
+        let reconnect = match &file.reconnect {
+            Some(text) => Some(duration_at("reconnect", text)?),
+            None => None,
+        };
+        let sources = csv_sources(&file.csv, base)?;
         let sessions = file
             .session
             .iter()
             .enumerate()
-            .map(|(index, session)| validate_session(index, session, timeout))
+            .map(|(index, session)| validate_session(index, session, timeout, &sources))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if sessions.iter().all(|session| session.weight == 0) {
             bail!("session: every weight is 0; at least one session must have a weight above 0");
@@ -278,6 +357,8 @@ impl Scenario {
             connect_rate,
             duration: duration_at("duration", &file.duration)?,
             timeout,
+            in_flight: in_flight as usize,
+            reconnect,
             load,
             sessions,
             thresholds: file.thresholds.into_iter().collect(),
@@ -285,7 +366,50 @@ impl Scenario {
     }
 }
 
-fn stages(stages: &[StageFile]) -> anyhow::Result<Vec<(f64, Duration)>> {
+fn csv_sources(
+    files: &BTreeMap<String, CsvFile>,
+    base: &Path,
+) -> anyhow::Result<Vec<Arc<CsvTable>>> {
+    files
+        .iter()
+        .map(|(name, file)| {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("csv.{name}: a CSV name is letters, digits and '_'");
+            }
+            let order = match &file.order {
+                Some(text) => RowOrder::parse(&format!("csv.{name}.order"), text)?,
+                None => RowOrder::Client,
+            };
+            let path = base.join(&file.file);
+            let table = CsvTable::load(name, &path, order, &format!("csv.{name}.file"))?;
+            Ok(Arc::new(table))
+        })
+        .collect()
+}
+
+fn spacing(load: &LoadFile) -> anyhow::Result<Spacing> {
+    match load.arrivals.as_deref() {
+        None | Some("even") if load.seed.is_some() => {
+            bail!("load.seed: only Poisson arrivals take a seed (arrivals = \"poisson\")")
+        }
+        None | Some("even") => Ok(Spacing::Even),
+        Some("poisson") => Ok(Spacing::Poisson {
+            seed: load.seed.unwrap_or(DEFAULT_SEED),
+        }),
+        Some(other) => {
+            bail!("load.arrivals: '{other}' is not a spacing; expected \"even\" or \"poisson\"")
+        }
+    }
+}
+
+fn stage_rate(key: &str, rate: f64) -> anyhow::Result<f64> {
+    if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
+        bail!("{key}: {rate} must be sessions per second, 0 to 10000000");
+    }
+    Ok(rate)
+}
+
+fn stages(stages: &[StageFile]) -> anyhow::Result<Vec<Stage>> {
     if stages.is_empty() {
         bail!(
             "load.stages: an open model needs stages, e.g. stages = [{{ rate = 100, for = \"10s\" }}]"
@@ -295,16 +419,17 @@ fn stages(stages: &[StageFile]) -> anyhow::Result<Vec<(f64, Duration)>> {
         .iter()
         .enumerate()
         .map(|(index, stage)| {
-            if !(stage.rate.is_finite() && stage.rate >= 0.0 && stage.rate <= 1e7) {
-                bail!(
-                    "load.stages[{index}].rate: {} must be sessions per second, 0 to 10000000",
-                    stage.rate
-                );
-            }
-            Ok((
-                stage.rate,
-                duration_at(&format!("load.stages[{index}].for"), &stage.lasting)?,
-            ))
+            let key = format!("load.stages[{index}]");
+            let to = stage_rate(&format!("{key}.rate"), stage.rate)?;
+            let from = match stage.from {
+                Some(from) => stage_rate(&format!("{key}.from"), from)?,
+                None => to,
+            };
+            Ok(Stage {
+                from,
+                to,
+                length: duration_at(&format!("{key}.for"), &stage.lasting)?,
+            })
         })
         .collect()
 }
@@ -313,6 +438,7 @@ fn validate_session(
     index: usize,
     session: &SessionFile,
     default_timeout: Duration,
+    sources: &[Arc<CsvTable>],
 ) -> anyhow::Result<Session> {
     let steps = session
         .steps
@@ -323,6 +449,7 @@ fn validate_session(
                 &format!("session[{index}].steps[{step_index}]"),
                 step,
                 default_timeout,
+                sources,
             )
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -336,7 +463,12 @@ fn validate_session(
     })
 }
 
-fn validate_step(key: &str, step: &StepFile, default_timeout: Duration) -> anyhow::Result<Step> {
+fn validate_step(
+    key: &str,
+    step: &StepFile,
+    default_timeout: Duration,
+    sources: &[Arc<CsvTable>],
+) -> anyhow::Result<Step> {
     let kinds = [
         &step.request,
         &step.message,
@@ -355,6 +487,7 @@ fn validate_step(key: &str, step: &StepFile, default_timeout: Duration) -> anyho
         Ok(Template::parse(
             step.params.as_ref().unwrap_or(&empty),
             &format!("{key}.params"),
+            sources,
         )?)
     };
     let no_params = |kind: &str| {
@@ -425,13 +558,20 @@ mod tests {
     fn the_documented_example_parses() {
         let scenario = Scenario::parse(EXAMPLE).expect("valid");
         assert_eq!(scenario.connections, 20);
+        let steady = |rate, seconds| Stage {
+            from: rate,
+            to: rate,
+            length: Duration::from_secs(seconds),
+        };
         assert_eq!(
             scenario.load,
-            Load::Open(vec![
-                (10.0, Duration::from_secs(1)),
-                (50.0, Duration::from_secs(1))
-            ])
+            Load::Open {
+                stages: vec![steady(10.0, 1), steady(50.0, 1)],
+                spacing: Spacing::Even
+            }
         );
+        assert_eq!(scenario.in_flight, 1);
+        assert_eq!(scenario.reconnect, None);
         assert_eq!(scenario.sessions[0].steps.len(), 5);
         assert_eq!(scenario.sessions[1].weight, 1);
         assert!(
@@ -489,6 +629,31 @@ mod tests {
                 "connections: 0 is out of range",
             ),
             ("weight = 3", "wieght = 3", "unknown field `wieght`"),
+            (
+                "model = \"open\"",
+                "model = \"open\"\narrivals = \"bursty\"",
+                "load.arrivals: 'bursty' is not a spacing; expected \"even\" or \"poisson\"",
+            ),
+            (
+                "model = \"open\"",
+                "model = \"open\"\nseed = 3",
+                "load.seed: only Poisson arrivals take a seed",
+            ),
+            (
+                "{ rate = 10, for = \"1s\" }",
+                "{ from = -1, rate = 10, for = \"1s\" }",
+                "load.stages[0].from: -1 must be sessions per second",
+            ),
+            (
+                "connections = 20",
+                "connections = 20\nin_flight = 0",
+                "in_flight: 0 is out of range; expected 1 to 1024",
+            ),
+            (
+                "connections = 20",
+                "connections = 20\nreconnect = \"soon\"",
+                "reconnect: 'soon' is not a duration",
+            ),
             (
                 "\"{{random_int(1,50)}}\"",
                 "\"{{random_int(50,1)}}\"",

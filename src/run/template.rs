@@ -3,9 +3,15 @@
 //!
 //! Expressions: `client` (the client's index), `counter` (a per-client count of rendered
 //! templates), `random_int(a,b)` (inclusive), `random_hex(n)` (n hex digits), `random_string(n)`
-//! (n letters and digits), `pick(a,b,...)` (one of the words). A string that is exactly one
-//! numeric expression (`"{{random_int(1,50)}}"`, `"{{client}}"`) renders as a number.
+//! (n letters and digits), `pick(a,b,...)` (one of the words), `NAME.COLUMN` (a cell of the CSV
+//! file `[csv.NAME]`, the same row for every cell of one request). A string that is exactly one
+//! numeric expression (`"{{random_int(1,50)}}"`, `"{{client}}"`) renders as a number; CSV cells
+//! stay strings.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::data::CsvTable;
 use crate::codec::{Str, Value};
 use crate::rpc::toml_value::{CLASS_KEY, TomlValueError, class_name, toml_to_value};
 
@@ -34,6 +40,18 @@ enum Expr {
     RandomHex(usize),
     RandomString(usize),
     Pick(Vec<String>),
+    /// A cell of `sources[source]`.
+    Csv {
+        source: usize,
+        table: Arc<CsvTable>,
+        column: usize,
+    },
+}
+
+impl PartialEq for CsvTable {
+    fn eq(&self, other: &CsvTable) -> bool {
+        std::ptr::eq(self, other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,40 +79,92 @@ enum Node {
 }
 
 /// What rendering needs to know about the client.
+#[derive(Debug, Default)]
 pub struct RenderContext {
     /// The client's index, from 0.
     pub client: u64,
-    /// Incremented on every render by this client.
-    pub counter: u64,
+    /// Counts renders by this client, shared by its sessions in flight.
+    renders: Arc<AtomicU64>,
+    /// This render's count: `{{counter}}`.
+    counter: u64,
+    /// The CSV row each source gave this render, so that all its cells come from one row.
+    rows: Vec<Option<usize>>,
+}
+
+impl RenderContext {
+    /// The context of client `client`, its counter at 0.
+    pub fn new(client: u64) -> RenderContext {
+        RenderContext {
+            client,
+            ..RenderContext::default()
+        }
+    }
+
+    /// Another context of the same client, sharing its counter (for a session run beside).
+    pub fn lane(&self) -> RenderContext {
+        RenderContext {
+            client: self.client,
+            renders: Arc::clone(&self.renders),
+            ..RenderContext::default()
+        }
+    }
+
+    fn row(&mut self, source: usize, table: &CsvTable) -> usize {
+        if self.rows.len() <= source {
+            self.rows.resize(source + 1, None);
+        }
+        *self.rows[source].get_or_insert_with(|| table.pick_row(self.client))
+    }
 }
 
 /// Longest random text an expression may ask for.
 const MAX_RANDOM_LEN: usize = 1 << 20;
 
 impl Template {
-    /// Parses `toml` found at `path`.
-    pub fn parse(toml: &toml::Value, path: &str) -> Result<Template, TemplateError> {
-        Node::parse(toml, path).map(Template)
+    /// Parses `toml` found at `path`; `sources` are the scenario's CSV files.
+    pub fn parse(
+        toml: &toml::Value,
+        path: &str,
+        sources: &[Arc<CsvTable>],
+    ) -> Result<Template, TemplateError> {
+        Node::parse(toml, &Scope { path, sources }).map(Template)
     }
 
     /// A value for one request.
     pub fn render(&self, context: &mut RenderContext) -> Value {
-        context.counter += 1;
+        context.counter = context.renders.fetch_add(1, Ordering::Relaxed) + 1;
+        context.rows.clear();
         self.0.render(context)
     }
 }
 
+/// Where a template is being parsed, and what it may refer to.
+struct Scope<'a> {
+    path: &'a str,
+    sources: &'a [Arc<CsvTable>],
+}
+
+impl Scope<'_> {
+    fn at<'b>(&'b self, path: &'b str) -> Scope<'b> {
+        Scope {
+            path,
+            sources: self.sources,
+        }
+    }
+}
+
 impl Node {
-    fn parse(toml: &toml::Value, path: &str) -> Result<Node, TemplateError> {
+    fn parse(toml: &toml::Value, scope: &Scope) -> Result<Node, TemplateError> {
+        let path = scope.path;
         if !has_expression(toml) {
             return Ok(Node::Fixed(toml_to_value(toml, path)?));
         }
         match toml {
-            toml::Value::String(text) => parse_text(text, path),
+            toml::Value::String(text) => parse_text(text, scope),
             toml::Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(index, item)| Node::parse(item, &format!("{path}[{index}]")))
+                .map(|(index, item)| Node::parse(item, &scope.at(&format!("{path}[{index}]"))))
                 .collect::<Result<_, _>>()
                 .map(Node::Array),
             toml::Value::Table(table) => {
@@ -105,7 +175,7 @@ impl Node {
                     .map(|(key, value)| {
                         Ok((
                             Str::from(key.as_str()),
-                            Node::parse(value, &format!("{path}.{key}"))?,
+                            Node::parse(value, &scope.at(&format!("{path}.{key}")))?,
                         ))
                     })
                     .collect::<Result<_, TemplateError>>()?;
@@ -116,7 +186,7 @@ impl Node {
         }
     }
 
-    fn render(&self, context: &RenderContext) -> Value {
+    fn render(&self, context: &mut RenderContext) -> Value {
         match self {
             Node::Fixed(value) => value.clone(),
             Node::Whole(expr) => expr.value(context),
@@ -164,7 +234,8 @@ fn has_expression(toml: &toml::Value) -> bool {
     }
 }
 
-fn parse_text(text: &str, path: &str) -> Result<Node, TemplateError> {
+fn parse_text(text: &str, scope: &Scope) -> Result<Node, TemplateError> {
+    let path = scope.path;
     let mut pieces = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
@@ -175,7 +246,7 @@ fn parse_text(text: &str, path: &str) -> Result<Node, TemplateError> {
         let close = after
             .find("}}")
             .ok_or_else(|| error(path, &format!("'{{{{' without '}}}}' in \"{text}\"")))?;
-        pieces.push(Piece::Expr(parse_expr(after[..close].trim(), path)?));
+        pieces.push(Piece::Expr(parse_expr(after[..close].trim(), scope)?));
         rest = &after[close + 2..];
     }
     if !rest.is_empty() {
@@ -187,15 +258,19 @@ fn parse_text(text: &str, path: &str) -> Result<Node, TemplateError> {
     })
 }
 
-fn parse_expr(expr: &str, path: &str) -> Result<Expr, TemplateError> {
+fn parse_expr(expr: &str, scope: &Scope) -> Result<Expr, TemplateError> {
+    let path = scope.path;
     let unknown = || {
         error(
             path,
             &format!(
-                "unknown expression '{{{{{expr}}}}}'; expected client, counter, random_int(a,b), random_hex(n), random_string(n) or pick(a,b,...)"
+                "unknown expression '{{{{{expr}}}}}'; expected client, counter, random_int(a,b), random_hex(n), random_string(n), pick(a,b,...) or CSV.COLUMN"
             ),
         )
     };
+    if let Some((name, column)) = expr.split_once('.') {
+        return csv_cell(name.trim(), column.trim(), scope);
+    }
     let (name, args) = match expr.split_once('(') {
         None => (expr, Vec::new()),
         Some((name, rest)) => {
@@ -250,12 +325,45 @@ fn parse_expr(expr: &str, path: &str) -> Result<Expr, TemplateError> {
     }
 }
 
+/// `NAME.COLUMN`: a cell of a declared CSV file.
+fn csv_cell(name: &str, column: &str, scope: &Scope) -> Result<Expr, TemplateError> {
+    let Some(source) = scope.sources.iter().position(|table| table.name == name) else {
+        let declared: Vec<&str> = scope.sources.iter().map(|t| t.name.as_str()).collect();
+        return Err(error(
+            scope.path,
+            &format!(
+                "'{{{{{name}.{column}}}}}': no [csv.{name}] is declared (declared: {})",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ),
+        ));
+    };
+    let table = Arc::clone(&scope.sources[source]);
+    let Some(column_index) = table.column(column) else {
+        return Err(error(
+            scope.path,
+            &format!(
+                "'{{{{{name}.{column}}}}}': the CSV file has no column '{column}' (columns: {})",
+                table.columns.join(", ")
+            ),
+        ));
+    };
+    Ok(Expr::Csv {
+        source,
+        table,
+        column: column_index,
+    })
+}
+
 impl Expr {
     fn is_numeric(&self) -> bool {
         matches!(self, Expr::Client | Expr::Counter | Expr::RandomInt(..))
     }
 
-    fn value(&self, context: &RenderContext) -> Value {
+    fn value(&self, context: &mut RenderContext) -> Value {
         match self {
             Expr::Client => Value::number_from_i64(context.client as i64),
             Expr::Counter => Value::number_from_i64(context.counter as i64),
@@ -264,7 +372,7 @@ impl Expr {
         }
     }
 
-    fn text(&self, context: &RenderContext) -> String {
+    fn text(&self, context: &mut RenderContext) -> String {
         const ALPHANUMERIC: &[u8] =
             b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         match self {
@@ -278,6 +386,14 @@ impl Expr {
                 .map(|_| char::from(ALPHANUMERIC[rand::random_range(0..ALPHANUMERIC.len())]))
                 .collect(),
             Expr::Pick(words) => words[rand::random_range(0..words.len())].clone(),
+            Expr::Csv {
+                source,
+                table,
+                column,
+            } => {
+                let row = context.row(*source, table);
+                table.cell(row, *column).to_string()
+            }
         }
     }
 }
@@ -288,11 +404,11 @@ mod tests {
 
     fn template(text: &str) -> Result<Template, TemplateError> {
         let table: toml::Table = text.parse().expect("valid TOML");
-        Template::parse(&table["p"], "p")
+        Template::parse(&table["p"], "p", &[])
     }
 
     fn render(template: &Template, client: u64) -> Value {
-        template.render(&mut RenderContext { client, counter: 0 })
+        template.render(&mut RenderContext::new(client))
     }
 
     #[test]
@@ -358,6 +474,55 @@ mod tests {
         ];
         for (text, expected) in cases {
             let message = template(text).expect_err(text).to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn csv_cells_of_one_request_come_from_one_row() {
+        use super::super::data::RowOrder;
+        let users = CsvTable::parse(
+            "users",
+            b"user,password\nann,a1\nbob,b2\n",
+            RowOrder::Random,
+        )
+        .expect("valid");
+        let sources = [Arc::new(users)];
+        let table: toml::Table =
+            r#"p = { user = "{{users.user}}", password = "{{ users.password }}" }"#
+                .parse()
+                .expect("valid TOML");
+        let params = Template::parse(&table["p"], "p", &sources).expect("valid");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let value = render(&params, 0);
+            let object = value.as_object().expect("an object");
+            let cell = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_string);
+            let pair = (
+                cell("user").expect("user"),
+                cell("password").expect("password"),
+            );
+            assert!(
+                pair == ("ann".into(), "a1".into()) || pair == ("bob".into(), "b2".into()),
+                "{pair:?}"
+            );
+            seen.insert(pair);
+        }
+        assert_eq!(seen.len(), 2, "random rows vary between requests");
+        for (text, expected) in [
+            (
+                r#"p = "{{users.email}}""#,
+                "the CSV file has no column 'email' (columns: user, password)",
+            ),
+            (
+                r#"p = "{{people.user}}""#,
+                "no [csv.people] is declared (declared: users)",
+            ),
+        ] {
+            let table: toml::Table = text.parse().expect("valid TOML");
+            let message = Template::parse(&table["p"], "p", &sources)
+                .expect_err(text)
+                .to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
     }

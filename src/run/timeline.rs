@@ -1,0 +1,257 @@
+//! The run over time: once a second, each command's latency histogram for that second goes to
+//! `latency.hlog` (an HdrHistogram interval log, tagged by command) and its rate and percentiles
+//! to the report's time series and the progress line.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{Metrics, Rotation};
+use super::plan;
+use super::progress::{Progress, Status};
+use super::scenario::Stage;
+
+/// How long each interval lasts.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// One command in one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointCommand {
+    /// The command.
+    pub command: String,
+    /// Requests that ended in the interval.
+    pub count: u64,
+    /// How many of them failed.
+    pub errors: u64,
+    /// Latency percentiles, in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+/// One interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// When it began, from the start of the run.
+    pub start: Duration,
+    /// How long it lasted (the last one may be short).
+    pub length: Duration,
+    /// Connections open at its end.
+    pub connected: u64,
+    /// Sessions started in it.
+    pub sessions: u64,
+    /// By command.
+    pub commands: Vec<PointCommand>,
+}
+
+/// The run's intervals, and its interval log.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// In order.
+    pub points: Vec<Point>,
+    /// The text of `latency.hlog`.
+    pub hlog: Vec<u8>,
+}
+
+/// What the sampler needs to know of the run.
+pub struct Sampler {
+    /// Where the measurements accumulate.
+    pub metrics: Arc<Metrics>,
+    /// When the run began.
+    pub start: Instant,
+    /// The same moment on the wall clock, for the log's StartTime.
+    pub wall_start: SystemTime,
+    /// The open model's stages, for the planned rate; none for a closed model.
+    pub stages: Option<Vec<Stage>>,
+    /// Where to show progress.
+    pub progress: Progress,
+}
+
+impl Sampler {
+    /// Samples every `INTERVAL` until `done` is cancelled, then once more for the part interval
+    /// since (so that every request recorded is in the log).
+    pub async fn run(self, done: CancellationToken) -> anyhow::Result<Timeline> {
+        let mut hlog = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        let mut writer = IntervalLogWriterBuilder::new()
+            .add_comment("[Histogram log format version 1.3]")
+            .add_comment("[amf-bench run: latency (reply minus intended send) in microseconds, one interval per command per second]")
+            .with_start_time(self.wall_start)
+            .with_base_time(self.wall_start)
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut hlog, &mut serializer)?;
+        let mut points = Vec::new();
+        let mut last_sessions = 0;
+        let mut interval_start = self.start;
+        loop {
+            let due = interval_start + INTERVAL;
+            let finished = tokio::select! {
+                () = tokio::time::sleep_until(due) => false,
+                () = done.cancelled() => true,
+            };
+            let now = if finished { Instant::now() } else { due };
+            let rotation = self.metrics.rotate();
+            let start = interval_start.saturating_duration_since(self.start);
+            let length = now.saturating_duration_since(interval_start);
+            for command in &rotation.commands {
+                let tag = tag_for(&command.command);
+                writer
+                    .write_histogram(&command.latency, start, length, Tag::new(&tag))
+                    .map_err(|error| anyhow::anyhow!("cannot write latency.hlog: {error}"))?;
+            }
+            let point = point(&rotation, start, length, last_sessions);
+            last_sessions = rotation.sessions_started;
+            self.progress
+                .update(&self.status(&rotation, &point, now - self.start));
+            points.push(point);
+            interval_start = now;
+            if finished {
+                break;
+            }
+        }
+        drop(writer);
+        Ok(Timeline { points, hlog })
+    }
+
+    fn status(&self, rotation: &Rotation, point: &Point, elapsed: Duration) -> Status {
+        let seconds = point.length.as_secs_f64().max(1e-3);
+        let mut all = None::<Histogram<u64>>;
+        for command in &rotation.commands {
+            match &mut all {
+                Some(all) => {
+                    let _ = all.add(&command.latency);
+                }
+                None => all = Some(command.latency.clone()),
+            }
+        }
+        Status {
+            elapsed,
+            connected: rotation.connected,
+            sessions_rate: point.sessions as f64 / seconds,
+            planned_rate: self
+                .stages
+                .as_ref()
+                .map(|stages| plan::rate_at(stages, elapsed)),
+            requests_rate: point.commands.iter().map(|c| c.count).sum::<u64>() as f64 / seconds,
+            p99_us: all.map(|all| all.value_at_quantile(0.99)),
+            errors: rotation.errors,
+        }
+    }
+}
+
+fn point(rotation: &Rotation, start: Duration, length: Duration, last_sessions: u64) -> Point {
+    Point {
+        start,
+        length,
+        connected: rotation.connected,
+        sessions: rotation.sessions_started.saturating_sub(last_sessions),
+        commands: rotation
+            .commands
+            .iter()
+            .map(|command| PointCommand {
+                command: command.command.clone(),
+                count: command.latency.len(),
+                errors: command.errors,
+                p50_us: command.latency.value_at_quantile(0.5),
+                p99_us: command.latency.value_at_quantile(0.99),
+                max_us: command.latency.max(),
+            })
+            .collect(),
+    }
+}
+
+/// A log tag may not hold commas, blanks or line ends; they become `_`.
+pub fn tag_for(command: &str) -> String {
+    command
+        .chars()
+        .map(|c| {
+            if matches!(c, ',' | ' ' | '\r' | '\n') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::metrics::Sample;
+    use base64::Engine;
+    use base64::prelude::BASE64_STANDARD;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    fn sample(ms: u64) -> Sample {
+        Sample {
+            latency: Duration::from_millis(ms),
+            service: Duration::from_millis(ms),
+            lag: Duration::ZERO,
+            error: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_second_goes_to_the_log_tagged_by_command() {
+        let metrics = Arc::new(Metrics::new().expect("bounds"));
+        let done = CancellationToken::new();
+        let sampler = Sampler {
+            metrics: Arc::clone(&metrics),
+            start: Instant::now(),
+            wall_start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            stages: None,
+            progress: Progress::hidden(),
+        };
+        let task = tokio::spawn(sampler.run(done.clone()));
+        metrics.record("echo", sample(2));
+        metrics.record("get room", sample(5));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        metrics.record("echo", sample(40));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        done.cancel();
+        let timeline = task.await.expect("joins").expect("writes");
+        assert_eq!(timeline.points.len(), 2);
+        assert_eq!(timeline.points[1].start, Duration::from_secs(1));
+        assert_eq!(timeline.points[1].length, Duration::from_millis(700));
+        let probe = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+        assert_eq!(
+            timeline.points[1].commands[0].max_us,
+            probe.highest_equivalent(40_000)
+        );
+        let text = String::from_utf8(timeline.hlog.clone()).expect("text");
+        assert!(text.contains("#[StartTime: 1800000000.000"), "{text}");
+        let mut deserializer = Deserializer::new();
+        let mut seen = Vec::new();
+        for entry in IntervalLogIterator::new(&timeline.hlog) {
+            if let LogEntry::Interval(interval) = entry.expect("parses") {
+                let bytes = BASE64_STANDARD
+                    .decode(interval.encoded_histogram())
+                    .expect("base64");
+                let histogram: Histogram<u64> = deserializer
+                    .deserialize(&mut bytes.as_slice())
+                    .expect("a histogram");
+                seen.push((
+                    interval.tag().map(|tag| tag.as_str().to_string()),
+                    interval.start_timestamp(),
+                    histogram.len(),
+                ));
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (Some("echo".into()), Duration::ZERO, 1),
+                (Some("get_room".into()), Duration::ZERO, 1),
+                (Some("echo".into()), Duration::from_secs(1), 1),
+            ]
+        );
+    }
+}
