@@ -9,29 +9,25 @@
 //!
 //! Run: `cargo bench --bench serve [-- SECONDS]` (default 5 s of measurement per server).
 
+#[path = "common/load.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use amf_bench::codec::{Str, Value};
 use amf_bench::frame::{HEADER_LEN, split_frame};
-use amf_bench::rpc::wire::encode_envelope;
-use amf_bench::rpc::{Encoding, Envelope, Request};
 use amf_bench::serve::{PolicySource, ServeConfig, Server};
 use bytes::BytesMut;
+use common::{
+    BenchResult, CONNECTIONS, IN_FLIGHT_PER_CONNECTION, connect, echo_request, load, rss_bytes,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const CONNECTIONS: usize = 1_000;
-const IN_FLIGHT_PER_CONNECTION: usize = 4;
-const WARM_UP: Duration = Duration::from_secs(1);
 const IDLE_CONNECTIONS: usize = 10_000;
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BenchResult<()> {
     let seconds = std::env::args()
@@ -61,24 +57,6 @@ fn main() -> BenchResult<()> {
         per_connection / 1024.0
     );
     Ok(())
-}
-
-/// A request as a load tester sends it: a typical small envelope.
-fn echo_request() -> BenchResult<Vec<u8>> {
-    let params = Value::object(vec![
-        (Str::new_static("player"), Value::Integer(48_213)),
-        (
-            Str::new_static("text"),
-            Value::string("hello from the bench"),
-        ),
-        (Str::new_static("x"), Value::Double(152.5)),
-    ]);
-    let request = Envelope::Request(Request {
-        message_id: Str::from("1732183200123:482913374:917263514"),
-        command: Str::new_static("echo"),
-        params,
-    });
-    Ok(encode_envelope(request, Encoding::Amf3, 1 << 20)?.to_vec())
 }
 
 /// A server running on its own single-threaded runtime.
@@ -178,93 +156,6 @@ async fn amf_bench_server(listener: TcpListener, shutdown: CancellationToken) {
     server.run(shutdown).await;
 }
 
-/// Drives `CONNECTIONS` connections for warm-up plus `measure`; returns replies per second
-/// counted during `measure`.
-fn load(addr: SocketAddr, request: &[u8], measure: Duration) -> BenchResult<f64> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let replies = Arc::new(AtomicU64::new(0));
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CONNECTIONS {
-            let stream = connect(addr).await?;
-            tasks.spawn(drive(
-                stream,
-                request.to_vec(),
-                Arc::clone(&replies),
-                stop.clone(),
-            ));
-        }
-        tokio::time::sleep(WARM_UP).await;
-        let before = replies.load(Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(measure).await;
-        let counted = replies.load(Ordering::Relaxed) - before;
-        let elapsed = started.elapsed();
-        stop.cancel();
-        while tasks.join_next().await.is_some() {}
-        Ok(counted as f64 / elapsed.as_secs_f64())
-    })
-}
-
-/// Connects, retrying briefly: a burst of connects can overflow a single-threaded server's
-/// accept backlog, which resets the newest.
-async fn connect(addr: SocketAddr) -> BenchResult<TcpStream> {
-    let mut attempt = 0;
-    loop {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(error) if attempt < 50 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let _ = error;
-            }
-            Err(error) => return Err(format!("connecting to {addr}: {error}").into()),
-        }
-    }
-}
-
-/// One connection: keeps `IN_FLIGHT_PER_CONNECTION` requests outstanding, counting replies.
-async fn drive(
-    mut stream: TcpStream,
-    request: Vec<u8>,
-    replies: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
-    let burst: Vec<u8> = request.repeat(IN_FLIGHT_PER_CONNECTION);
-    if stream.write_all(&burst).await.is_err() {
-        return;
-    }
-    let mut buffer = BytesMut::with_capacity(4096);
-    loop {
-        let read = tokio::select! {
-            () = stop.cancelled() => return,
-            read = stream.read_buf(&mut buffer) => read,
-        };
-        if !matches!(read, Ok(n) if n > 0) {
-            return;
-        }
-        let mut complete = 0;
-        while let Ok(Some(_)) = split_frame(&mut buffer, 1 << 20) {
-            complete += 1;
-        }
-        replies.fetch_add(complete as u64, Ordering::Relaxed);
-        if complete > 0
-            && stream
-                .write_all(&burst[..complete * request.len()])
-                .await
-                .is_err()
-        {
-            return;
-        }
-    }
-}
-
 /// Server RSS growth per connection: `IDLE_CONNECTIONS` connections each make one echo round
 /// trip against a separate `amf-bench serve` process, then stay open and idle.
 fn idle_memory(request: &[u8]) -> BenchResult<f64> {
@@ -303,21 +194,4 @@ fn idle_memory(request: &[u8]) -> BenchResult<f64> {
     let _ = child.kill();
     let _ = child.wait();
     outcome
-}
-
-fn rss_bytes(pid: u32) -> BenchResult<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .ok_or("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
 }

@@ -52,8 +52,12 @@ async fn the_smoke_scenario_runs_without_errors() {
     let planned = summary["sessions"]["planned"].as_u64().expect("planned");
     let started = summary["sessions"]["started"].as_u64().expect("started");
     let dropped = summary["sessions"]["dropped"].as_u64().expect("dropped");
+    let unstarted = summary["sessions"]["unstarted"]
+        .as_u64()
+        .expect("unstarted");
     assert_eq!(planned, 700, "100/s for 1 s, then 300/s for 2 s");
-    assert_eq!(started + dropped, planned);
+    assert_eq!(started + dropped + unstarted, planned);
+    assert!(started >= planned * 95 / 100, "{summary:#}");
     // Every session starts with one request; sessions cut short at the end skip later steps.
     let first_steps = count(summary, "echo") + count(summary, "push");
     assert_eq!(first_steps, started);
@@ -264,7 +268,8 @@ fn a_20ms_command_measures_20ms() {
     );
     let latency = &result.summary["commands"]["sleep"]["latency_us"];
     let p50 = latency["p50"].as_u64().expect("p50");
-    assert!((20_000..30_000).contains(&p50), "{latency}");
+    // Never below the command's own 20 ms; the margin above is for a loaded 2-core machine.
+    assert!((20_000..40_000).contains(&p50), "{latency}");
     assert!(
         count(&result.summary, "sleep") > 300,
         "{:#}",

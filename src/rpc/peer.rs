@@ -556,7 +556,9 @@ fn torn_frame(buffer: &[u8], max_frame_len: usize) -> Option<CloseReason> {
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// The writing half: frames from the outbox to the socket, until every sender is gone, a
-/// graceful close (flush, then shut down), or an abort (stop now).
+/// graceful close (refuse new frames, write those queued within `flush_timeout`, then shut
+/// down), or an abort (stop now). A write in progress is never abandoned for a graceful close,
+/// so the peer never sees half a frame followed by another.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut outbox: mpsc::Receiver<Bytes>,
@@ -564,55 +566,66 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     flush_timeout: Duration,
 ) {
     let mut batch = BytesMut::new();
-    let written = tokio::select! {
-        written = write_frames(&mut writer, &mut outbox, &mut batch) => written,
-        () = life.abort.cancelled() => return,
-        () = life.finish.cancelled() => Ok(()),
-    };
-    if let Err(error) = written {
-        life.record(CloseReason::Io(Arc::new(error)));
-        life.abort.cancel();
-        return;
+    let mut flush_by: Option<tokio::time::Instant> = None;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = life.abort.cancelled() => return,
+            () = life.finish.cancelled(), if flush_by.is_none() => {
+                flush_by = Some(tokio::time::Instant::now() + flush_timeout);
+                outbox.close();
+                continue;
+            }
+            frame = outbox.recv() => frame,
+        };
+        let Some(frame) = next else { break };
+        gather(frame, &mut outbox, &mut batch).await;
+        let written = tokio::select! {
+            () = life.abort.cancelled() => return,
+            written = by_deadline(flush_by, writer.write_all(&batch)) => written,
+        };
+        if let Err(error) = written {
+            if flush_by.is_none() {
+                life.record(CloseReason::Io(Arc::new(error)));
+                life.abort.cancel();
+            }
+            return;
+        }
     }
-    // Refuse new frames, then flush those already queued.
-    outbox.close();
-    batch.clear();
-    while let Ok(frame) = outbox.try_recv() {
-        batch.extend_from_slice(&frame);
-    }
-    let flush = async {
-        writer.write_all(&batch).await?;
-        writer.shutdown().await
-    };
     tokio::select! {
-        _ = tokio::time::timeout(flush_timeout, flush) => {}
+        _ = by_deadline(flush_by, writer.shutdown()) => {}
         () = life.abort.cancelled() => {}
     }
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    outbox: &mut mpsc::Receiver<Bytes>,
-    batch: &mut BytesMut,
-) -> io::Result<()> {
-    while let Some(frame) = outbox.recv().await {
+/// Puts `first` and the frames queued behind it into `batch`, for one write.
+async fn gather(first: Bytes, outbox: &mut mpsc::Receiver<Bytes>, batch: &mut BytesMut) {
+    batch.clear();
+    batch.extend_from_slice(&first);
+    if outbox.is_empty() {
+        // Let the tasks woken with this one (the other requests answered by the same read)
+        // queue their frames first, so that one system call carries them all.
+        tokio::task::yield_now().await;
+    }
+    while batch.len() < BATCH_BYTES {
         match outbox.try_recv() {
-            Err(_) => writer.write_all(&frame).await?,
-            Ok(next) => {
-                batch.clear();
-                batch.extend_from_slice(&frame);
-                batch.extend_from_slice(&next);
-                while batch.len() < BATCH_BYTES {
-                    match outbox.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                writer.write_all(batch).await?;
-            }
+            Ok(more) => batch.extend_from_slice(&more),
+            Err(_) => break,
         }
     }
-    Ok(())
+}
+
+/// Runs `io`, failing with `TimedOut` at `deadline` if there is one.
+async fn by_deadline<F: Future<Output = io::Result<()>>>(
+    deadline: Option<tokio::time::Instant>,
+    io: F,
+) -> io::Result<()> {
+    match deadline {
+        None => io.await,
+        Some(deadline) => tokio::time::timeout_at(deadline, io)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+    }
 }
 
 /// Pings the peer every `interval`; a ping unanswered after `timeout` aborts the connection.

@@ -309,7 +309,9 @@ impl Client {
         timeout: Duration,
         due: Instant,
     ) -> Result<Instant, ErrorKind> {
-        tokio::time::sleep_until(due).await;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
         let sent = Instant::now();
         let outcome = self.peer.call(command.clone(), params, Some(timeout)).await;
         let ended = match &outcome {

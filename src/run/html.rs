@@ -58,6 +58,10 @@ fn facts(summary: &Json) -> String {
         ("sessions planned", &summary["sessions"]["planned"]),
         ("sessions started", &summary["sessions"]["started"]),
         ("sessions dropped", &summary["sessions"]["dropped"]),
+        (
+            "sessions unstarted at the end",
+            &summary["sessions"]["unstarted"],
+        ),
         ("planned rate (/s)", &summary["sessions"]["planned_rate"]),
         ("achieved rate (/s)", &summary["sessions"]["achieved_rate"]),
         ("connections planned", &summary["connections"]["planned"]),

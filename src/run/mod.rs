@@ -178,13 +178,15 @@ pub async fn execute(
         clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
     }
     if let (Some(sender), Load::Open { stages, spacing }) = (arrivals, &scenario.load) {
-        tokio::spawn(schedule(
+        let (arrivals, metrics, stop) = (
             Arrivals::new(stages, *spacing, scenario.duration),
-            start,
-            sender,
             Arc::clone(&metrics),
             stop.clone(),
-        ));
+        );
+        std::thread::Builder::new()
+            .name("arrivals".into())
+            .spawn(move || schedule(arrivals, start, sender, metrics, stop))
+            .context("cannot start the arrival schedule")?;
     }
     let sampled = CancellationToken::new();
     let sampler = tokio::spawn(
@@ -271,20 +273,32 @@ async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Feeds arrivals into the queue at their intended times; a full queue drops (and counts) them.
-async fn schedule(
+/// It runs on a thread of its own, sleeping with the operating system's timer (tens of
+/// microseconds late) rather than tokio's, which rounds every deadline up to the next millisecond
+/// and would add that to every arrival's lag.
+fn schedule(
     arrivals: Arrivals,
     start: Instant,
     queue: mpsc::Sender<Instant>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    /// The longest sleep between looks at `stop`.
+    const WATCH: Duration = Duration::from_millis(20);
+    let start_std = start.into_std();
     for offset in arrivals {
-        let due = start + offset;
-        tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
-            () = stop.cancelled() => return,
+        let due = start_std + offset;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::sleep((due - now).min(WATCH));
         }
-        if queue.try_send(due).is_err() {
+        if queue.try_send(start + offset).is_err() {
             metrics.dropped();
         }
     }

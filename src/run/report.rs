@@ -117,6 +117,7 @@ pub fn summary(
             "planned": facts.planned_sessions,
             "started": recorded.sessions_started,
             "dropped": recorded.dropped,
+            "unstarted": facts.planned_sessions.map(|planned| planned.saturating_sub(recorded.sessions_started + recorded.dropped)),
             "planned_rate": facts.planned_sessions.map(|planned| planned as f64 / seconds),
             "achieved_rate": recorded.sessions_started as f64 / seconds,
         },

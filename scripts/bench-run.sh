@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the load-generator benchmark (benches/run.rs) RUNS times (default 3) and prints each run's
+# figures and their medians: echo requests per second from one generator core for the minimal
+# generator (baseline) and for amf-bench run, their ratio, the schedule lag p99 at 80% of that
+# rate, and the memory per idle simulated client. The server (`amf-bench serve`) runs on core 1;
+# this script pins the bench and the runs it starts to core 0.
+# Usage: scripts/bench-run.sh [RUNS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-3}"
+seconds="${2:-5}"
+cargo bench --bench run --no-run --quiet
+out="$(mktemp)"
+for run in $(seq "$runs"); do
+    echo "== run $run of $runs"
+    taskset -c 0 cargo bench --quiet --bench run -- "$seconds" | tee -a "$out"
+done
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "== medians of $runs runs"
+echo "minimal generator (baseline): $(grep '^minimal generator' "$out" | awk '{ print $4 }' | median) requests/s"
+echo "amf-bench run:                $(grep '^amf-bench run' "$out" | awk '{ print $3 }' | median) requests/s"
+echo "ratio:                        $(grep '^ratio' "$out" | awk '{ print $2 }' | median)"
+echo "lag p99 at 80%:               $(grep '^lag p99' "$out" | awk '{ print $6 }' | median) us"
+echo "idle client:                  $(grep '^idle client' "$out" | awk '{ print $3 }' | median) KiB"
+rm -f "$out"
