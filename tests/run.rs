@@ -464,3 +464,60 @@ async fn the_ramp_and_message_stream_examples_run_cleanly() {
         }
     }
 }
+
+/// Client sockets are spread over the listed local addresses, and an address that cannot be
+/// bound here is one clear error before the run starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sockets_come_from_the_listed_source_addresses() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("bound");
+    let text = format!(
+        r#"
+        name = "sources"
+        target = "{addr}"
+        connections = 4
+        duration = "300ms"
+        source_addresses = ["127.0.0.2", "127.0.0.3"]
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ think = "100ms" }}]
+        "#
+    );
+    let accepting = tokio::spawn(async move {
+        let mut peers = std::collections::BTreeSet::new();
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let (stream, peer) = listener.accept().await.expect("accepts");
+            peers.insert(peer.ip().to_string());
+            open.push(stream);
+        }
+        (peers, open)
+    });
+    let scenario = Scenario::parse(&text).expect("valid");
+    let result = execute(scenario, CancellationToken::new(), Progress::hidden())
+        .await
+        .expect("runs");
+    assert_eq!(result.summary["connections"]["connected"], 4);
+    let (peers, _open) = tokio::time::timeout(Duration::from_secs(10), accepting)
+        .await
+        .expect("in time")
+        .expect("joins");
+    assert_eq!(
+        peers.into_iter().collect::<Vec<_>>(),
+        ["127.0.0.2", "127.0.0.3"]
+    );
+    let foreign = text.replace("127.0.0.3", "192.0.2.1");
+    let scenario = Scenario::parse(&foreign).expect("valid");
+    let error = execute(scenario, CancellationToken::new(), Progress::hidden())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("source_addresses[1]: 192.0.2.1 cannot be bound"),
+        "{error:#}"
+    );
+}

@@ -3,11 +3,12 @@
 //! recording every request against the time it was due, not the time it was sent.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +92,7 @@ pub async fn run(index: usize, connect_at: Instant, shared: Arc<Shared>) {
             shared.metrics.reconnected();
         }
         attempt += 1;
-        let lost = match connect(&shared).await {
+        let lost = match connect(&shared, index).await {
             Some((peer, inbox)) => {
                 let outcome = run_connection(peer, inbox, &render, &shared).await;
                 shared.metrics.connection_ended();
@@ -337,10 +338,25 @@ impl Client {
     }
 }
 
-async fn connect(shared: &Shared) -> Option<(Peer, mpsc::Receiver<Incoming>)> {
+/// Opens a socket to `target`, from `source` (any port) when given.
+pub async fn open_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target).await;
+    };
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
+async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<Incoming>)> {
     let started = Instant::now();
+    let sources = &shared.scenario.source_addresses;
+    let source = (!sources.is_empty()).then(|| sources[index % sources.len()]);
     let attempt =
-        tokio::time::timeout(shared.scenario.timeout, TcpStream::connect(shared.target)).await;
+        tokio::time::timeout(shared.scenario.timeout, open_socket(shared.target, source)).await;
     let stream = match attempt {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {

@@ -150,6 +150,7 @@ pub async fn execute(
             )
         }
     };
+    check_source_addresses(&scenario.source_addresses)?;
     let scenario = Arc::new(scenario);
     let metrics = Arc::new(Metrics::new()?);
     let stop = shutdown.child_token();
@@ -241,6 +242,17 @@ pub async fn execute(
         timeline,
         html,
     })
+}
+
+/// Fails unless every source address can be bound here, so that a typo or a foreign address is
+/// one clear error rather than every connection failing.
+fn check_source_addresses(addresses: &[std::net::IpAddr]) -> anyhow::Result<()> {
+    for (index, address) in addresses.iter().enumerate() {
+        std::net::TcpListener::bind((*address, 0)).with_context(|| {
+            format!("source_addresses[{index}]: {address} cannot be bound on this machine")
+        })?;
+    }
+    Ok(())
 }
 
 /// The longest a step in progress may still take when the run ends: the longest timeout of any

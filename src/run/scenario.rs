@@ -2,6 +2,7 @@
 //! whose errors name the key, the value and what was expected.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ struct ScenarioFile {
     timeout: String,
     in_flight: Option<u64>,
     reconnect: Option<String>,
+    source_addresses: Option<Vec<String>>,
     load: LoadFile,
     #[serde(default)]
     csv: BTreeMap<String, CsvFile>,
@@ -106,6 +108,9 @@ pub struct Scenario {
     pub in_flight: usize,
     /// After a lost connection, reconnect after this long; none: the client stops.
     pub reconnect: Option<Duration>,
+    /// Local addresses the clients' sockets are bound to, client i to entry i mod n (past about
+    /// 28,000 connections to one target, one local address runs out of ports); none: any.
+    pub source_addresses: Vec<IpAddr>,
     /// How sessions start.
     pub load: Load,
     /// What clients do, with their weights.
@@ -341,6 +346,17 @@ impl Scenario {
             None => None,
         };
         let sources = csv_sources(&file.csv, base)?;
+        let source_addresses = file
+            .source_addresses
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, text)| {
+                text.parse::<IpAddr>().with_context(|| {
+                    format!("source_addresses[{index}]: '{text}' is not an IP address, e.g. \"127.0.0.2\"")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let sessions = file
             .session
             .iter()
@@ -359,6 +375,7 @@ impl Scenario {
             timeout,
             in_flight: in_flight as usize,
             reconnect,
+            source_addresses,
             load,
             sessions,
             thresholds: file.thresholds.into_iter().collect(),
@@ -653,6 +670,11 @@ mod tests {
                 "connections = 20",
                 "connections = 20\nreconnect = \"soon\"",
                 "reconnect: 'soon' is not a duration",
+            ),
+            (
+                "connections = 20",
+                "connections = 20\nsource_addresses = [\"127.0.0.2\", \"localhost\"]",
+                "source_addresses[1]: 'localhost' is not an IP address",
             ),
             (
                 "\"{{random_int(1,50)}}\"",
