@@ -149,7 +149,7 @@ pub struct Recorded {
     pub dropped: u64,
     /// Connections open now.
     pub connected_now: u64,
-    /// Reconnections after a lost connection.
+    /// Connection attempts after a client's first (with `reconnect`), successful or not.
     pub reconnects: u64,
 }
 
@@ -213,7 +213,7 @@ impl Metrics {
         self.with(|recorded| recorded.connected_now = recorded.connected_now.saturating_sub(1));
     }
 
-    /// Records a reconnection.
+    /// Records a connection attempt after the first.
     pub fn reconnected(&self) {
         self.with(|recorded| recorded.reconnects += 1);
     }
