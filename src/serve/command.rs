@@ -10,10 +10,7 @@ use anyhow::{Context, bail};
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
-use crate::policy::{
-    self,
-    lint::{has_errors, lint},
-};
+use crate::policy;
 use crate::rpc::{PeerConfig, PingConfig};
 
 /// Builds the server's configuration from the command line, reading the files it names.
@@ -25,7 +22,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let policy = if args.no_policy {
         PolicySource::Off
     } else if let Some(path) = &args.policy {
-        PolicySource::Text(read_policy(path, args.listen.port())?.into())
+        PolicySource::Text(policy::command::read_checked_policy(path, args.listen.port())?.into())
     } else {
         PolicySource::Allow(args.allow.clone())
     };
@@ -57,18 +54,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         responses: Arc::new(responses),
         drain_timeout: args.drain_timeout,
     })
-}
-
-/// Reads a policy file to serve on `port`, refusing one with lint errors.
-fn read_policy(path: &std::path::Path, port: u16) -> anyhow::Result<String> {
-    let text = policy::command::read_policy(path)?;
-    let findings = lint(&text, (port != 0).then_some(port));
-    let source = path.display().to_string();
-    policy::command::print_findings(&source, &findings, &mut std::io::stderr().lock())?;
-    if has_errors(&findings) {
-        bail!("policy file {source} has errors (listed above); not serving it");
-    }
-    Ok(text)
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then prints its counters.
