@@ -44,11 +44,9 @@ impl PolicySource {
                     .into_bytes()
                     .into(),
             ),
-            PolicySource::Allow(rules) => Some(
-                generate(rules, MetaPolicy::MasterOnly)
-                    .into_bytes()
-                    .into(),
-            ),
+            PolicySource::Allow(rules) => {
+                Some(generate(rules, MetaPolicy::MasterOnly).into_bytes().into())
+            }
             PolicySource::Text(text) => Some(text.as_bytes().into()),
         }
     }
