@@ -27,7 +27,7 @@ for size in 100B 1KiB 64KiB; do
         rate="$(grep "^throughput $size $target:" "$out" | awk '{ print $4 }' | median)"
         [ "$rate" = "-" ] && continue
         ratio="$(grep "^ratio $size $target/relay:" "$out" | awk '{ print $4 }' | median)"
-        p99="$(grep "^latency $size $target:" "$out" | awk '{ print $7 }' | median)"
+        p99="$(grep "^latency $size $target:" "$out" | awk '{ print $8 }' | median)"
         added="$(grep "^added-p99 $size $target:" "$out" | awk '{ print $4 }' | median)"
         printf '%-6s %-7s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us\n' \
             "$size" "$target" "$rate" "$ratio" "$p99" "$added"

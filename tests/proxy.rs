@@ -397,29 +397,44 @@ async fn the_log_and_the_recording_show_every_frame() {
 }
 
 #[tokio::test]
-async fn filters_choose_what_the_log_shows() {
+async fn filters_choose_what_the_log_shows_and_the_recording_keeps_all() {
     let server = TestServer::start(common::config()).await;
     let log = temp_path("filtered.jsonl");
+    let record = temp_path("filtered-record.jsonl");
     let mut config = proxy_config(server.addr, Some(log.clone()));
+    config.outputs.record = Some(record.clone());
     config.filter.commands = vec!["sleep".into()];
     config.filter.dir = Some(amf_bench::proxy::log::Direction::ServerToClient);
+    config.filter.conns = vec![2];
     let proxy = TestProxy::start(config).await;
-    let mut client = RawClient::connect(proxy.addr).await;
-    client.call("a", "echo", object(vec![])).await;
-    client
-        .call("b", "sleep", object(vec![("ms", Value::Integer(1))]))
-        .await;
-    drop(client);
-    proxy.wait_idle(1).await;
+    for conn in 1..=2 {
+        let mut client = RawClient::connect(proxy.addr).await;
+        client.call("a", "echo", object(vec![])).await;
+        let params = object(vec![("ms", Value::Integer(1))]);
+        client.call(&format!("b{conn}"), "sleep", params).await;
+        drop(client);
+        proxy.wait_idle(conn).await;
+    }
     proxy.stop().await;
-    let frames: Vec<Json> = read_log(&log)
-        .into_iter()
-        .filter(|e| e["event"] == "frame")
-        .collect();
+    let entries = read_log(&log);
+    assert!(entries.iter().all(|e| e["conn"] == 2), "{entries:?}");
+    let frames: Vec<&Json> = entries.iter().filter(|e| e["event"] == "frame").collect();
     assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!(frames[0]["rpc"]["messageId"], "b");
+    assert_eq!(frames[0]["rpc"]["messageId"], "b2");
     assert_eq!(frames[0]["dir"], "s2c");
+    let recorded = read_log(&record);
+    let recorded_frames = recorded.iter().filter(|e| e["event"] == "frame").count();
+    assert_eq!(
+        recorded_frames, 8,
+        "every frame of both connections is recorded"
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e["conn"] == 1 && e["event"] == "open")
+    );
     let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(record);
 }
 
 const POLICY_REQUEST: &[u8] = b"<policy-file-request/>\0";

@@ -130,11 +130,13 @@ fn open(client: SocketAddr, upstream: String) -> What {
 }
 
 fn send(shared: &Shared, conn: u64, what: What) {
-    if shared.config.filter.shows_conn(conn) || shared.recording {
+    let logged = shared.config.filter.shows_conn(conn);
+    if logged || shared.recording {
         shared.log.send(Event {
             at: Stamp::now(),
             conn,
             what,
+            logged,
         });
     }
 }

@@ -75,6 +75,8 @@ pub struct Event {
     pub conn: u64,
     /// What.
     pub what: What,
+    /// Whether it passed the filters and goes to the log (else it is only recorded).
+    pub logged: bool,
 }
 
 /// What happened.
@@ -129,8 +131,6 @@ pub struct FrameEntry {
     pub latency: Option<Duration>,
     /// The frame's bytes, when the tap kept them (not for skipped frames).
     pub raw: Option<Bytes>,
-    /// Whether it passed the filters (else it is only recorded).
-    pub logged: bool,
 }
 
 impl Event {
@@ -142,15 +142,6 @@ impl Event {
             What::Frame(entry) => entry.decoded.len + entry.raw.as_ref().map_or(0, Bytes::len),
             What::Chunk { bytes, .. } => bytes.len(),
             _ => 0,
-        }
-    }
-
-    /// Whether the log (terminal and JSON file) shows it.
-    fn logged(&self) -> bool {
-        match &self.what {
-            What::Frame(entry) => entry.logged,
-            What::Chunk { .. } => false,
-            _ => true,
         }
     }
 }
@@ -339,7 +330,7 @@ impl LogWriter {
         if let Some(recorder) = &mut self.recorder {
             recorder.write(event)?;
         }
-        if !event.logged() {
+        if !event.logged {
             return Ok(());
         }
         if let Some(json) = &mut self.json {

@@ -67,13 +67,11 @@ impl<'c> Observer<'c> {
         if self.tap.is_lost() {
             if self.shared.recording {
                 let bytes = Bytes::copy_from_slice(chunk);
-                self.send(
-                    at,
-                    What::Chunk {
-                        dir: self.dir,
-                        bytes,
-                    },
-                );
+                let what = What::Chunk {
+                    dir: self.dir,
+                    bytes,
+                };
+                self.send(at, what, false);
             }
             return;
         }
@@ -124,16 +122,16 @@ impl<'c> Observer<'c> {
             decoded,
             latency,
             raw,
-            logged,
         };
-        self.send(at, What::Frame(Box::new(entry)));
+        self.send(at, What::Frame(Box::new(entry)), logged);
     }
 
-    fn send(&self, at: Stamp, what: What) {
+    fn send(&self, at: Stamp, what: What, logged: bool) {
         self.shared.log.send(Event {
             at,
             conn: self.conn,
             what,
+            logged,
         });
     }
 }
