@@ -34,6 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
+use common::{BenchResult, on_one_core};
+
 const SIZES: [(&str, usize); 3] = [("100B", 100), ("1KiB", 1024), ("64KiB", 64 * 1024)];
 /// Distinct message ids per size: requests cycle through them, in order.
 const IDS: usize = 64;
@@ -42,8 +46,6 @@ const IN_FLIGHT: usize = 4;
 const LATENCY_CONNECTIONS: usize = 10;
 const LATENCY_RATE_PER_CONNECTION: u64 = 100;
 const WARM_UP: Duration = Duration::from_millis(500);
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> BenchResult<()> {
     let seconds = std::env::args()
@@ -57,11 +59,11 @@ fn main() -> BenchResult<()> {
     }
     for (name, size) in SIZES {
         let frames = Arc::new(Frames::new(size)?);
-        let server = on_own_thread({
+        let server = on_one_core({
             let frames = Arc::clone(&frames);
             move |listener, stop| reply_server(listener, stop, frames)
         })?;
-        let relay = on_own_thread(move |listener, stop| copy_relay(listener, stop, server.addr))?;
+        let relay = on_one_core(move |listener, stop| copy_relay(listener, stop, server.addr))?;
         let socat_relay = socat
             .as_ref()
             .map(|path| Socat::start(path, server.addr))
@@ -152,47 +154,6 @@ impl Frames {
     fn request_len(&self) -> usize {
         self.requests[0].len()
     }
-}
-
-/// A server running on a single-threaded runtime of its own.
-struct OwnThread {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl OwnThread {
-    fn stop(self) {
-        self.stop.cancel();
-        let _ = self.thread.join();
-    }
-}
-
-fn on_own_thread<F, Fut>(serve: F) -> BenchResult<OwnThread>
-where
-    F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let (bound, addr) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
-                return;
-            };
-            let _ = bound.send(listener.local_addr());
-            serve(listener, token).await;
-        });
-    });
-    let addr = addr.recv_timeout(Duration::from_secs(10))??;
-    Ok(OwnThread { addr, stop, thread })
 }
 
 /// Accepts until `stop`, running `handle` on each connection.
@@ -394,15 +355,10 @@ fn throughput(addr: SocketAddr, frames: &Arc<Frames>, measure: Duration) -> Benc
                 }
             });
         }
-        tokio::time::sleep(WARM_UP).await;
-        let before = replies.load(Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(measure).await;
-        let counted = replies.load(Ordering::Relaxed) - before;
-        let elapsed = started.elapsed();
+        let rate = common::rate_over(&replies, WARM_UP, measure).await;
         stop.cancel();
         while tasks.join_next().await.is_some() {}
-        Ok(counted as f64 / elapsed.as_secs_f64())
+        Ok(rate)
     })
 }
 

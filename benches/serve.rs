@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amf_bench::codec::{Str, Value};
 use amf_bench::frame::{HEADER_LEN, split_frame};
@@ -31,7 +31,9 @@ const IN_FLIGHT_PER_CONNECTION: usize = 4;
 const WARM_UP: Duration = Duration::from_secs(1);
 const IDLE_CONNECTIONS: usize = 10_000;
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+mod common;
+
+use common::{BenchResult, on_one_core};
 
 fn main() -> BenchResult<()> {
     let seconds = std::env::args()
@@ -79,53 +81,6 @@ fn echo_request() -> BenchResult<Vec<u8>> {
         params,
     });
     Ok(encode_envelope(request, Encoding::Amf3, 1 << 20)?.to_vec())
-}
-
-/// A server running on its own single-threaded runtime.
-struct OneCore {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl OneCore {
-    fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.thread.join();
-    }
-}
-
-fn on_one_core<F, Fut>(serve: F) -> BenchResult<OneCore>
-where
-    F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let (bound, addr) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("server".into())
-        .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
-                    return;
-                };
-                let _ = bound.send(listener.local_addr());
-                serve(listener, token).await;
-            });
-        })?;
-    let addr = addr.recv_timeout(Duration::from_secs(10))??;
-    Ok(OneCore {
-        addr,
-        shutdown,
-        thread,
-    })
 }
 
 /// The baseline: returns every frame unchanged, never decoding it.
@@ -197,15 +152,10 @@ fn load(addr: SocketAddr, request: &[u8], measure: Duration) -> BenchResult<f64>
                 stop.clone(),
             ));
         }
-        tokio::time::sleep(WARM_UP).await;
-        let before = replies.load(Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(measure).await;
-        let counted = replies.load(Ordering::Relaxed) - before;
-        let elapsed = started.elapsed();
+        let rate = common::rate_over(&replies, WARM_UP, measure).await;
         stop.cancel();
         while tasks.join_next().await.is_some() {}
-        Ok(counted as f64 / elapsed.as_secs_f64())
+        Ok(rate)
     })
 }
 

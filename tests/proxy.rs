@@ -834,49 +834,49 @@ async fn a_log_that_falls_behind_drops_entries_never_traffic() {
     let _ = std::fs::remove_file(log);
 }
 
+/// Runs `amf-bench proxy --listen 127.0.0.1:0 ARGS`, which must exit 2 naming `expected`.
+fn refused(args: &[&str], expected: &str) {
+    let mut all = vec!["proxy", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let output = common::process::run_bounded(&all);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
 #[test]
 fn bad_options_are_refused_with_what_was_wrong() {
-    let output = common::process::run_bounded(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "nowhere",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--upstream 'nowhere' is not HOST:PORT"),
-        "{stderr}"
+    refused(
+        &["--upstream", "nowhere"],
+        "--upstream 'nowhere' is not HOST:PORT",
     );
-
-    let args = [
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "127.0.0.1:1",
-        "--max-decode",
-        "100",
-        "--max-frame",
-        "10",
-    ];
-    let output = common::process::run_bounded(&args);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-decode (100)"));
-
-    let args = [
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "127.0.0.1:1",
-        "--log",
+    refused(&["--upstream", "host:0"], "is not HOST:PORT");
+    let decode_above_frame = ["--max-decode", "100", "--max-frame", "10"];
+    refused(
+        &[&["--upstream", "127.0.0.1:1"][..], &decode_above_frame].concat(),
+        "--max-decode (100)",
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--log", "/nonexistent/dir/log"],
         "/nonexistent/dir/log",
-    ];
-    let output = common::process::run_bounded(&args);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/dir/log"));
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--buffer", "10"],
+        "from 1024 to 16777216",
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--stats-every", "0"],
+        "above zero",
+    );
+    refused(
+        &[
+            "--upstream",
+            "127.0.0.1:1",
+            "--policy",
+            "/nonexistent/policy.xml",
+        ],
+        "cannot read policy file",
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::log::{Filter, Outputs};
 use super::tap::TapLimits;
@@ -91,20 +91,9 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
 pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(usize::from(threads));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", proxy.local_addr()?)?;
-        out.flush()?;
-        drop(out);
+        crate::listener::announce(proxy.local_addr()?)?;
         let shutdown = crate::shutdown::on_signal();
         let summary = proxy.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", summary.to_text())?;

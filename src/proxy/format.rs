@@ -26,11 +26,7 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
     line.insert("t".into(), json!(rfc3339(event.at.wall)));
     line.insert("conn".into(), json!(event.conn));
     match &event.what {
-        What::Open { client, upstream } => {
-            line.insert("event".into(), json!("open"));
-            line.insert("client".into(), json!(client.to_string()));
-            line.insert("upstream".into(), json!(upstream));
-        }
+        What::Open { client, upstream } => open_fields(client, upstream, &mut line),
         What::Policy {
             client,
             action,
@@ -54,6 +50,17 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
     }
     serde_json::to_writer(&mut *out, &Json::Object(line))?;
     out.write_all(b"\n")
+}
+
+/// The members of an `open` event, in the log and the recording alike.
+pub(super) fn open_fields(
+    client: &std::net::SocketAddr,
+    upstream: &str,
+    line: &mut Map<String, Json>,
+) {
+    line.insert("event".into(), json!("open"));
+    line.insert("client".into(), json!(client.to_string()));
+    line.insert("upstream".into(), json!(upstream));
 }
 
 fn frame_fields(entry: &FrameEntry, line: &mut Map<String, Json>) {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{Map, Value as Json, json};
 
 use super::decode::{Content, EntryKind};
-use super::format::rfc3339;
+use super::format::{open_fields, rfc3339};
 use super::log::{Event, What};
 use super::tap::Framing;
 
@@ -68,11 +68,7 @@ impl Recorder {
         line.insert("at_us".into(), json!(at.as_micros() as u64));
         line.insert("conn".into(), json!(event.conn));
         match &event.what {
-            What::Open { client, upstream } => {
-                line.insert("event".into(), json!("open"));
-                line.insert("client".into(), json!(client.to_string()));
-                line.insert("upstream".into(), json!(upstream));
-            }
+            What::Open { client, upstream } => open_fields(client, upstream, &mut line),
             What::Policy { action, .. } => {
                 line.insert("event".into(), json!("policy"));
                 line.insert("action".into(), json!(action));

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
@@ -60,20 +60,9 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(usize::from(threads));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", server.local_addr()?)?;
-        out.flush()?;
-        drop(out);
+        crate::listener::announce(server.local_addr()?)?;
         let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
