@@ -1,7 +1,8 @@
 //! The proxy's cost over loopback, side by side in one run: the client straight to the server
 //! (`direct`), through a minimal tokio `copy_bidirectional` relay (`relay`, the baseline),
 //! through socat when it is installed (`socat`), and through `amf-bench proxy` decoding every
-//! frame and writing the JSON log to a file (`proxy`).
+//! frame and writing the JSON log to a file (`proxy`), and for reference the proxy decoding
+//! every frame and matching replies without writing a log (`proxy-nolog`).
 //!
 //! For each frame size (100 B, 1 KiB, 64 KiB): **throughput**, with 50 connections keeping 4
 //! requests each in flight, in replies per second and MB/s each way; and **latency** at a
@@ -69,12 +70,14 @@ fn main() -> BenchResult<()> {
             .map(|path| Socat::start(path, server.addr))
             .transpose()?;
         let log = std::env::temp_dir().join(format!("amf-bench-proxy-bench-{name}.jsonl"));
-        let mut proxy = ProxyProcess::start(server.addr, &log)?;
+        let mut proxy = ProxyProcess::start(server.addr, Some(&log))?;
+        let mut unlogged = ProxyProcess::start(server.addr, None)?;
         let mut targets = vec![("direct", server.addr), ("relay", relay.addr)];
         if let Some(socat) = &socat_relay {
             targets.push(("socat", socat.addr));
         }
         targets.push(("proxy", proxy.addr));
+        targets.push(("proxy-nolog", unlogged.addr));
         let mut rates = Vec::new();
         let mut p99s = Vec::new();
         for (target, addr) in &targets {
@@ -94,6 +97,7 @@ fn main() -> BenchResult<()> {
             p99s.push((*target, latency.value_at_quantile(0.99) as f64));
         }
         let dropped = proxy.stop()?;
+        unlogged.stop()?;
         let log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
         let _ = std::fs::remove_file(&log);
         report(name, &rates, &p99s, dropped, log_bytes);
@@ -278,8 +282,10 @@ struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    fn start(upstream: SocketAddr, log: &std::path::Path) -> BenchResult<ProxyProcess> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+    /// Starts the proxy; with `log`, every frame is also written to that file as JSON.
+    fn start(upstream: SocketAddr, log: Option<&std::path::Path>) -> BenchResult<ProxyProcess> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_amf-bench"));
+        command
             .args([
                 "proxy",
                 "--listen",
@@ -290,11 +296,12 @@ impl ProxyProcess {
             ])
             .arg("--upstream")
             .arg(upstream.to_string())
-            .arg("--log")
-            .arg(log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
+            .stderr(Stdio::null());
+        if let Some(log) = log {
+            command.arg("--log").arg(log);
+        }
+        let mut child = command.spawn()?;
         let mut line = String::new();
         if let Some(stdout) = child.stdout.as_mut() {
             let mut reader = BufReader::new(stdout);

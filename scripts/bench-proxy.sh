@@ -23,13 +23,13 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "== medians of $runs runs"
 for size in 100B 1KiB 64KiB; do
-    for target in direct relay socat proxy; do
+    for target in direct relay socat proxy proxy-nolog; do
         rate="$(grep "^throughput $size $target:" "$out" | awk '{ print $4 }' | median)"
         [ "$rate" = "-" ] && continue
         ratio="$(grep "^ratio $size $target/relay:" "$out" | awk '{ print $4 }' | median)"
         p99="$(grep "^latency $size $target:" "$out" | awk '{ print $8 }' | median)"
         added="$(grep "^added-p99 $size $target:" "$out" | awk '{ print $4 }' | median)"
-        printf '%-6s %-7s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us\n' \
+        printf '%-6s %-11s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us\n' \
             "$size" "$target" "$rate" "$ratio" "$p99" "$added"
     done
     dropped="$(grep "^proxy-log $size:" "$out" | awk '{ print $6 }' | median)"

@@ -19,6 +19,9 @@ pub const FORWARD: &str = "forward";
 /// Builds the proxy's configuration from the command line, reading the files it names.
 pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     check_upstream(&args.upstream)?;
+    if args.log.is_some() && args.log == args.record {
+        bail!("--log and --record name the same file; give each its own");
+    }
     if args.max_decode > args.max_frame {
         bail!(
             "--max-decode ({}) must not be above --max-frame ({})",
