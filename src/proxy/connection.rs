@@ -130,7 +130,7 @@ fn open(client: SocketAddr, upstream: String) -> What {
 }
 
 fn send(shared: &Shared, conn: u64, what: What) {
-    let logged = shared.config.filter.shows_conn(conn);
+    let logged = shared.logging && shared.config.filter.shows_conn(conn);
     if logged || shared.recording {
         shared.log.send(Event {
             at: Stamp::now(),

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     policy: Option<Arc<[u8]>>,
     /// Whether a recording is being written (so filtered-out frames are still queued).
     recording: bool,
+    /// Whether anything shows the log (terminal or file); without, no log event is queued.
+    logging: bool,
     log: LogSender,
     latency: Arc<LatencyBook>,
     stats: Arc<ProxyStats>,
@@ -127,6 +129,7 @@ impl Proxy {
         let shared = Shared {
             policy: config.policy.render(addr.port()),
             recording: config.outputs.record.is_some(),
+            logging: config.outputs.terminal || config.outputs.json.is_some(),
             config,
             log,
             latency,

@@ -106,7 +106,7 @@ impl<'c> Observer<'c> {
             Content::Amf { rpc, .. } => rpc.as_ref(),
             _ => None,
         };
-        let logged = config.filter.shows_frame(self.conn, self.dir, rpc);
+        let logged = self.shared.logging && config.filter.shows_frame(self.conn, self.dir, rpc);
         if !logged && !self.shared.recording {
             return;
         }
