@@ -10,7 +10,6 @@
 //!
 //! Run: `scripts/bench-run.sh [RUNS] [SECONDS]`, or `cargo bench --bench run [-- SECONDS]`.
 
-#[path = "common/load.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -19,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{BenchResult, CONNECTIONS, IN_FLIGHT_PER_CONNECTION, echo_request, load, rss_bytes};
+use common::BenchResult;
+use common::load::{CONNECTIONS, IN_FLIGHT_PER_CONNECTION, echo_request, load, rss_bytes};
 
 const IDLE_CLIENTS: usize = 10_000;
 const PARAMS: &str = r#"{ player = 48213, text = "hello from the bench", x = 152.5 }"#;

@@ -9,7 +9,6 @@
 //!
 //! Run: `cargo bench --bench serve [-- SECONDS]` (default 5 s of measurement per server).
 
-#[path = "common/load.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -20,9 +19,8 @@ use std::time::Duration;
 use amf_bench::frame::{HEADER_LEN, split_frame};
 use amf_bench::serve::{PolicySource, ServeConfig, Server};
 use bytes::BytesMut;
-use common::{
-    BenchResult, CONNECTIONS, IN_FLIGHT_PER_CONNECTION, connect, echo_request, load, rss_bytes,
-};
+use common::load::{CONNECTIONS, IN_FLIGHT_PER_CONNECTION, connect, echo_request, load, rss_bytes};
+use common::{BenchResult, on_one_core};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,53 +55,6 @@ fn main() -> BenchResult<()> {
         per_connection / 1024.0
     );
     Ok(())
-}
-
-/// A server running on its own single-threaded runtime.
-struct OneCore {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl OneCore {
-    fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.thread.join();
-    }
-}
-
-fn on_one_core<F, Fut>(serve: F) -> BenchResult<OneCore>
-where
-    F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let (bound, addr) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("server".into())
-        .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
-                    return;
-                };
-                let _ = bound.send(listener.local_addr());
-                serve(listener, token).await;
-            });
-        })?;
-    let addr = addr.recv_timeout(Duration::from_secs(10))??;
-    Ok(OneCore {
-        addr,
-        shutdown,
-        thread,
-    })
 }
 
 /// The baseline: returns every frame unchanged, never decoding it.

@@ -39,6 +39,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve Flash socket policy files (port 843 by default), or lint or check a policy.
     Policy(PolicyArgs),
+    /// Relay clients to an upstream server byte for byte, answer or forward Flash policy
+    /// requests, log every frame decoded, and measure each command's latency passively.
+    Proxy(ProxyArgs),
     /// Run a load scenario: simulated RPC clients against a target (or the embedded server),
     /// latency measured from intended send times; exit status 1 when a threshold fails.
     Run(RunArgs),
@@ -208,6 +211,93 @@ pub struct ServeArgs {
     pub threads: Option<u16>,
 }
 
+/// Options of `amf-bench proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on for clients.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The server to relay to, HOST:PORT; dialled once per client.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: String,
+    /// Also write one JSON object per line for each event to FILE (schema in the README).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Record the session (frames with timing and raw bytes, per connection) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// How frames are cut for the log: amf-socket (4-byte length + AMF3), xmlsocket
+    /// (NUL-ended text) or raw (chunks as hex). Relaying is byte for byte whatever this says.
+    #[arg(long, value_enum, default_value_t = crate::proxy::tap::Framing::AmfSocket)]
+    pub framing: crate::proxy::tap::Framing,
+    /// Answer policy requests with this policy file, or `forward` (the default) to relay them
+    /// upstream like any other bytes.
+    #[arg(long, value_name = "FILE|forward", conflicts_with = "allow")]
+    pub policy: Option<PathBuf>,
+    /// Answer policy requests with a generated policy granting DOMAIN:PORTS (repeatable, e.g.
+    /// '*:9000').
+    #[arg(long, value_name = "DOMAIN:PORTS")]
+    pub allow: Vec<crate::policy::Allow>,
+    /// Log only frames of this command (repeatable; a reply counts as its request's command).
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Log only frames going this way.
+    #[arg(long, value_enum, value_name = "c2s|s2c")]
+    pub dir: Option<crate::proxy::log::Direction>,
+    /// Log only this connection (repeatable; connections are numbered from 1 in accept order).
+    #[arg(long, value_name = "N")]
+    pub conn: Vec<u64>,
+    /// No line per event on standard output (the JSON log, recording and tables are kept).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the latency table every SECONDS, besides on exit.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
+    pub stats_every: Option<std::time::Duration>,
+    /// Largest frame decoded for the log, in bytes (header included); larger frames are logged
+    /// with their first bytes and relayed without being held.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(usize))]
+    pub max_decode: usize,
+    /// A frame header declaring more than this loses the framing (the rest of that direction is
+    /// relayed undecoded).
+    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES")]
+    pub max_frame: usize,
+    /// Deepest nesting of containers decoded.
+    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
+    pub max_depth: usize,
+    /// Relay buffer per direction per connection, in bytes: a slow reader holds at most this.
+    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES", value_parser = parse_buffer_size)]
+    pub buffer: usize,
+    /// Bytes of events the log may fall behind by before it drops (and counts) events.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub log_queue: usize,
+    /// Seconds to wait for the upstream to accept a connection.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
+    pub connect_timeout: std::time::Duration,
+    /// Connections relayed at once; further clients wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+/// A relay buffer size: 1 KiB to 16 MiB.
+fn parse_buffer_size(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|size| (1024..=16 * 1024 * 1024).contains(size))
+        .ok_or_else(|| format!("'{text}' is not a byte count from 1024 to 16777216"))
+}
+
+/// A number of seconds above zero.
+fn parse_seconds_above_zero(text: &str) -> Result<std::time::Duration, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds.is_zero() {
+        return Err(format!("'{text}' must be above zero seconds"));
+    }
+    Ok(seconds)
+}
+
 /// A non-negative number of seconds, fractions allowed.
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     text.parse::<f64>()
@@ -222,6 +312,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decode(args) => crate::decode::run(&args),
         Command::Serve(args) => crate::serve::command::run(&args),
         Command::Policy(args) => crate::policy::command::run(&args),
+        Command::Proxy(args) => crate::proxy::command::run(&args),
         Command::Run(args) => crate::run::run(&args),
     }
 }

@@ -5,6 +5,7 @@
 //! - `rpc`: the RPC envelope, its payload encodings, and the per-connection peer;
 //! - `policy`: Flash socket policy requests and answers;
 //! - `serve`: the reference RPC server;
+//! - `proxy`: the transparent proxy that logs each frame decoded and measures latency passively;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
 //! - `listener`, `shutdown`, `logging`: what the servers share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod listener;
 pub mod logging;
 pub mod policy;
+pub mod proxy;
 pub mod rpc;
 pub mod run;
 pub mod serve;

@@ -1,11 +1,14 @@
-//! The accept loop the servers share: at most a fixed number of connections at once (further
-//! clients wait in the listen backlog), each handled on its own task, until shutdown.
+//! What the servers share: the accept loop (at most a fixed number of connections at once,
+//! further clients waiting in the listen backlog, each handled on its own task, until shutdown),
+//! their runtime, and the `listening on ADDR` line scripts read.
 
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -51,4 +54,24 @@ pub async fn accept_loop<H, F>(
             }
         }
     }
+}
+
+/// A multi-threaded runtime with `threads` workers (default: one per core).
+pub fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Prints `listening on ADDR` on standard output at once, so a script that asked for port 0
+/// can read the port.
+pub fn announce(addr: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
 }

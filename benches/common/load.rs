@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amf_bench::codec::{Str, Value};
 use amf_bench::frame::split_frame;
@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+use super::BenchResult;
 
 /// Connections the minimal generator opens.
 pub const CONNECTIONS: usize = 1_000;
@@ -61,15 +61,10 @@ pub fn load(addr: SocketAddr, request: &[u8], measure: Duration) -> BenchResult<
                 stop.clone(),
             ));
         }
-        tokio::time::sleep(WARM_UP).await;
-        let before = replies.load(Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(measure).await;
-        let counted = replies.load(Ordering::Relaxed) - before;
-        let elapsed = started.elapsed();
+        let rate = super::rate_over(&replies, WARM_UP, measure).await;
         stop.cancel();
         while tasks.join_next().await.is_some() {}
-        Ok(counted as f64 / elapsed.as_secs_f64())
+        Ok(rate)
     })
 }
 

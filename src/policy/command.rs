@@ -65,6 +65,19 @@ pub fn read_policy(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read policy file {}", path.display()))
 }
 
+/// Reads a policy file to serve on a shared `port` (0: not known yet), printing its lint findings
+/// to standard error and refusing it if they include errors.
+pub fn read_checked_policy(path: &Path, port: u16) -> anyhow::Result<String> {
+    let text = read_policy(path)?;
+    let findings = lint(&text, (port != 0).then_some(port));
+    let source = path.display().to_string();
+    print_findings(&source, &findings, &mut std::io::stderr().lock())?;
+    if has_errors(&findings) {
+        bail!("policy file {source} has errors (listed above); not serving it");
+    }
+    Ok(text)
+}
+
 /// The policy to serve: the file's text, or one generated from `--allow`; refused if lint finds
 /// errors in it.
 fn load_policy(args: &PolicyServeArgs) -> anyhow::Result<String> {

@@ -9,12 +9,48 @@ pub mod lint;
 pub mod server;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use file::{Allow, MetaPolicy, PolicyError, generate};
+
+/// Where the policy answered on a shared port (serve's, or the proxy's) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// Policy requests are not recognised: every byte is framing.
+    Off,
+    /// Generated from these rules; none means any domain to the served port.
+    Allow(Vec<Allow>),
+    /// This policy file's text.
+    Text(Arc<str>),
+}
+
+impl Default for PolicySource {
+    fn default() -> Self {
+        PolicySource::Allow(Vec::new())
+    }
+}
+
+impl PolicySource {
+    /// The policy's bytes for a server on `port`, or none.
+    pub fn render(&self, port: u16) -> Option<Arc<[u8]>> {
+        match self {
+            PolicySource::Off => None,
+            PolicySource::Allow(rules) if rules.is_empty() => Some(
+                generate(&[Allow::any_domain_to(port)], MetaPolicy::MasterOnly)
+                    .into_bytes()
+                    .into(),
+            ),
+            PolicySource::Allow(rules) => {
+                Some(generate(rules, MetaPolicy::MasterOnly).into_bytes().into())
+            }
+            PolicySource::Text(text) => Some(text.as_bytes().into()),
+        }
+    }
+}
 
 /// What Flash Player sends, before its terminating NUL.
 pub const REQUEST_TAG: &[u8] = b"<policy-file-request/>";

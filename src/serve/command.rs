@@ -5,15 +5,12 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
-use crate::policy::{
-    self,
-    lint::{has_errors, lint},
-};
+use crate::policy;
 use crate::rpc::{PeerConfig, PingConfig};
 
 /// Builds the server's configuration from the command line, reading the files it names.
@@ -25,7 +22,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let policy = if args.no_policy {
         PolicySource::Off
     } else if let Some(path) = &args.policy {
-        PolicySource::Text(read_policy(path, args.listen.port())?.into())
+        PolicySource::Text(policy::command::read_checked_policy(path, args.listen.port())?.into())
     } else {
         PolicySource::Allow(args.allow.clone())
     };
@@ -59,36 +56,13 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     })
 }
 
-/// Reads a policy file to serve on `port`, refusing one with lint errors.
-fn read_policy(path: &std::path::Path, port: u16) -> anyhow::Result<String> {
-    let text = policy::command::read_policy(path)?;
-    let findings = lint(&text, (port != 0).then_some(port));
-    let source = path.display().to_string();
-    policy::command::print_findings(&source, &findings, &mut std::io::stderr().lock())?;
-    if has_errors(&findings) {
-        bail!("policy file {source} has errors (listed above); not serving it");
-    }
-    Ok(text)
-}
-
 /// Runs the server until Ctrl-C or SIGTERM, then prints its counters.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(usize::from(threads));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", server.local_addr()?)?;
-        out.flush()?;
-        drop(out);
+        crate::listener::announce(server.local_addr()?)?;
         let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;

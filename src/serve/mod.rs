@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::listener::accept_loop;
-use crate::policy::{self, Allow, MetaPolicy};
+pub use crate::policy::PolicySource;
 use crate::rpc::PeerConfig;
 pub use responses::Responses;
 pub use stats::{Snapshot, Stats};
@@ -56,43 +56,6 @@ impl Default for ServeConfig {
             policy: PolicySource::default(),
             responses: Arc::new(Responses::default()),
             drain_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Where the policy answered on the served port comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicySource {
-    /// Policy requests are not recognised: every byte is framing.
-    Off,
-    /// Generated from these rules; none means any domain to the served port.
-    Allow(Vec<Allow>),
-    /// This policy file's text.
-    Text(Arc<str>),
-}
-
-impl Default for PolicySource {
-    fn default() -> Self {
-        PolicySource::Allow(Vec::new())
-    }
-}
-
-impl PolicySource {
-    /// The policy's bytes for a server on `port`, or none.
-    fn render(&self, port: u16) -> Option<Arc<[u8]>> {
-        match self {
-            PolicySource::Off => None,
-            PolicySource::Allow(rules) if rules.is_empty() => Some(
-                policy::generate(&[Allow::any_domain_to(port)], MetaPolicy::MasterOnly)
-                    .into_bytes()
-                    .into(),
-            ),
-            PolicySource::Allow(rules) => Some(
-                policy::generate(rules, MetaPolicy::MasterOnly)
-                    .into_bytes()
-                    .into(),
-            ),
-            PolicySource::Text(text) => Some(text.as_bytes().into()),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! What the network benches share: a server on a single-threaded runtime of its own thread
+//! (one core), stopped through a cancellation token; a counter's rate over a measured span; and
+//! (in `load`) a minimal load generator. Each bench uses part of it.
+#![allow(dead_code)]
+
+pub mod load;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Errors of a bench: anything, printed by `main`.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A server running on its own single-threaded runtime.
+pub struct OneCore {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OneCore {
+    /// Stops it and waits for its thread.
+    pub fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.thread.join();
+    }
+}
+
+/// Runs `serve` on a listener bound to 127.0.0.1 port 0, on a thread of its own.
+pub fn on_one_core<F, Fut>(serve: F) -> BenchResult<OneCore>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let (bound, addr) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+                    return;
+                };
+                let _ = bound.send(listener.local_addr());
+                serve(listener, token).await;
+            });
+        })?;
+    let addr = addr.recv_timeout(Duration::from_secs(10))??;
+    Ok(OneCore {
+        addr,
+        shutdown,
+        thread,
+    })
+}
+
+/// How fast `counter` grows, per second, over `measure` after `warm_up`.
+pub async fn rate_over(counter: &AtomicU64, warm_up: Duration, measure: Duration) -> f64 {
+    tokio::time::sleep(warm_up).await;
+    let before = counter.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(measure).await;
+    let counted = counter.load(Ordering::Relaxed) - before;
+    counted as f64 / started.elapsed().as_secs_f64()
+}

@@ -1,0 +1,467 @@
+//! The proxy's cost over loopback, side by side in one run: the client straight to the server
+//! (`direct`), through a minimal tokio `copy_bidirectional` relay (`relay`, the baseline),
+//! through socat when it is installed (`socat`), and through `amf-bench proxy` decoding every
+//! frame and writing the JSON log to a file (`proxy`), and for reference the proxy decoding
+//! every frame and matching replies without writing a log (`proxy-nolog`).
+//!
+//! For each frame size (100 B, 1 KiB, 64 KiB): **throughput**, with 50 connections keeping 4
+//! requests each in flight, in replies per second and MB/s each way; and **latency** at a
+//! moderate fixed rate (10 connections, one request at a time, 1,000 requests per second in all),
+//! p50 and p99 round trips from an HdrHistogram. The server is a frame-level stand-in: it
+//! answers the n-th request of a connection with a pre-encoded reply of the same size carrying
+//! the same message id, so the proxy sees real request/reply pairs and matches them.
+//!
+//! Threads: the server, the relay and the load each run on a single-threaded runtime of their
+//! own; the proxy is a child process with `--threads 1` (plus its log writer thread).
+//! `scripts/bench-proxy.sh` runs this several times and reports medians.
+//!
+//! Run: `cargo bench --bench proxy [-- SECONDS]` (default 3 s per measurement).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use amf_bench::codec::{Str, Value};
+use amf_bench::frame::{HEADER_LEN, parse_header};
+use amf_bench::rpc::wire::encode_envelope;
+use amf_bench::rpc::{Encoding, Envelope, Request, Response};
+use bytes::{Buf, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::{BenchResult, on_one_core};
+
+const SIZES: [(&str, usize); 3] = [("100B", 100), ("1KiB", 1024), ("64KiB", 64 * 1024)];
+/// Distinct message ids per size: requests cycle through them, in order.
+const IDS: usize = 64;
+const CONNECTIONS: usize = 50;
+const IN_FLIGHT: usize = 4;
+const LATENCY_CONNECTIONS: usize = 10;
+const LATENCY_RATE_PER_CONNECTION: u64 = 100;
+const WARM_UP: Duration = Duration::from_millis(500);
+
+fn main() -> BenchResult<()> {
+    let seconds = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse::<f64>().ok())
+        .unwrap_or(3.0);
+    let measure = Duration::from_secs_f64(seconds);
+    let socat = which("socat");
+    if socat.is_none() {
+        println!("socat: not installed, skipped (apt-get install socat)");
+    }
+    for (name, size) in SIZES {
+        let frames = Arc::new(Frames::new(size)?);
+        let server = on_one_core({
+            let frames = Arc::clone(&frames);
+            move |listener, stop| reply_server(listener, stop, frames)
+        })?;
+        let relay = on_one_core(move |listener, stop| copy_relay(listener, stop, server.addr))?;
+        let socat_relay = socat
+            .as_ref()
+            .map(|path| Socat::start(path, server.addr))
+            .transpose()?;
+        let log = std::env::temp_dir().join(format!("amf-bench-proxy-bench-{name}.jsonl"));
+        let mut proxy = ProxyProcess::start(server.addr, Some(&log))?;
+        let mut unlogged = ProxyProcess::start(server.addr, None)?;
+        let mut targets = vec![("direct", server.addr), ("relay", relay.addr)];
+        if let Some(socat) = &socat_relay {
+            targets.push(("socat", socat.addr));
+        }
+        targets.push(("proxy", proxy.addr));
+        targets.push(("proxy-nolog", unlogged.addr));
+        let mut rates = Vec::new();
+        let mut p99s = Vec::new();
+        for (target, addr) in &targets {
+            let rate = throughput(*addr, &frames, measure)?;
+            let latency = latency(*addr, &frames, measure)?;
+            println!(
+                "throughput {name} {target}: {rate:.0} replies/s, {:.1} MB/s each way",
+                rate * frames.request_len() as f64 / 1e6
+            );
+            println!(
+                "latency {name} {target}: p50 {} us, p99 {} us, max {} us",
+                latency.value_at_quantile(0.5),
+                latency.value_at_quantile(0.99),
+                latency.max()
+            );
+            rates.push((*target, rate));
+            p99s.push((*target, latency.value_at_quantile(0.99) as f64));
+        }
+        let dropped = proxy.stop()?;
+        unlogged.stop()?;
+        let log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let _ = std::fs::remove_file(&log);
+        report(name, &rates, &p99s, dropped, log_bytes);
+        relay.stop();
+        server.stop();
+        drop(socat_relay);
+    }
+    Ok(())
+}
+
+fn report(name: &str, rates: &[(&str, f64)], p99s: &[(&str, f64)], dropped: u64, log: u64) {
+    let find = |list: &[(&str, f64)], key: &str| {
+        list.iter()
+            .find(|(target, _)| *target == key)
+            .map_or(f64::NAN, |(_, value)| *value)
+    };
+    let relay = find(rates, "relay");
+    for (target, rate) in rates {
+        println!("ratio {name} {target}/relay: {:.3}", rate / relay);
+    }
+    let direct = find(p99s, "direct");
+    for (target, p99) in p99s {
+        println!("added-p99 {name} {target}: {:.0} us", p99 - direct);
+    }
+    println!("proxy-log {name}: {log} bytes written, {dropped} events dropped");
+}
+
+/// Pre-encoded requests and replies of about `size` bytes each, one per message id.
+struct Frames {
+    requests: Vec<Vec<u8>>,
+    replies: Vec<Vec<u8>>,
+}
+
+impl Frames {
+    fn new(size: usize) -> BenchResult<Frames> {
+        let mut requests = Vec::with_capacity(IDS);
+        let mut replies = Vec::with_capacity(IDS);
+        for index in 0..IDS {
+            let id = Str::from(format!("1732183200123:{index:09}:917263514"));
+            // The envelope around the text takes about 90 bytes.
+            let text = Value::string(&"x".repeat(size.saturating_sub(90).max(1)));
+            let params = Value::object(vec![(Str::new_static("text"), text)]);
+            let request = Envelope::Request(Request {
+                message_id: id.clone(),
+                command: Str::new_static("echo"),
+                params: params.clone(),
+            });
+            let reply = Envelope::Response(Response {
+                message_id: id,
+                result: params,
+            });
+            requests.push(encode_envelope(request, Encoding::Amf3, 1 << 24)?.to_vec());
+            replies.push(encode_envelope(reply, Encoding::Amf3, 1 << 24)?.to_vec());
+        }
+        Ok(Frames { requests, replies })
+    }
+
+    fn request_len(&self) -> usize {
+        self.requests[0].len()
+    }
+}
+
+/// Accepts until `stop`, running `handle` on each connection.
+async fn serve_each<F, Fut>(listener: TcpListener, stop: CancellationToken, handle: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    tokio::task::spawn_local(handle(stream));
+                }
+            }
+        })
+        .await;
+}
+
+/// Answers the n-th frame of each connection with reply n mod `IDS`, decoding nothing.
+async fn reply_server(listener: TcpListener, stop: CancellationToken, frames: Arc<Frames>) {
+    serve_each(listener, stop, move |mut stream| {
+        let frames = Arc::clone(&frames);
+        async move {
+            let mut buffer = BytesMut::with_capacity(128 * 1024);
+            let mut out = Vec::with_capacity(128 * 1024);
+            let mut count = 0usize;
+            loop {
+                match stream.read_buf(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                out.clear();
+                while let Ok(Some(len)) = parse_header(&buffer, 1 << 24) {
+                    if buffer.len() < HEADER_LEN + len {
+                        break;
+                    }
+                    buffer.advance(HEADER_LEN + len);
+                    out.extend_from_slice(&frames.replies[count % IDS]);
+                    count += 1;
+                }
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// The baseline relay: tokio's `copy_bidirectional` per connection.
+async fn copy_relay(listener: TcpListener, stop: CancellationToken, upstream: SocketAddr) {
+    serve_each(listener, stop, move |mut client| async move {
+        let Ok(mut server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        let _ = server.set_nodelay(true);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    })
+    .await;
+}
+
+/// socat forking a relay per connection.
+struct Socat {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Socat {
+    fn start(path: &PathBuf, upstream: SocketAddr) -> BenchResult<Socat> {
+        let port = free_port()?;
+        let child = Command::new(path)
+            .arg(format!(
+                "TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay"
+            ))
+            .arg(format!("TCP:{upstream},nodelay"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err("socat did not start listening".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Socat { child, addr })
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> BenchResult<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// `amf-bench proxy` decoding every frame and logging it to a file.
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy; with `log`, every frame is also written to that file as JSON.
+    fn start(upstream: SocketAddr, log: Option<&std::path::Path>) -> BenchResult<ProxyProcess> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_amf-bench"));
+        command
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--quiet",
+                "--threads",
+                "1",
+            ])
+            .arg("--upstream")
+            .arg(upstream.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(log) = log {
+            command.arg("--log").arg(log);
+        }
+        let mut child = command.spawn()?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.as_mut() {
+            let mut reader = BufReader::new(stdout);
+            reader.read_line(&mut line)?;
+        }
+        let addr = line.trim().trim_start_matches("listening on ").parse()?;
+        Ok(ProxyProcess { child, addr })
+    }
+
+    /// Stops the proxy; returns the log events it dropped, from its summary.
+    fn stop(&mut self) -> BenchResult<u64> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let mut summary = String::new();
+        if let Some(stdout) = self.child.stdout.as_mut() {
+            stdout.read_to_string(&mut summary)?;
+        }
+        self.child.wait()?;
+        let dropped = summary
+            .lines()
+            .find_map(|line| line.strip_prefix("log: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0);
+        Ok(dropped)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> BenchResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Replies per second with `CONNECTIONS` connections keeping `IN_FLIGHT` requests each.
+fn throughput(addr: SocketAddr, frames: &Arc<Frames>, measure: Duration) -> BenchResult<f64> {
+    runtime()?.block_on(async {
+        let replies = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CONNECTIONS {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let drive = keep_in_flight(stream, Arc::clone(frames), Arc::clone(&replies));
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = drive => {}
+                }
+            });
+        }
+        let rate = common::rate_over(&replies, WARM_UP, measure).await;
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(rate)
+    })
+}
+
+/// Keeps `IN_FLIGHT` requests outstanding, sending the next id for each reply counted.
+async fn keep_in_flight(mut stream: TcpStream, frames: Arc<Frames>, replies: Arc<AtomicU64>) {
+    let mut next = 0usize;
+    let mut out = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        out.extend_from_slice(&frames.requests[next % IDS]);
+        next += 1;
+    }
+    let mut buffer = BytesMut::with_capacity(128 * 1024);
+    loop {
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        let complete = loop {
+            match stream.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let complete = take_frames(&mut buffer);
+            if complete > 0 {
+                break complete;
+            }
+        };
+        replies.fetch_add(complete as u64, Ordering::Relaxed);
+        for _ in 0..complete {
+            out.extend_from_slice(&frames.requests[next % IDS]);
+            next += 1;
+        }
+    }
+}
+
+/// Removes the whole frames at the front of `buffer`; returns how many.
+fn take_frames(buffer: &mut BytesMut) -> usize {
+    let mut complete = 0;
+    while let Ok(Some(len)) = parse_header(buffer, 1 << 24) {
+        if buffer.len() < HEADER_LEN + len {
+            break;
+        }
+        buffer.advance(HEADER_LEN + len);
+        complete += 1;
+    }
+    complete
+}
+
+/// Round trips at a moderate fixed rate: each connection sends one request every
+/// 1/`LATENCY_RATE_PER_CONNECTION` s (on schedule, never accumulating) and waits for its reply.
+fn latency(
+    addr: SocketAddr,
+    frames: &Arc<Frames>,
+    measure: Duration,
+) -> BenchResult<Histogram<u64>> {
+    runtime()?.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let until = Instant::now() + WARM_UP + measure;
+        for _ in 0..LATENCY_CONNECTIONS {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            tasks.spawn(round_trips(stream, Arc::clone(frames), until));
+        }
+        let mut all = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3)?;
+        while let Some(joined) = tasks.join_next().await {
+            all.add(joined??)?;
+        }
+        Ok(all)
+    })
+}
+
+async fn round_trips(
+    mut stream: TcpStream,
+    frames: Arc<Frames>,
+    until: Instant,
+) -> BenchResult<Histogram<u64>> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3)?;
+    let interval = Duration::from_secs(1) / LATENCY_RATE_PER_CONNECTION as u32;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let measure_from = Instant::now() + WARM_UP;
+    let mut buffer = BytesMut::with_capacity(128 * 1024);
+    let mut next = 0usize;
+    while Instant::now() < until {
+        ticks.tick().await;
+        let sent = Instant::now();
+        stream.write_all(&frames.requests[next % IDS]).await?;
+        next += 1;
+        while take_frames(&mut buffer) == 0 {
+            if stream.read_buf(&mut buffer).await? == 0 {
+                return Err("the server closed the connection".into());
+            }
+        }
+        if sent >= measure_from {
+            histogram.record(sent.elapsed().as_micros() as u64)?;
+        }
+    }
+    Ok(histogram)
+}

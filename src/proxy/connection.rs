@@ -1,0 +1,267 @@
+//! One proxied connection: dial the upstream at once, relay both directions concurrently (the
+//! client's first bytes sniffed for a policy request meanwhile), and end it: a clean close on
+//! each side is passed on as a half-close, a failure on either side resets both.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::log::{Direction, Event, Stamp, What};
+use super::observe::{ConnState, Observer};
+use super::relay::{Ended, client_side, pump};
+use crate::policy;
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Both sides closed cleanly.
+    Closed,
+    /// A policy request was answered here.
+    PolicyAnswered,
+    /// The client reset the connection, or could not be written to.
+    ClientFailed(io::Error),
+    /// The upstream reset the connection, or could not be written to.
+    UpstreamFailed(io::Error),
+    /// The upstream could not be reached.
+    Unreachable(io::Error),
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+impl Outcome {
+    /// The reason's kind, as counted.
+    fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Closed => "closed",
+            Outcome::PolicyAnswered => "policy_answered",
+            Outcome::ClientFailed(_) => "client_error",
+            Outcome::UpstreamFailed(_) => "upstream_error",
+            Outcome::Unreachable(_) => "upstream_unreachable",
+            Outcome::Shutdown => "shutdown",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Closed => "closed by both sides".into(),
+            Outcome::PolicyAnswered => "policy answered".into(),
+            Outcome::ClientFailed(error) => format!("client error: {error}"),
+            Outcome::UpstreamFailed(error) => format!("upstream error: {error}"),
+            Outcome::Unreachable(error) => format!("upstream unreachable: {error}"),
+            Outcome::Shutdown => "proxy shutting down".into(),
+        }
+    }
+
+    /// Whether both sockets are reset rather than closed, to pass a failure on.
+    fn resets(&self) -> bool {
+        matches!(
+            self,
+            Outcome::ClientFailed(_) | Outcome::UpstreamFailed(_) | Outcome::Unreachable(_)
+        )
+    }
+}
+
+/// Handles one accepted client until both sides are done.
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    conn: u64,
+    mut client: TcpStream,
+    client_addr: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    shared.stats.opened();
+    let _ = client.set_nodelay(true);
+    let target = &shared.config.upstream;
+    let dialed = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(target))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")));
+    let state = ConnState::default();
+    let (outcome, c2s, s2c) = match dialed {
+        Err(error) => {
+            send(&shared, conn, open(client_addr, target.clone()));
+            (Outcome::Unreachable(error), 0, 0)
+        }
+        Ok(mut upstream) => {
+            let _ = upstream.set_nodelay(true);
+            let peer = upstream
+                .peer_addr()
+                .map_or(target.clone(), |a| a.to_string());
+            send(&shared, conn, open(client_addr, peer));
+            let sockets = Sockets {
+                client: &mut client,
+                client_addr,
+                upstream: &mut upstream,
+            };
+            let (outcome, c2s, s2c) = relay(&shared, conn, &state, sockets, &shutdown).await;
+            let outcome = match outcome {
+                Outcome::PolicyAnswered => {
+                    answer_policy(&shared, conn, client_addr, &mut client).await
+                }
+                other => other,
+            };
+            end(&upstream, &outcome);
+            (outcome, c2s, s2c)
+        }
+    };
+    end(&client, &outcome);
+    state
+        .matcher
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish(&shared.latency);
+    let what = What::Close {
+        reason: outcome.describe(),
+        c2s,
+        s2c,
+    };
+    if !matches!(outcome, Outcome::Closed) {
+        tracing::debug!(conn, client = %client_addr, "connection ended: {}", outcome.describe());
+    }
+    send(&shared, conn, what);
+    shared.stats.closed(outcome.kind(), c2s, s2c);
+}
+
+fn open(client: SocketAddr, upstream: String) -> What {
+    What::Open { client, upstream }
+}
+
+fn send(shared: &Shared, conn: u64, what: What) {
+    let logged = shared.logging && shared.config.filter.shows_conn(conn);
+    if logged || shared.recording {
+        shared.log.send(Event {
+            at: Stamp::now(),
+            conn,
+            what,
+            logged,
+        });
+    }
+}
+
+/// Passes a failure on as a reset: with a zero linger, closing sends RST instead of FIN.
+fn end(stream: &TcpStream, outcome: &Outcome) {
+    if outcome.resets() {
+        let _ = stream.set_zero_linger();
+    }
+}
+
+/// The two sockets of a connection.
+struct Sockets<'s> {
+    client: &'s mut TcpStream,
+    client_addr: SocketAddr,
+    upstream: &'s mut TcpStream,
+}
+
+/// Relays both directions until both close, either fails, the client asks for a policy to
+/// answer here, or shutdown. Returns how it ended and the bytes relayed each way.
+async fn relay(
+    shared: &Shared,
+    conn: u64,
+    state: &ConnState,
+    sockets: Sockets<'_>,
+    shutdown: &CancellationToken,
+) -> (Outcome, u64, u64) {
+    let size = shared.config.buffer_size;
+    let (mut c2s_buffer, mut s2c_buffer) = (vec![0u8; size], vec![0u8; size]);
+    let mut c2s = Observer::new(Direction::ClientToServer, conn, shared, state);
+    let mut s2c = Observer::new(Direction::ServerToClient, conn, shared, state);
+    let outcome = {
+        let (mut client_read, mut client_write) = sockets.client.split();
+        let (mut upstream_read, mut upstream_write) = sockets.upstream.split();
+        let answer = shared.policy.is_some();
+        let forwarded = || {
+            state
+                .policy_exchange
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            send(
+                shared,
+                conn,
+                policy_event(sockets.client_addr, "forwarded", None),
+            );
+        };
+        let held = &shared.stats.held;
+        let up = client_side(
+            &mut client_read,
+            &mut upstream_write,
+            &mut c2s_buffer,
+            &mut c2s,
+            held,
+            answer,
+            forwarded,
+        );
+        let down = pump(
+            &mut upstream_read,
+            &mut client_write,
+            &mut s2c_buffer,
+            &mut s2c,
+            held,
+        );
+        both(up, down, shutdown).await
+    };
+    (outcome, c2s.bytes, s2c.bytes)
+}
+
+/// Runs both directions until both have closed, or one fails (the other is then abandoned).
+async fn both(
+    up: impl Future<Output = Ended>,
+    down: impl Future<Output = Ended>,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        tokio::select! {
+            ended = &mut up, if !up_done => match ended {
+                Ended::Closed => up_done = true,
+                Ended::PolicyRequest => return Outcome::PolicyAnswered,
+                Ended::ReadFailed(error) => return Outcome::ClientFailed(error),
+                Ended::WriteFailed(error) => return Outcome::UpstreamFailed(error),
+            },
+            ended = &mut down, if !down_done => match ended {
+                Ended::Closed | Ended::PolicyRequest => down_done = true,
+                Ended::ReadFailed(error) => return Outcome::UpstreamFailed(error),
+                Ended::WriteFailed(error) => return Outcome::ClientFailed(error),
+            },
+            () = shutdown.cancelled() => return Outcome::Shutdown,
+        }
+        if up_done && down_done {
+            return Outcome::Closed;
+        }
+    }
+}
+
+fn policy_event(client: SocketAddr, action: &'static str, error: Option<String>) -> What {
+    What::Policy {
+        client,
+        action,
+        error,
+    }
+}
+
+/// Answers the policy request the client sent first; the upstream never saw it.
+async fn answer_policy(
+    shared: &Shared,
+    conn: u64,
+    client_addr: SocketAddr,
+    client: &mut TcpStream,
+) -> Outcome {
+    let Some(policy) = &shared.policy else {
+        return Outcome::Closed;
+    };
+    let answered = policy::answer(client, policy, policy::AnswerTimeouts::default()).await;
+    let what = match &answered {
+        Ok(_) => policy_event(client_addr, "answered", None),
+        Err(error) => policy_event(client_addr, "failed", Some(error.to_string())),
+    };
+    send(shared, conn, what);
+    match answered {
+        Ok(_) => {
+            shared.stats.policy_answered();
+            Outcome::PolicyAnswered
+        }
+        Err(error) => Outcome::ClientFailed(error),
+    }
+}

@@ -1,0 +1,223 @@
+//! What a tapped frame says, for the log: the AMF3 value and its RPC envelope (amf-socket), the
+//! text (xmlsocket), the bytes (raw), or why it could not be read, with its first bytes.
+
+use bytes::Bytes;
+
+use super::tap::{Framing, PREFIX_LEN, TapLimits, Tapped};
+use crate::codec::{DecodeOptions, Format, Str, Value, decode_with};
+use crate::frame::HEADER_LEN;
+use crate::rpc::Envelope;
+
+/// The RPC envelope of a frame, as the log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rpc {
+    /// `rpcRequest`, `rpcResponse` or `rpcMessage`.
+    pub type_name: &'static str,
+    /// The command (for a reply: its request's, when the proxy saw that request).
+    pub command: Option<Str>,
+    /// The message id.
+    pub message_id: Str,
+}
+
+/// The readable content of one logged frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// An AMF Socket frame whose payload decoded.
+    Amf {
+        /// The payload.
+        value: Value,
+        /// Its envelope, when it is one.
+        rpc: Option<Rpc>,
+    },
+    /// An XMLSocket message, without its NUL.
+    Text(String),
+    /// A raw chunk.
+    Bytes(Bytes),
+    /// Not readable: what was wrong, and the first bytes.
+    Error {
+        /// What was wrong.
+        error: String,
+        /// The first bytes (at most `PREFIX_LEN`).
+        prefix: Bytes,
+    },
+}
+
+/// What kind of log entry a tapped item makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A frame (whole, skipped or undecodable).
+    Frame,
+    /// The framing was lost in this direction.
+    FramingLost,
+    /// The stream ended inside a frame.
+    Truncated,
+}
+
+impl EntryKind {
+    /// The `event` field of the JSON log.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Frame => "frame",
+            EntryKind::FramingLost => "framing_lost",
+            EntryKind::Truncated => "truncated",
+        }
+    }
+}
+
+/// One tapped item made readable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// What kind of entry.
+    pub kind: EntryKind,
+    /// The frame's length on the wire (header or NUL included); bytes seen for the others.
+    pub len: usize,
+    /// What it says.
+    pub content: Content,
+}
+
+/// Reads a tapped item according to the framing.
+pub fn decode(
+    tapped: &Tapped,
+    framing: Framing,
+    limits: &TapLimits,
+    options: &DecodeOptions,
+) -> Decoded {
+    let (kind, len, content) = match tapped {
+        Tapped::Frame(frame) => (EntryKind::Frame, frame.len(), read(frame, framing, options)),
+        Tapped::Oversize { len, prefix } => (
+            EntryKind::Frame,
+            *len,
+            error(
+                format!(
+                    "a frame of {len} bytes, above the decode cap of {} bytes: relayed, not decoded",
+                    limits.max_decode
+                ),
+                prefix,
+            ),
+        ),
+        Tapped::Lost { error: why, bytes } => (
+            EntryKind::FramingLost,
+            bytes.len(),
+            error(
+                format!("framing lost: {why}; the rest of this direction is relayed undecoded"),
+                bytes,
+            ),
+        ),
+        Tapped::Truncated { have, want, prefix } => {
+            let expected = want.map_or(String::new(), |want| format!(" of {want}"));
+            let text = format!("the stream ended inside a frame ({have}{expected} bytes arrived)");
+            (EntryKind::Truncated, *have, error(text, prefix))
+        }
+    };
+    Decoded { kind, len, content }
+}
+
+fn error(error: String, prefix: &Bytes) -> Content {
+    Content::Error {
+        error,
+        prefix: prefix.slice(..prefix.len().min(PREFIX_LEN)),
+    }
+}
+
+fn read(frame: &Bytes, framing: Framing, options: &DecodeOptions) -> Content {
+    match framing {
+        Framing::AmfSocket => read_amf(frame, options),
+        Framing::Xmlsocket => {
+            let text = frame.strip_suffix(b"\0").unwrap_or(frame);
+            match std::str::from_utf8(text) {
+                Ok(text) => Content::Text(text.to_owned()),
+                Err(why) => error(format!("the message is not UTF-8 text: {why}"), frame),
+            }
+        }
+        Framing::Raw => Content::Bytes(frame.clone()),
+    }
+}
+
+fn read_amf(frame: &Bytes, options: &DecodeOptions) -> Content {
+    let payload = frame.slice(HEADER_LEN.min(frame.len())..);
+    if payload.is_empty() {
+        return error("a zero-length frame (a protocol error)".into(), frame);
+    }
+    match decode_with(payload, Format::Amf3, options) {
+        Ok(value) => Content::Amf {
+            rpc: rpc_of(&value),
+            value,
+        },
+        Err(why) => error(format!("undecodable AMF3 payload: {why}"), frame),
+    }
+}
+
+/// The envelope summary of a decoded payload, if it is an envelope.
+fn rpc_of(value: &Value) -> Option<Rpc> {
+    let envelope = Envelope::from_value(value).ok()?;
+    Some(Rpc {
+        type_name: envelope.type_name(),
+        command: envelope.command().map(Str::from),
+        message_id: Str::from(envelope.message_id()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: TapLimits = TapLimits {
+        max_decode: 1024,
+        max_frame: 4096,
+    };
+
+    fn frame_from_hex(hex_text: &str) -> Bytes {
+        Bytes::from(hex::decode(hex_text.replace(' ', "")).expect("hex"))
+    }
+
+    #[test]
+    fn an_rpc_request_gives_its_type_command_and_id() {
+        // PROTOCOL.md section 2's worked example.
+        let frame = frame_from_hex(
+            "0000006C0A0B010F726571756573740A010F636F6D6D616E640609656368\
+             6F136D6573736167654964064331343237373637333432313233 3A3132333435363738393A39383736\
+             3534333231 0D706172616D730A010974657874060401 0109747970650615727063526571756573 7401",
+        );
+        let decoded = decode(
+            &Tapped::Frame(frame),
+            Framing::AmfSocket,
+            &LIMITS,
+            DecodeOptions::shared_default(),
+        );
+        assert_eq!(decoded.len, 112);
+        let Content::Amf { rpc: Some(rpc), .. } = decoded.content else {
+            panic!("an envelope: {decoded:?}")
+        };
+        assert_eq!(rpc.type_name, "rpcRequest");
+        assert_eq!(rpc.command.as_deref(), Some("echo"));
+        assert_eq!(&*rpc.message_id, "1427767342123:123456789:987654321");
+    }
+
+    #[test]
+    fn an_undecodable_payload_is_an_error_with_its_bytes() {
+        let frame = Bytes::from_static(&[0, 0, 0, 2, 0x14, 0x00]);
+        let decoded = decode(
+            &Tapped::Frame(frame.clone()),
+            Framing::AmfSocket,
+            &LIMITS,
+            DecodeOptions::shared_default(),
+        );
+        let Content::Error { error, prefix } = decoded.content else {
+            panic!("an error")
+        };
+        assert!(error.contains("undecodable AMF3 payload"), "{error}");
+        assert_eq!(prefix, frame);
+    }
+
+    #[test]
+    fn xmlsocket_text_loses_its_nul() {
+        let decoded = decode(
+            &Tapped::Frame(Bytes::from_static(b"<hello/>\0")),
+            Framing::Xmlsocket,
+            &LIMITS,
+            DecodeOptions::shared_default(),
+        );
+        assert_eq!(decoded.content, Content::Text("<hello/>".into()));
+        assert_eq!(decoded.len, 9);
+    }
+}

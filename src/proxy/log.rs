@@ -1,0 +1,387 @@
+//! Log events and their way out: connections hand events to a bounded queue without ever
+//! waiting (a full queue drops the event and counts it), and one writer thread renders them to
+//! the terminal, the JSON-lines log and the session recording, and prints the latency table.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::decode::{Decoded, Rpc};
+use super::format::{json_line, terminal_line};
+use super::latency::LatencyBook;
+use super::record::Recorder;
+
+/// A direction of traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Direction {
+    /// Client to server (upstream).
+    #[value(name = "c2s")]
+    ClientToServer,
+    /// Server (upstream) to client.
+    #[value(name = "s2c")]
+    ServerToClient,
+}
+
+impl Direction {
+    /// `c2s` or `s2c`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "c2s",
+            Direction::ServerToClient => "s2c",
+        }
+    }
+
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+}
+
+/// When something happened: the wall clock for the log, the monotonic clock for the recording.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    /// For `t` in the log.
+    pub wall: SystemTime,
+    /// For offsets in the recording and for latency.
+    pub mono: Instant,
+}
+
+impl Stamp {
+    /// Now.
+    pub fn now() -> Stamp {
+        Stamp {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+}
+
+/// One thing worth logging, from one connection.
+#[derive(Debug)]
+pub struct Event {
+    /// When.
+    pub at: Stamp,
+    /// The connection's id (1, 2, ... in accept order).
+    pub conn: u64,
+    /// What.
+    pub what: What,
+    /// Whether it passed the filters and goes to the log (else it is only recorded).
+    pub logged: bool,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum What {
+    /// A client connected and the upstream answered (or not: a `Close` follows at once).
+    Open {
+        /// The client's address.
+        client: SocketAddr,
+        /// The upstream's address, or the target as given when it could not be reached.
+        upstream: String,
+    },
+    /// The client's first bytes were a policy request.
+    Policy {
+        /// The client's address.
+        client: SocketAddr,
+        /// `answered`, `forwarded` or `failed`.
+        action: &'static str,
+        /// What failed, when it did.
+        error: Option<String>,
+    },
+    /// The connection ended.
+    Close {
+        /// Why, e.g. `client closed`, `upstream reset`.
+        reason: String,
+        /// Bytes relayed client to server.
+        c2s: u64,
+        /// Bytes relayed server to client.
+        s2c: u64,
+    },
+    /// A frame, or a framing problem, in one direction.
+    Frame(Box<FrameEntry>),
+    /// Relayed bytes the tap no longer frames (after the framing was lost): recorded only.
+    Chunk {
+        /// Which way.
+        dir: Direction,
+        /// The bytes.
+        bytes: Bytes,
+    },
+}
+
+/// A frame as logged and recorded.
+#[derive(Debug)]
+pub struct FrameEntry {
+    /// Which way.
+    pub dir: Direction,
+    /// 1, 2, ... per direction of the connection.
+    pub seq: u64,
+    /// What it says.
+    pub decoded: Decoded,
+    /// For a reply, the time since its request.
+    pub latency: Option<Duration>,
+    /// The frame's bytes, when the tap kept them (not for skipped frames).
+    pub raw: Option<Bytes>,
+}
+
+impl Event {
+    /// Queue bytes this event holds.
+    fn cost(&self) -> usize {
+        const BASE: usize = 256;
+        BASE + match &self.what {
+            // The decoded value is about as large as the frame; the raw bytes come on top.
+            What::Frame(entry) => entry.decoded.len + entry.raw.as_ref().map_or(0, Bytes::len),
+            What::Chunk { bytes, .. } => bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Which frames the log shows (`--command`, `--dir`, `--conn`); every event is still recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only frames with one of these commands (a reply has its request's); empty: all.
+    pub commands: Vec<String>,
+    /// Only frames going this way.
+    pub dir: Option<Direction>,
+    /// Only these connections (their events too); empty: all.
+    pub conns: Vec<u64>,
+}
+
+impl Filter {
+    /// Whether events of connection `conn` are shown at all.
+    pub fn shows_conn(&self, conn: u64) -> bool {
+        self.conns.is_empty() || self.conns.contains(&conn)
+    }
+
+    /// Whether a frame is shown.
+    pub fn shows_frame(&self, conn: u64, dir: Direction, rpc: Option<&Rpc>) -> bool {
+        let command = rpc.and_then(|rpc| rpc.command.as_deref());
+        self.shows_conn(conn)
+            && self.dir.is_none_or(|only| only == dir)
+            && (self.commands.is_empty()
+                || command.is_some_and(|command| self.commands.iter().any(|c| c == command)))
+    }
+}
+
+/// Events a queue may hold at once, whatever their size.
+const QUEUE_EVENTS: usize = 65_536;
+
+/// The connections' side of the log queue. Never waits: when the queue is full or holds its
+/// byte budget, the event is dropped and counted.
+#[derive(Clone)]
+pub struct LogSender {
+    queue: SyncSender<Event>,
+    counters: Arc<QueueCounters>,
+}
+
+#[derive(Debug, Default)]
+struct QueueCounters {
+    queued_bytes: AtomicUsize,
+    budget: usize,
+    dropped: AtomicU64,
+}
+
+impl LogSender {
+    /// Queues `event`, or drops and counts it when the writer is behind.
+    pub fn send(&self, event: Event) {
+        let cost = event.cost();
+        let counters = &self.counters;
+        let before = counters.queued_bytes.fetch_add(cost, Ordering::Relaxed);
+        if before + cost > counters.budget || self.queue.try_send(event).is_err() {
+            counters.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped so far because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the writer sends what.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// One readable line per event on standard output.
+    pub terminal: bool,
+    /// The JSON-lines log file.
+    pub json: Option<PathBuf>,
+    /// The session recording file.
+    pub record: Option<PathBuf>,
+    /// Print the latency table this often.
+    pub stats_every: Option<Duration>,
+    /// Bytes of events the queue may hold (the writer's lag, bounded).
+    pub queue_bytes: usize,
+}
+
+/// The writer thread, and what it needs to render events.
+pub struct LogWriter {
+    events: Receiver<Event>,
+    counters: Arc<QueueCounters>,
+    stdout: BufWriter<io::Stdout>,
+    terminal: bool,
+    json: Option<BufWriter<File>>,
+    recorder: Option<Recorder>,
+    stats_every: Option<Duration>,
+    latency: Arc<LatencyBook>,
+    reported_drops: u64,
+}
+
+/// Opens the outputs and returns both ends of the queue; `recorder` writes the recording's
+/// header line.
+pub fn open(
+    outputs: &Outputs,
+    recorder: impl FnOnce(BufWriter<File>) -> io::Result<Recorder>,
+    latency: Arc<LatencyBook>,
+) -> io::Result<(LogSender, LogWriter)> {
+    let json = outputs.json.as_ref().map(create).transpose()?;
+    let recorder = outputs
+        .record
+        .as_ref()
+        .map(create)
+        .transpose()?
+        .map(recorder)
+        .transpose()?;
+    let (queue, events) = sync_channel(QUEUE_EVENTS);
+    let counters = Arc::new(QueueCounters {
+        budget: outputs.queue_bytes,
+        ..QueueCounters::default()
+    });
+    let sender = LogSender {
+        queue,
+        counters: Arc::clone(&counters),
+    };
+    let writer = LogWriter {
+        events,
+        counters,
+        stdout: BufWriter::new(io::stdout()),
+        terminal: outputs.terminal,
+        json,
+        recorder,
+        stats_every: outputs.stats_every,
+        latency,
+        reported_drops: 0,
+    };
+    Ok((sender, writer))
+}
+
+fn create(path: &PathBuf) -> io::Result<BufWriter<File>> {
+    File::create(path)
+        .map(|file| BufWriter::with_capacity(256 * 1024, file))
+        .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+}
+
+impl LogWriter {
+    /// Writes events until every sender is gone, then flushes. Runs on its own thread: file and
+    /// terminal writes may block, relaying must not.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut next_stats = self.stats_every.map(|every| Instant::now() + every);
+        loop {
+            let event = match self.events.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    self.flush()?;
+                    match self.wait(next_stats) {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.print_stats()?;
+                            next_stats = self.stats_every.map(|every| Instant::now() + every);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            let cost = event.cost();
+            self.write(&event)?;
+            self.counters
+                .queued_bytes
+                .fetch_sub(cost, Ordering::Relaxed);
+        }
+        self.report_drops(SystemTime::now())?;
+        self.flush()
+    }
+
+    fn wait(&self, until: Option<Instant>) -> Result<Event, RecvTimeoutError> {
+        match until {
+            Some(until) => self
+                .events
+                .recv_timeout(until.saturating_duration_since(Instant::now())),
+            None => self
+                .events
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+        }
+    }
+
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        self.report_drops(event.at.wall)?;
+        if let Some(recorder) = &mut self.recorder {
+            recorder.write(event)?;
+        }
+        if !event.logged {
+            return Ok(());
+        }
+        if let Some(json) = &mut self.json {
+            json_line(event, json)?;
+        }
+        if self.terminal {
+            terminal_line(event, &mut self.stdout)?;
+        }
+        Ok(())
+    }
+
+    /// Notes in the outputs how many events were dropped since the last note.
+    fn report_drops(&mut self, at: SystemTime) -> io::Result<()> {
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let count = dropped - self.reported_drops;
+        if count == 0 {
+            return Ok(());
+        }
+        self.reported_drops = dropped;
+        let note = serde_json::json!({
+            "t": super::format::rfc3339(at),
+            "event": "dropped",
+            "count": count,
+        });
+        if let Some(json) = &mut self.json {
+            writeln!(json, "{note}")?;
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.dropped(count)?;
+        }
+        if self.terminal {
+            writeln!(
+                self.stdout,
+                "!! {count} log events dropped: the log fell behind"
+            )?;
+        }
+        Ok(())
+    }
+
+    fn print_stats(&mut self) -> io::Result<()> {
+        write!(self.stdout, "{}", self.latency.snapshot().table())?;
+        self.stdout.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(json) = &mut self.json {
+            json.flush()?;
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.flush()?;
+        }
+        self.stdout.flush()
+    }
+}

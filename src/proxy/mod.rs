@@ -1,0 +1,201 @@
+//! `amf-bench proxy`: a transparent, policy-aware proxy that relays every byte untouched and logs
+//! each frame decoded. Per connection (`connection.rs`): dial the upstream, relay both ways
+//! (`relay.rs`), and show an observer (`observe.rs`) a copy of each chunk, which frames it
+//! (`tap.rs`), decodes it (`decode.rs`), matches replies to requests (`latency.rs`) and queues
+//! log events for one writer thread (`log.rs`, `format.rs`, `record.rs`).
+
+pub mod command;
+mod connection;
+pub mod decode;
+pub mod format;
+pub mod latency;
+pub mod log;
+mod observe;
+pub mod record;
+pub mod relay;
+pub mod stats;
+pub mod tap;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec::DecodeOptions;
+use crate::listener::accept_loop;
+use crate::policy::PolicySource;
+use latency::LatencyBook;
+use log::{Filter, LogSender, LogWriter, Outputs};
+pub use stats::{ProxyStats, StatsSnapshot, Summary};
+use tap::{Framing, TapLimits};
+
+/// Everything the proxy needs to know.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The server, HOST:PORT, dialled once per client.
+    pub upstream: String,
+    /// How long dialling the upstream may take.
+    pub connect_timeout: Duration,
+    /// How frames are cut for the log.
+    pub framing: Framing,
+    /// The tap's size limits.
+    pub limits: TapLimits,
+    /// How frame payloads are decoded for the log.
+    pub decode: DecodeOptions,
+    /// The policy answered for a `<policy-file-request/>`; `Off` forwards it upstream.
+    pub policy: PolicySource,
+    /// Which frames the log shows.
+    pub filter: Filter,
+    /// Terminal, JSON log, recording, stats interval, queue budget.
+    pub outputs: Outputs,
+    /// Relay buffer per direction per connection, in bytes.
+    pub buffer_size: usize,
+    /// Connections relayed at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream: "127.0.0.1:9000".into(),
+            connect_timeout: Duration::from_secs(10),
+            framing: Framing::AmfSocket,
+            limits: TapLimits {
+                max_decode: 1024 * 1024,
+                max_frame: crate::frame::DEFAULT_MAX_FRAME_LEN,
+            },
+            decode: DecodeOptions::default(),
+            policy: PolicySource::Off,
+            filter: Filter::default(),
+            outputs: Outputs {
+                queue_bytes: 64 * 1024 * 1024,
+                ..Outputs::default()
+            },
+            buffer_size: 16 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    config: ProxyConfig,
+    /// The policy's bytes, when answered here.
+    policy: Option<Arc<[u8]>>,
+    /// Whether a recording is being written (so filtered-out frames are still queued).
+    recording: bool,
+    /// Whether anything shows the log (terminal or file); without, no log event is queued.
+    logging: bool,
+    log: LogSender,
+    latency: Arc<LatencyBook>,
+    stats: Arc<ProxyStats>,
+}
+
+/// A bound proxy, ready to run.
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    writer: LogWriter,
+}
+
+impl Proxy {
+    /// Binds the listening socket and opens the log and recording files.
+    pub async fn bind(config: ProxyConfig) -> anyhow::Result<Proxy> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let latency = Arc::new(LatencyBook::new().context("cannot make a histogram")?);
+        let header = record::Header {
+            framing: config.framing,
+            upstream: config.upstream.clone(),
+            listen: addr.to_string(),
+        };
+        let (log, writer) = log::open(
+            &config.outputs,
+            |out| record::Recorder::start(out, &header),
+            Arc::clone(&latency),
+        )
+        .context("cannot open the log or recording file")?;
+        let shared = Shared {
+            policy: config.policy.render(addr.port()),
+            recording: config.outputs.record.is_some(),
+            logging: config.outputs.terminal || config.outputs.json.is_some(),
+            config,
+            log,
+            latency,
+            stats: Arc::new(ProxyStats::default()),
+        };
+        Ok(Proxy {
+            listener,
+            shared: Arc::new(shared),
+            writer,
+        })
+    }
+
+    /// The address actually bound (its port, when port 0 was asked for).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// The live latency figures.
+    pub fn latency(&self) -> Arc<LatencyBook> {
+        Arc::clone(&self.shared.latency)
+    }
+
+    /// Relays until `shutdown` is cancelled, then closes every connection, lets the log catch
+    /// up, and returns the summary.
+    pub async fn run(self, shutdown: CancellationToken) -> Summary {
+        let Proxy {
+            listener,
+            shared,
+            writer,
+        } = self;
+        let writing = std::thread::Builder::new()
+            .name("proxy-log".into())
+            .spawn(move || writer.run());
+        let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+        let handlers = TaskTracker::new();
+        let ids = AtomicU64::new(1);
+        let handle = |stream, remote| {
+            let conn = ids.fetch_add(1, Ordering::Relaxed);
+            connection::handle(Arc::clone(&shared), conn, stream, remote, shutdown.clone())
+        };
+        accept_loop(listener, slots, handlers.clone(), shutdown.clone(), handle).await;
+        handlers.close();
+        handlers.wait().await;
+        let stats = shared.stats.snapshot();
+        let latency = shared.latency.snapshot();
+        let log_dropped = shared.log.dropped();
+        // The last sender goes with `shared`: the writer then drains the queue and returns.
+        drop(shared);
+        let log_error = match writing {
+            Ok(thread) => match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(error))) => Some(error.to_string()),
+                _ => Some("the log writer stopped unexpectedly".into()),
+            },
+            Err(error) => Some(format!("cannot start the log writer: {error}")),
+        };
+        Summary {
+            stats,
+            latency,
+            log_dropped,
+            log_error,
+        }
+    }
+}

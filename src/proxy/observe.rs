@@ -1,0 +1,137 @@
+//! One direction's observer: the relay shows it a copy of every chunk after writing it; the
+//! observer taps frames out of it, decodes them, matches replies for latency and queues log
+//! events. Nothing here can hold up or change the relayed bytes.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use super::Shared;
+use super::decode::{Content, decode};
+use super::latency::Matcher;
+use super::log::{Direction, Event, FrameEntry, Stamp, What};
+use super::tap::{Framing, Tap, Tapped};
+
+/// What the two directions of a connection share.
+#[derive(Debug, Default)]
+pub(super) struct ConnState {
+    /// Requests awaiting replies, in either direction.
+    pub(super) matcher: Mutex<Matcher>,
+    /// The client asked for a policy that goes upstream: both directions are NUL-ended text.
+    pub(super) policy_exchange: AtomicBool,
+}
+
+/// Taps, decodes and logs one direction.
+pub(super) struct Observer<'c> {
+    dir: Direction,
+    conn: u64,
+    shared: &'c Shared,
+    state: &'c ConnState,
+    tap: Tap,
+    framing: Framing,
+    tapped: Vec<Tapped>,
+    seq: u64,
+    /// Bytes relayed this way.
+    pub(super) bytes: u64,
+}
+
+impl<'c> Observer<'c> {
+    pub(super) fn new(
+        dir: Direction,
+        conn: u64,
+        shared: &'c Shared,
+        state: &'c ConnState,
+    ) -> Observer<'c> {
+        let framing = shared.config.framing;
+        Observer {
+            dir,
+            conn,
+            shared,
+            state,
+            tap: Tap::new(framing, shared.config.limits),
+            framing,
+            tapped: Vec::new(),
+            seq: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Looks at a chunk that was just relayed, read at `at`.
+    pub(super) fn observe(&mut self, chunk: &[u8], at: Stamp) {
+        if self.bytes == 0 && self.state.policy_exchange.load(Ordering::Relaxed) {
+            self.framing = Framing::Xmlsocket;
+            self.tap = Tap::new(self.framing, self.shared.config.limits);
+        }
+        self.bytes += chunk.len() as u64;
+        if self.tap.is_lost() {
+            if self.shared.recording {
+                let bytes = Bytes::copy_from_slice(chunk);
+                let what = What::Chunk {
+                    dir: self.dir,
+                    bytes,
+                };
+                self.send(at, what, false);
+            }
+            return;
+        }
+        let mut tapped = std::mem::take(&mut self.tapped);
+        self.tap.feed(chunk, &mut |item| tapped.push(item));
+        for item in tapped.drain(..) {
+            self.log(item, at);
+        }
+        self.tapped = tapped;
+    }
+
+    /// The direction ended (closed or failed): a frame left incomplete is logged.
+    pub(super) fn finish(&mut self) {
+        let at = Stamp::now();
+        let mut tapped = Vec::new();
+        self.tap.finish(&mut |item| tapped.push(item));
+        for item in tapped {
+            self.log(item, at);
+        }
+    }
+
+    fn log(&mut self, tapped: Tapped, at: Stamp) {
+        let config = &self.shared.config;
+        let mut decoded = decode(&tapped, self.framing, &config.limits, &config.decode);
+        self.seq += 1;
+        let mut latency = None;
+        if let Content::Amf { rpc: Some(rpc), .. } = &mut decoded.content {
+            let mut matcher = self.state.matcher.lock().unwrap_or_else(|p| p.into_inner());
+            latency = matcher.observe(self.dir, rpc, at.mono, &self.shared.latency);
+        }
+        let rpc = match &decoded.content {
+            Content::Amf { rpc, .. } => rpc.as_ref(),
+            _ => None,
+        };
+        let logged = self.shared.logging && config.filter.shows_frame(self.conn, self.dir, rpc);
+        if !logged && !self.shared.recording {
+            return;
+        }
+        let raw = match tapped {
+            Tapped::Frame(bytes) | Tapped::Lost { bytes, .. } if self.shared.recording => {
+                Some(bytes)
+            }
+            _ => None,
+        };
+        let entry = FrameEntry {
+            dir: self.dir,
+            seq: self.seq,
+            decoded,
+            latency,
+            raw,
+        };
+        self.send(at, What::Frame(Box::new(entry)), logged);
+    }
+
+    fn send(&self, at: Stamp, what: What, logged: bool) {
+        self.shared.log.send(Event {
+            at,
+            conn: self.conn,
+            what,
+            logged,
+        });
+    }
+}

@@ -1,0 +1,912 @@
+//! `amf-bench proxy` over loopback: byte-exact relaying both ways for many concurrent
+//! connections whatever the bytes hold, the JSON log and the recording, policy requests answered
+//! or forwarded, failures on either side logged and contained, bounded memory against a slow
+//! reader, and passive latency.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amf_bench::codec::json::to_canonical_json;
+use amf_bench::codec::{Format, Limits, Value};
+use amf_bench::policy::PolicySource;
+use amf_bench::proxy::latency::LatencyBook;
+use amf_bench::proxy::tap::TapLimits;
+use amf_bench::proxy::{Proxy, ProxyConfig, ProxyStats, Summary};
+use amf_bench::rpc::PingConfig;
+use amf_bench::rpc::wire::encode_envelope;
+use amf_bench::rpc::{Encoding, Envelope};
+use common::{RawClient, TestServer, WAIT, object, request};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A proxy running in-process.
+struct TestProxy {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    stats: Arc<ProxyStats>,
+    latency: Arc<LatencyBook>,
+    handle: JoinHandle<Summary>,
+}
+
+impl TestProxy {
+    async fn start(config: ProxyConfig) -> TestProxy {
+        let proxy = Proxy::bind(config).await.expect("binds");
+        let addr = proxy.local_addr().expect("bound");
+        let (stats, latency) = (proxy.stats(), proxy.latency());
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(proxy.run(shutdown.clone()));
+        TestProxy {
+            addr,
+            shutdown,
+            stats,
+            latency,
+            handle,
+        }
+    }
+
+    async fn stop(self) -> Summary {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("the proxy stops in time")
+            .expect("the proxy does not panic")
+    }
+
+    /// Waits until every connection has ended.
+    async fn wait_idle(&self, accepted: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let snapshot = self.stats.snapshot();
+            if snapshot.accepted >= accepted && snapshot.active == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{snapshot:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("amf-bench-proxy-{}-{name}", std::process::id()))
+}
+
+/// A quiet proxy to `upstream`, logging to `log` when given.
+fn proxy_config(upstream: SocketAddr, log: Option<PathBuf>) -> ProxyConfig {
+    let mut config = ProxyConfig {
+        upstream: upstream.to_string(),
+        ..ProxyConfig::default()
+    };
+    config.outputs.json = log;
+    config
+}
+
+fn read_log(path: &PathBuf) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .expect("the log exists")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+/// A fast deterministic byte source (xorshift), so tests can make megabytes cheaply.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// A write size from 1 byte to 64 KiB, small ones as likely as large ones in log scale.
+    fn write_size(&mut self) -> usize {
+        let bits = 1 + self.below(16);
+        1 + self.below(1 << bits)
+    }
+}
+
+/// The tap's decode cap in the byte-exactness test: frames above it are oversize.
+const TEST_MAX_DECODE: usize = 16 * 1024;
+
+/// A stream of frames: valid echo requests, undecodable payloads and oversize frames. Returns
+/// the bytes and the number of frames.
+fn frame_stream(noise: &mut Noise, frames: usize) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    for index in 0..frames {
+        match noise.below(3) {
+            0 => {
+                let text = Value::string(&"x".repeat(noise.below(2000)));
+                let envelope = request(&format!("m{index}"), "echo", object(vec![("text", text)]));
+                let frame = encode_envelope(envelope, Encoding::Amf3, 1 << 20).expect("encodes");
+                out.extend_from_slice(&frame);
+            }
+            1 => {
+                let len = 1 + noise.below(3000);
+                let mut body = noise.bytes(len);
+                body[0] = 0x14; // not an AMF3 marker: never decodes
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(&body);
+            }
+            _ => {
+                let len = TEST_MAX_DECODE + noise.below(80_000);
+                let body = noise.bytes(len);
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(&body);
+            }
+        }
+    }
+    (out, frames)
+}
+
+/// Writes `bytes` in random sizes, then half-closes; returns the SHA-256 of what was written.
+async fn write_randomly(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    bytes: &[u8],
+    noise: &mut Noise,
+) -> Vec<u8> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(noise.write_size().min(rest.len()));
+        writer.write_all(chunk).await.expect("writes");
+        rest = after;
+    }
+    writer.shutdown().await.expect("half-closes");
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Reads to the end; returns the SHA-256 and the length of what arrived.
+async fn read_all(reader: &mut (impl AsyncReadExt + Unpin)) -> (Vec<u8>, usize) {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let read = reader.read(&mut buffer).await.expect("reads");
+        if read == 0 {
+            return (hasher.finalize().to_vec(), total);
+        }
+        hasher.update(&buffer[..read]);
+        total += read;
+    }
+}
+
+/// What each side of one connection sent and received.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Exchange {
+    sent: Vec<u8>,
+    received: Vec<u8>,
+}
+
+/// An upstream that, per connection, sends its own frame stream in random writes while hashing
+/// everything it receives, and half-closes when done. The test matches its connections to the
+/// clients by the hash of what they received.
+async fn hashing_upstream(listener: TcpListener, results: Arc<Mutex<Vec<(Exchange, usize)>>>) {
+    let mut seed = 1u64;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        seed += 1;
+        let results = Arc::clone(&results);
+        tokio::spawn(async move {
+            let mut noise = Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let (bytes, frames) = {
+                let frames = 1 + noise.below(12);
+                frame_stream(&mut noise, frames)
+            };
+            let (mut reader, mut writer) = stream.into_split();
+            let sending = write_randomly(&mut writer, &bytes, &mut noise);
+            let (sent, (received, _)) = tokio::join!(sending, read_all(&mut reader));
+            results
+                .lock()
+                .expect("lock")
+                .push((Exchange { sent, received }, frames));
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_connections_relay_every_byte_both_ways() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let upstream_results = Arc::new(Mutex::new(Vec::new()));
+    let upstream = tokio::spawn(hashing_upstream(listener, Arc::clone(&upstream_results)));
+    let log = temp_path("exact.jsonl");
+    let mut config = proxy_config(upstream_addr, Some(log.clone()));
+    config.limits = TapLimits {
+        max_decode: TEST_MAX_DECODE,
+        max_frame: 1 << 20,
+    };
+    let proxy = TestProxy::start(config).await;
+
+    let mut clients = tokio::task::JoinSet::new();
+    for seed in 0..200u64 {
+        let addr = proxy.addr;
+        clients.spawn(async move {
+            let mut noise = Noise(0xA5A5_0000 + seed);
+            let (bytes, frames) = {
+                let frames = 1 + noise.below(12);
+                frame_stream(&mut noise, frames)
+            };
+            let stream = TcpStream::connect(addr).await.expect("connects");
+            let (mut reader, mut writer) = stream.into_split();
+            let sending = write_randomly(&mut writer, &bytes, &mut noise);
+            let (sent, (received, _)) = tokio::join!(sending, read_all(&mut reader));
+            (Exchange { sent, received }, frames)
+        });
+    }
+    let mut client_results = Vec::new();
+    while let Some(joined) = tokio::time::timeout(Duration::from_secs(60), clients.join_next())
+        .await
+        .expect("clients finish in time")
+    {
+        client_results.push(joined.expect("client task"));
+    }
+    proxy.wait_idle(200).await;
+    let summary = proxy.stop().await;
+    upstream.abort();
+
+    let upstream_results = upstream_results.lock().expect("lock").clone();
+    assert_eq!(upstream_results.len(), 200);
+    let upstream_by_received: HashMap<Vec<u8>, (Vec<u8>, usize)> = upstream_results
+        .iter()
+        .map(|(exchange, frames)| (exchange.received.clone(), (exchange.sent.clone(), *frames)))
+        .collect();
+    let mut frames_each_way = 0;
+    for (client, client_frames) in &client_results {
+        let (upstream_sent, upstream_frames) = upstream_by_received
+            .get(&client.sent)
+            .expect("the upstream received exactly what a client sent");
+        assert_eq!(
+            &client.received, upstream_sent,
+            "the client received exactly what the upstream sent"
+        );
+        frames_each_way += client_frames + upstream_frames;
+    }
+    assert_eq!(
+        summary.stats.closes.get("closed"),
+        Some(&200),
+        "{summary:?}"
+    );
+    assert_eq!(summary.log_dropped, 0);
+
+    let entries = read_log(&log);
+    let frames: Vec<&Json> = entries.iter().filter(|e| e["event"] == "frame").collect();
+    assert_eq!(frames.len(), frames_each_way, "one log entry per frame");
+    assert!(frames.iter().any(|e| e["rpc"]["command"] == "echo"));
+    assert!(frames.iter().any(|e| {
+        e["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("above the decode cap"))
+            && e["hex"].as_str().is_some_and(|hex| hex.len() == 128)
+    }));
+    assert!(frames.iter().any(|e| {
+        e["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("undecodable AMF3"))
+    }));
+    assert_eq!(entries.iter().filter(|e| e["event"] == "open").count(), 200);
+    assert!(!entries.iter().any(|e| e["event"] == "framing_lost"));
+    let _ = std::fs::remove_file(log);
+}
+
+fn echo_params(index: i32) -> Value {
+    object(vec![
+        ("text", Value::string("hello")),
+        ("n", Value::Integer(index)),
+        ("list", Value::array(vec![Value::Double(0.5), Value::Null])),
+    ])
+}
+
+#[tokio::test]
+async fn the_log_and_the_recording_show_every_frame() {
+    let server = TestServer::start(common::config()).await;
+    let server_addr = server.addr;
+    let log = temp_path("log.jsonl");
+    let record = temp_path("record.jsonl");
+    let mut config = proxy_config(server.addr, Some(log.clone()));
+    config.outputs.record = Some(record.clone());
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    let client_addr = client.stream.local_addr().expect("bound").to_string();
+    let mut sent = Vec::new();
+    for index in 0..3 {
+        let envelope = request(&format!("id-{index}"), "echo", echo_params(index));
+        sent.extend_from_slice(
+            &encode_envelope(envelope, Encoding::Amf3, 1 << 20).expect("encodes"),
+        );
+        let (result, _) = client
+            .call(&format!("id-{index}"), "echo", echo_params(index))
+            .await;
+        assert_eq!(result, echo_params(index));
+    }
+    drop(client);
+    proxy.wait_idle(1).await;
+    proxy.stop().await;
+    server.stop().await;
+
+    let entries = read_log(&log);
+    assert_eq!(entries[0]["event"], "open");
+    assert_eq!(entries[0]["client"], client_addr.as_str());
+    assert_eq!(entries[0]["upstream"], server_addr.to_string().as_str());
+    let frames: Vec<&Json> = entries.iter().filter(|e| e["event"] == "frame").collect();
+    assert_eq!(frames.len(), 6, "three requests and three replies");
+    for (index, pair) in frames.chunks(2).enumerate() {
+        let (request, reply) = (pair[0], pair[1]);
+        let id = format!("id-{index}");
+        assert_eq!(request["dir"], "c2s");
+        assert_eq!(request["seq"], index + 1);
+        assert_eq!(request["rpc"]["type"], "rpcRequest");
+        assert_eq!(request["rpc"]["command"], "echo");
+        assert_eq!(request["rpc"]["messageId"], id.as_str());
+        let params =
+            to_canonical_json(&echo_params(index as i32), Format::Amf3, &Limits::default())
+                .expect("renders");
+        assert_eq!(request["value"]["request"]["params"], params);
+        assert_eq!(request["value"]["type"], "rpcRequest");
+        assert_eq!(reply["dir"], "s2c");
+        assert_eq!(reply["rpc"]["type"], "rpcResponse");
+        assert_eq!(
+            reply["rpc"]["command"], "echo",
+            "a reply carries its request's command"
+        );
+        assert_eq!(reply["value"]["response"]["result"], params);
+        assert!(reply["latency_us"].as_u64().is_some());
+        let t = request["t"].as_str().expect("a time");
+        assert_eq!(t.len(), "2026-11-21T10:02:03.123456Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+    }
+    let close = entries.last().expect("entries");
+    assert_eq!(close["event"], "close");
+    assert_eq!(close["c2s_bytes"], sent.len());
+
+    // The recording holds the frames' bytes: the client's, put together, are what it sent.
+    let lines = read_log(&record);
+    assert_eq!(lines[0]["format"], "amf-bench session");
+    assert_eq!(lines[0]["version"], 1);
+    let recorded: Vec<u8> = lines
+        .iter()
+        .filter(|line| line["event"] == "frame" && line["dir"] == "c2s")
+        .flat_map(|line| hex::decode(line["hex"].as_str().expect("hex")).expect("valid hex"))
+        .collect();
+    assert_eq!(recorded, sent);
+    let offsets: Vec<u64> = lines[1..]
+        .iter()
+        .map(|l| l["at_us"].as_u64().expect("at_us"))
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test]
+async fn filters_choose_what_the_log_shows_and_the_recording_keeps_all() {
+    let server = TestServer::start(common::config()).await;
+    let log = temp_path("filtered.jsonl");
+    let record = temp_path("filtered-record.jsonl");
+    let mut config = proxy_config(server.addr, Some(log.clone()));
+    config.outputs.record = Some(record.clone());
+    config.filter.commands = vec!["sleep".into()];
+    config.filter.dir = Some(amf_bench::proxy::log::Direction::ServerToClient);
+    config.filter.conns = vec![2];
+    let proxy = TestProxy::start(config).await;
+    for conn in 1..=2 {
+        let mut client = RawClient::connect(proxy.addr).await;
+        client.call("a", "echo", object(vec![])).await;
+        let params = object(vec![("ms", Value::Integer(1))]);
+        client.call(&format!("b{conn}"), "sleep", params).await;
+        drop(client);
+        proxy.wait_idle(conn).await;
+    }
+    proxy.stop().await;
+    let entries = read_log(&log);
+    assert!(entries.iter().all(|e| e["conn"] == 2), "{entries:?}");
+    let frames: Vec<&Json> = entries.iter().filter(|e| e["event"] == "frame").collect();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["rpc"]["messageId"], "b2");
+    assert_eq!(frames[0]["dir"], "s2c");
+    let recorded = read_log(&record);
+    let recorded_frames = recorded.iter().filter(|e| e["event"] == "frame").count();
+    assert_eq!(
+        recorded_frames, 8,
+        "every frame of both connections is recorded"
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e["conn"] == 1 && e["event"] == "open")
+    );
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(record);
+}
+
+const POLICY_REQUEST: &[u8] = b"<policy-file-request/>\0";
+
+#[tokio::test]
+async fn a_policy_request_is_answered_inline_or_forwarded() {
+    let server = TestServer::start(common::config()).await;
+    let log = temp_path("policy.jsonl");
+    let mut config = proxy_config(server.addr, Some(log.clone()));
+    config.policy = PolicySource::Allow(vec!["*.example.com:9000".parse().expect("valid")]);
+    let answering = TestProxy::start(config).await;
+    let mut client = RawClient::connect(answering.addr).await;
+    for byte in POLICY_REQUEST.chunks(5) {
+        client.send_bytes(byte).await;
+    }
+    let answer = String::from_utf8(client.read_to_end().await).expect("text");
+    assert!(answer.contains(r#"domain="*.example.com""#), "{answer}");
+    assert!(answer.ends_with("</cross-domain-policy>\n\0"), "{answer}");
+    drop(client);
+    answering.wait_idle(1).await;
+    let summary = answering.stop().await;
+    assert_eq!(summary.stats.policy_answered, 1);
+    let entries = read_log(&log);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"] == "policy" && e["action"] == "answered")
+    );
+    assert_eq!(
+        server.stats.snapshot().policy_requests,
+        0,
+        "the upstream never saw it"
+    );
+
+    // Forwarded (the default): the upstream's own policy comes back, logged as text.
+    let forwarding = TestProxy::start(proxy_config(server.addr, Some(log.clone()))).await;
+    let mut client = RawClient::connect(forwarding.addr).await;
+    client.send_bytes(POLICY_REQUEST).await;
+    let answer = client.read_to_end().await;
+    assert!(answer.ends_with(b"</cross-domain-policy>\n\0"));
+    drop(client);
+    forwarding.wait_idle(1).await;
+    forwarding.stop().await;
+    let entries = read_log(&log);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"] == "policy" && e["action"] == "forwarded")
+    );
+    let texts: Vec<&Json> = entries.iter().filter(|e| e["event"] == "frame").collect();
+    assert_eq!(texts[0]["value"], "<policy-file-request/>");
+    assert!(
+        texts[1]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains("cross-domain-policy"))
+    );
+    assert_eq!(server.stop().await.policy_requests, 1);
+    let _ = std::fs::remove_file(log);
+}
+
+#[tokio::test]
+async fn server_first_traffic_flows_while_the_client_is_silent() {
+    let mut server_config = common::config();
+    server_config.peer.ping = Some(PingConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+    });
+    let server = TestServer::start(server_config).await;
+    let mut config = proxy_config(server.addr, None);
+    config.policy = PolicySource::Allow(Vec::new());
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    let Envelope::Request(ping) = client.recv().await else {
+        panic!("expected the server's ping")
+    };
+    assert_eq!(&*ping.command, "amf_socket_ping");
+    drop(client);
+    proxy.stop().await;
+    server.stop().await;
+}
+
+/// What the scripted upstream does with its next connection.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    /// Returns every byte.
+    Echo,
+    /// Sends half a frame, then resets.
+    ResetMidFrame,
+    /// Reads until the client goes, and reports how that ended.
+    Watch,
+}
+
+/// An upstream doing one script per connection, in accept order.
+async fn scripted_upstream(
+    listener: TcpListener,
+    scripts: Arc<Mutex<VecDeque<Script>>>,
+    watched: tokio::sync::mpsc::Sender<std::io::Result<usize>>,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let script = scripts
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or(Script::Echo);
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            match script {
+                Script::Echo => {
+                    let (mut reader, mut writer) = stream.split();
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                }
+                Script::ResetMidFrame => {
+                    let _ = stream.write_all(&[0, 0, 0, 100, 0x0A, 0x0B]).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = stream.set_zero_linger();
+                }
+                Script::Watch => {
+                    let mut all = Vec::new();
+                    let ended = stream.read_to_end(&mut all).await.map(|_| all.len());
+                    let _ = watched.send(ended).await;
+                }
+            }
+        });
+    }
+}
+
+async fn echo_once(addr: SocketAddr) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let frame = [0, 0, 0, 2, 0x04, 0x07];
+    stream.write_all(&frame).await.expect("writes");
+    let mut back = [0u8; 6];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut back))
+        .await
+        .expect("in time")
+        .expect("echoed");
+    assert_eq!(back, frame);
+}
+
+#[tokio::test]
+async fn failures_on_either_side_are_logged_and_contained() {
+    // Upstream refused: a port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let refused_addr = closed.local_addr().expect("bound");
+    drop(closed);
+    let log = temp_path("failures.jsonl");
+    let refusing = TestProxy::start(proxy_config(refused_addr, Some(log.clone()))).await;
+    let mut client = TcpStream::connect(refusing.addr).await.expect("connects");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
+        .await
+        .expect("in time");
+    assert!(
+        ended.is_err() || rest.is_empty(),
+        "the client is cut off: {ended:?}"
+    );
+    refusing.wait_idle(1).await;
+    let summary = refusing.stop().await;
+    assert_eq!(summary.stats.closes.get("upstream_unreachable"), Some(&1));
+    let entries = read_log(&log);
+    let close = entries
+        .iter()
+        .find(|e| e["event"] == "close")
+        .expect("a close");
+    assert!(
+        close["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("upstream unreachable")),
+        "{close}"
+    );
+
+    // Upstream reset mid-frame, then client abort mid-frame, with a healthy connection open
+    // throughout and a new one after.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let scripts = Arc::new(Mutex::new(VecDeque::from([
+        Script::Echo,
+        Script::ResetMidFrame,
+        Script::Watch,
+    ])));
+    let (watched_tx, mut watched) = tokio::sync::mpsc::channel(4);
+    let upstream = tokio::spawn(scripted_upstream(
+        listener,
+        Arc::clone(&scripts),
+        watched_tx,
+    ));
+    let proxy = TestProxy::start(proxy_config(upstream_addr, Some(log.clone()))).await;
+    let mut healthy = TcpStream::connect(proxy.addr).await.expect("connects");
+    healthy.write_all(&[0, 0, 0, 1]).await.expect("writes");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let mut reset_victim = TcpStream::connect(proxy.addr).await.expect("connects");
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(WAIT, reset_victim.read_to_end(&mut received)).await;
+    let ended = ended.expect("in time");
+    assert_eq!(
+        &received[..],
+        &[0, 0, 0, 100, 0x0A, 0x0B],
+        "the half frame is relayed"
+    );
+    assert_eq!(
+        ended.expect_err("the reset is passed on").kind(),
+        std::io::ErrorKind::ConnectionReset
+    );
+
+    let aborting = TcpStream::connect(proxy.addr).await.expect("connects");
+    let mut aborting = aborting;
+    aborting
+        .write_all(&[0, 0, 0, 50, 0x0A])
+        .await
+        .expect("writes");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    aborting.set_zero_linger().expect("sets linger");
+    drop(aborting);
+    let upstream_saw = tokio::time::timeout(WAIT, watched.recv())
+        .await
+        .expect("in time");
+    let upstream_saw = upstream_saw.expect("a report");
+    assert!(
+        upstream_saw
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the upstream sees the client's reset: {upstream_saw:?}"
+    );
+
+    // The healthy connection finishes its frame and is still served; a new one is too.
+    healthy.write_all(&[0x01]).await.expect("writes");
+    let mut back = [0u8; 5];
+    tokio::time::timeout(WAIT, healthy.read_exact(&mut back))
+        .await
+        .expect("in time")
+        .expect("reads");
+    assert_eq!(back, [0, 0, 0, 1, 1]);
+    echo_once(proxy.addr).await;
+    drop(healthy);
+    proxy.wait_idle(4).await;
+    let summary = proxy.stop().await;
+    upstream.abort();
+    assert_eq!(
+        summary.stats.closes.get("upstream_error"),
+        Some(&1),
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.stats.closes.get("client_error"),
+        Some(&1),
+        "{summary:?}"
+    );
+    assert_eq!(summary.stats.closes.get("closed"), Some(&2), "{summary:?}");
+
+    let entries = read_log(&log);
+    let truncated: Vec<&Json> = entries
+        .iter()
+        .filter(|e| e["event"] == "truncated")
+        .collect();
+    assert_eq!(truncated.len(), 2, "{truncated:?}");
+    assert!(truncated.iter().any(|e| e["dir"] == "s2c" && e["len"] == 6));
+    assert!(truncated.iter().any(|e| e["dir"] == "c2s" && e["len"] == 5));
+    let reasons: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["event"] == "close")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("upstream error")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("client error")),
+        "{reasons:?}"
+    );
+    let _ = std::fs::remove_file(log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_holds_back_the_writer_instead_of_growing_the_proxy() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = 256 * 1024 * 1024;
+    let counter = Arc::clone(&written);
+    let upstream = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accepts");
+        // One frame bigger than the decode cap, so the tap must skip it without holding it.
+        let mut header = (total as u32 - 4).to_be_bytes().to_vec();
+        header.extend(vec![0u8; 64 * 1024 - 4]);
+        stream.write_all(&header).await.expect("writes");
+        counter.fetch_add(header.len(), std::sync::atomic::Ordering::Relaxed);
+        let chunk = vec![0x5Au8; 64 * 1024];
+        while counter.load(std::sync::atomic::Ordering::Relaxed) < total {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut config = proxy_config(upstream_addr, None);
+    config.limits.max_frame = total;
+    let proxy = TestProxy::start(config).await;
+    let mut slow = TcpStream::connect(proxy.addr).await.expect("connects");
+
+    // Nobody reads: the upstream fills the socket buffers, then is held back.
+    let mut last = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    let stalled = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        stalled < 64 * 1024 * 1024,
+        "the upstream wrote {stalled} bytes to a client that reads nothing"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        written.load(std::sync::atomic::Ordering::Relaxed),
+        stalled,
+        "the writer is held back"
+    );
+    let held = proxy.stats.snapshot().held_peak;
+    assert!(held <= 16 * 1024, "the proxy held {held} bytes");
+
+    // Reading resumes the flow, to the last byte.
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut received = 0;
+    while received < total {
+        let read = tokio::time::timeout(WAIT, slow.read(&mut buffer))
+            .await
+            .expect("in time")
+            .expect("reads");
+        assert!(read > 0, "ended early at {received}");
+        received += read;
+    }
+    assert_eq!(received, total);
+    drop(slow);
+    upstream.abort();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn passive_latency_matches_the_sleep_command() {
+    let server = TestServer::start(common::config()).await;
+    let proxy = TestProxy::start(proxy_config(server.addr, None)).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    for index in 0..3 {
+        let params = object(vec![("ms", Value::Integer(150))]);
+        client.call(&format!("s{index}"), "sleep", params).await;
+    }
+    client
+        .send(request(
+            "never",
+            "sleep",
+            object(vec![("ms", Value::Integer(60_000))]),
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let figures = proxy.latency.snapshot();
+    let sleep = &figures.commands["sleep"].histogram;
+    assert_eq!(sleep.len(), 3);
+    let (low, high) = (sleep.min(), sleep.max());
+    assert!(
+        low >= 150_000 && high < 250_000,
+        "sleep 150 ms measured {low}..{high} us"
+    );
+    // The server holds the connection open for the long sleep: shutdown ends it, unanswered.
+    let summary = proxy.stop().await;
+    assert_eq!(summary.latency.commands["sleep"].unanswered, 1);
+    assert!(summary.to_text().contains("sleep"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_log_that_falls_behind_drops_entries_never_traffic() {
+    let server = TestServer::start(common::config()).await;
+    let log = temp_path("dropping.jsonl");
+    let mut config = proxy_config(server.addr, Some(log.clone()));
+    config.outputs.queue_bytes = 1; // no event fits
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    for index in 0..20 {
+        let (result, _) = client
+            .call(&format!("{index}"), "echo", echo_params(index))
+            .await;
+        assert_eq!(result, echo_params(index));
+    }
+    drop(client);
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    assert!(summary.log_dropped >= 40, "{summary:?}");
+    assert!(summary.to_text().contains("events dropped"));
+    server.stop().await;
+    let _ = std::fs::remove_file(log);
+}
+
+/// Runs `amf-bench proxy --listen 127.0.0.1:0 ARGS`, which must exit 2 naming `expected`.
+fn refused(args: &[&str], expected: &str) {
+    let mut all = vec!["proxy", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let output = common::process::run_bounded(&all);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
+#[test]
+fn bad_options_are_refused_with_what_was_wrong() {
+    refused(
+        &["--upstream", "nowhere"],
+        "--upstream 'nowhere' is not HOST:PORT",
+    );
+    refused(&["--upstream", "host:0"], "is not HOST:PORT");
+    let decode_above_frame = ["--max-decode", "100", "--max-frame", "10"];
+    refused(
+        &[&["--upstream", "127.0.0.1:1"][..], &decode_above_frame].concat(),
+        "--max-decode (100)",
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--log", "/nonexistent/dir/log"],
+        "/nonexistent/dir/log",
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--buffer", "10"],
+        "from 1024 to 16777216",
+    );
+    refused(
+        &["--upstream", "127.0.0.1:1", "--stats-every", "0"],
+        "above zero",
+    );
+    refused(
+        &[
+            "--upstream",
+            "127.0.0.1:1",
+            "--policy",
+            "/nonexistent/policy.xml",
+        ],
+        "cannot read policy file",
+    );
+}
+
+#[test]
+fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
+    let mut server =
+        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let upstream = server.addr.clone();
+    let mut proxy = common::process::Listening::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+    ]);
+    let addr: SocketAddr = proxy.addr.parse().expect("an address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut client = RawClient::connect(addr).await;
+        client
+            .call("x1", "echo", object(vec![("text", Value::string("hi"))]))
+            .await;
+    });
+    let (status, out) = proxy.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("#1 -> "), "{out}");
+    assert!(out.contains("rpcRequest echo id x1"), "{out}");
+    assert!(out.contains("<- "), "{out}");
+    assert!(out.contains("command (latency, ms)"), "{out}");
+    server.terminate();
+}
