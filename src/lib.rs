@@ -6,7 +6,7 @@
 //! - `policy`: Flash socket policy requests and answers;
 //! - `serve`: the reference RPC server;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
-//! - `listener`, `shutdown`, `logging`: what the servers share;
+//! - `listener`, `shutdown`, `sniff`, `logging`: what the servers share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
@@ -20,3 +20,4 @@ pub mod rpc;
 pub mod run;
 pub mod serve;
 pub mod shutdown;
+pub mod sniff;
