@@ -6,6 +6,7 @@
 //! - `policy`: Flash socket policy requests and answers;
 //! - `serve`: the reference RPC server;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
+//! - `ws`: WebSocket as a byte-stream transport (Ruffle's socket proxy), for serve and proxy;
 //! - `listener`, `shutdown`, `sniff`, `logging`: what the servers share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
@@ -21,3 +22,4 @@ pub mod run;
 pub mod serve;
 pub mod shutdown;
 pub mod sniff;
+pub mod ws;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub fn config() -> ServeConfig {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The WebSocket listener's address, when the configuration asked for one.
+    pub ws_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
     handle: JoinHandle<Snapshot>,
@@ -46,11 +49,13 @@ impl TestServer {
     pub async fn start(config: ServeConfig) -> TestServer {
         let server = Server::bind(config).await.expect("binds");
         let addr = server.local_addr().expect("bound");
+        let ws_addr = server.ws_local_addr().expect("bound");
         let stats = server.stats();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server.run(shutdown.clone()));
         TestServer {
             addr,
+            ws_addr,
             shutdown,
             stats,
             handle,
