@@ -96,16 +96,23 @@ async fn a_text_message_is_refused_with_a_close_and_counted() {
     assert_eq!(result, text_param("ok"));
     let text = Message::Text("{\"type\":\"rpcRequest\"}".into());
     client.socket.send(text).await.expect("sends");
-    let (code, reason) = client.expect_close().await;
-    assert_eq!(code, 1003, "unsupported data");
+    let reason = expect_refusal(server, client, 1003, "ws_text_message").await;
     assert!(reason.contains("binary"), "{reason}");
+}
+
+/// The client gets a Close with `code`, and the server counts the connection's end as `kind`;
+/// returns the Close's reason.
+async fn expect_refusal(server: TestServer, mut client: WsClient, code: u16, kind: &str) -> String {
+    let (got, reason) = client.expect_close().await;
+    assert_eq!(got, code, "{reason}");
     let snapshot = server
         .wait_for("the refused connection to end", |s| {
             s.connections_active == 0
         })
         .await;
-    assert_eq!(snapshot.closes["ws_text_message"], 1);
+    assert_eq!(snapshot.closes[kind], 1, "{snapshot:?}");
     server.stop().await;
+    reason
 }
 
 #[tokio::test]
@@ -115,15 +122,7 @@ async fn a_message_over_the_cap_is_refused() {
     let (server, addr) = start_ws(config).await;
     let mut client = WsClient::connect(addr).await;
     client.send_binary(&[0u8; 2048]).await;
-    let (code, _) = client.expect_close().await;
-    assert_eq!(code, 1009, "message too big");
-    let snapshot = server
-        .wait_for("the refused connection to end", |s| {
-            s.connections_active == 0
-        })
-        .await;
-    assert_eq!(snapshot.closes["ws_message_too_large"], 1);
-    server.stop().await;
+    expect_refusal(server, client, 1009, "ws_message_too_large").await;
 }
 
 #[tokio::test]

@@ -164,13 +164,8 @@ impl RawClient {
         self.send(request(id, command, params)).await;
         let mut messages = Vec::new();
         loop {
-            match self.recv().await {
-                Envelope::Response(Response { message_id, result }) => {
-                    assert_eq!(&*message_id, id, "the reply carries the request's id");
-                    return (result, messages);
-                }
-                Envelope::Message(message) => messages.push(message),
-                Envelope::Request(other) => panic!("unexpected request {other:?}"),
+            if let Some(result) = take_reply(self.recv().await, id, &mut messages) {
+                return (result, messages);
             }
         }
     }
@@ -181,6 +176,22 @@ impl RawClient {
         let read = tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "the server closes the connection in time");
         rest
+    }
+}
+
+/// While waiting for the reply to `id`: its result, or none after keeping a message for later.
+/// Fails the test on a request from the server or a reply to another id.
+pub fn take_reply(envelope: Envelope, id: &str, messages: &mut Vec<Message>) -> Option<Value> {
+    match envelope {
+        Envelope::Response(Response { message_id, result }) => {
+            assert_eq!(&*message_id, id, "the reply carries the request's id");
+            Some(result)
+        }
+        Envelope::Message(message) => {
+            messages.push(message);
+            None
+        }
+        Envelope::Request(other) => panic!("unexpected request {other:?}"),
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use amf_bench::codec::{DecodeOptions, Value};
 use amf_bench::frame::split_frame;
 use amf_bench::rpc::wire::{decode_envelope, encode_envelope};
-use amf_bench::rpc::{Encoding, Envelope, Message as RpcMessage, Response};
+use amf_bench::rpc::{Encoding, Envelope, Message as RpcMessage};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::{WAIT, request};
+use super::{WAIT, request, take_reply};
 
 /// A WebSocket client on a loopback server.
 pub struct WsClient {
@@ -106,13 +106,8 @@ impl WsClient {
     pub async fn reply_to(&mut self, id: &str) -> (Value, Vec<RpcMessage>) {
         let mut messages = Vec::new();
         loop {
-            match self.recv().await {
-                Envelope::Response(Response { message_id, result }) => {
-                    assert_eq!(&*message_id, id, "the reply carries the request's id");
-                    return (result, messages);
-                }
-                Envelope::Message(message) => messages.push(message),
-                Envelope::Request(other) => panic!("unexpected request {other:?}"),
+            if let Some(result) = take_reply(self.recv().await, id, &mut messages) {
+                return (result, messages);
             }
         }
     }
