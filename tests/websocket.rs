@@ -73,6 +73,17 @@ async fn several_frames_in_one_message_each_get_a_reply() {
 }
 
 #[tokio::test]
+async fn a_frame_larger_than_one_outgoing_message_comes_back_whole() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    // The reply (about 300 KB) leaves the server in several binary messages of at most 64 KiB.
+    let big = text_param(&"0123456789".repeat(30_000));
+    let (result, _) = client.call("big", "echo", big.clone()).await;
+    assert_eq!(result, big);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn pushed_messages_reach_a_websocket_client() {
     let (server, addr) = start_ws(ws_config()).await;
     let mut client = WsClient::connect(addr).await;

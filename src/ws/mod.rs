@@ -46,6 +46,10 @@ impl Default for WsConfig {
 /// The floor of the message cap: a message may carry several small frames.
 const MIN_MESSAGE_LEN: usize = 64 * 1024;
 
+/// tungstenite's read buffer, allocated whole for every connection: 8 KiB as the TCP path reads,
+/// rather than its default of 128 KiB, so idle WebSocket connections stay small.
+const READ_BUFFER_LEN: usize = 8 * 1024;
+
 impl WsConfig {
     /// A message cap that lets one message hold a whole frame of up to `max_frame_len` bytes
     /// (plus its 4-byte header), and never less than 64 KiB.
@@ -66,6 +70,7 @@ impl WsConfig {
 
     fn tungstenite(&self) -> WebSocketConfig {
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_LEN)
             .max_message_size(Some(self.max_message_len))
             .max_frame_size(Some(self.max_message_len))
     }
