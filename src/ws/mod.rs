@@ -3,7 +3,7 @@
 //! Origin allowlist and a time limit, then the connection as a plain byte stream (`WsStream`)
 //! for the RPC peer, or for anything else that relays bytes. A server accepts with:
 //!
-//! ```ignore
+//! ```text
 //! let stream = ws::accept(Prefixed::new(already_read, tcp), &config).await?;
 //! // `stream` is AsyncRead + AsyncWrite: split it, copy it, frame it.
 //! ```
