@@ -209,6 +209,21 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Also accept WebSocket connections on this address, as Ruffle's `socketProxy` makes them:
+    /// binary messages carry the AMF Socket byte stream (message boundaries mean nothing), a
+    /// text message closes the connection (code 1003), and a WebSocket Close is the end of the
+    /// stream both ways. Same handler, limits and counters as the TCP port.
+    #[arg(long, value_name = "ADDR")]
+    pub ws_listen: Option<std::net::SocketAddr>,
+    /// An origin allowed to open a WebSocket (repeatable), e.g. 'http://127.0.0.1:8000', or '*'
+    /// for any. A handshake whose Origin header is not listed is refused with HTTP 403; one with
+    /// no Origin header (not from a browser) is accepted.
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
+    /// The --listen port also accepts WebSocket upgrades (told apart by their leading 'GET '), so
+    /// one port serves Flash Player, Ruffle and policy requests.
+    #[arg(long)]
+    pub ws_on_tcp: bool,
 }
 
 /// Options of `amf-bench proxy`.

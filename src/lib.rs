@@ -7,7 +7,8 @@
 //! - `serve`: the reference RPC server;
 //! - `proxy`: the transparent proxy that logs each frame decoded and measures latency passively;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
-//! - `listener`, `shutdown`, `logging`: what the servers share;
+//! - `ws`: WebSocket as a byte-stream transport (Ruffle's socket proxy), for serve and proxy;
+//! - `listener`, `shutdown`, `sniff`, `logging`: what the servers share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
@@ -22,3 +23,5 @@ pub mod rpc;
 pub mod run;
 pub mod serve;
 pub mod shutdown;
+pub mod sniff;
+pub mod ws;

@@ -3,9 +3,11 @@
 //! their runtime, and the `listening on ADDR` line scripts read.
 
 use std::future::Future;
+use std::io;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,6 +29,25 @@ pub async fn accept_loop<H, F>(
     H: Fn(TcpStream, SocketAddr) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    let handle = |stream, peer, _listener: usize| handle(stream, peer);
+    accept_loop_any(vec![listener], slots, handlers, shutdown, handle).await;
+}
+
+/// As `accept_loop`, over several listeners sharing `slots`; `handle` also gets the index of the
+/// listener the connection came from. One loop, so that a slot is taken only once a connection
+/// is there to use it, whichever listener it arrives on (a loop per listener would hold a slot
+/// idle in each).
+pub async fn accept_loop_any<H, F>(
+    listeners: Vec<TcpListener>,
+    slots: Arc<Semaphore>,
+    handlers: TaskTracker,
+    shutdown: CancellationToken,
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr, usize) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut turn = 0;
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -35,13 +56,14 @@ pub async fn accept_loop<H, F>(
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
+        let (index, accepted) = tokio::select! {
             () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = accept_any(&listeners, turn) => accepted,
         };
+        turn = turn.wrapping_add(1);
         match accepted {
             Ok((stream, peer)) => {
-                let handling = handle(stream, peer);
+                let handling = handle(stream, peer, index);
                 handlers.spawn(async move {
                     handling.await;
                     drop(permit);
@@ -74,4 +96,22 @@ pub fn announce(addr: SocketAddr) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()
+}
+
+/// The next connection on any of `listeners`, with the listener's index; the one asked first
+/// rotates with `turn`, so a busy listener cannot starve the others.
+async fn accept_any(
+    listeners: &[TcpListener],
+    turn: usize,
+) -> (usize, io::Result<(TcpStream, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let index = (turn + offset) % listeners.len();
+            if let Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                return Poll::Ready((index, accepted));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }

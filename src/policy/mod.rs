@@ -103,16 +103,12 @@ pub async fn sniff<R: AsyncRead + Unpin>(
     buffer: &mut BytesMut,
     skip_whitespace: bool,
 ) -> io::Result<Sniff> {
-    loop {
-        match classify(buffer, skip_whitespace) {
-            Sniff::NeedMore => {}
-            decided => return Ok(decided),
-        }
-        buffer.reserve(REQUEST_TAG.len() + MAX_LEADING_WHITESPACE);
-        if reader.read_buf(buffer).await? == 0 {
-            return Ok(Sniff::Other);
-        }
-    }
+    let decide = |received: &[u8]| match classify(received, skip_whitespace) {
+        Sniff::NeedMore => None,
+        decided => Some(decided),
+    };
+    let step = REQUEST_TAG.len() + MAX_LEADING_WHITESPACE;
+    crate::sniff::read_until_decided(reader, buffer, step, decide, Sniff::Other).await
 }
 
 /// How long the answer may take to write, and how long to wait for the client to close after it.

@@ -582,7 +582,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         gather(frame, &mut outbox, &mut batch).await;
         let written = tokio::select! {
             () = life.abort.cancelled() => return,
-            written = by_deadline(flush_by, writer.write_all(&batch)) => written,
+            written = by_deadline(flush_by, write_batch(&mut writer, &batch)) => written,
         };
         if let Err(error) = written {
             if flush_by.is_none() {
@@ -596,6 +596,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         _ = by_deadline(flush_by, writer.shutdown()) => {}
         () = life.abort.cancelled() => {}
     }
+}
+
+/// Writes one batch and flushes it: a no-op on TCP, while a buffering writer (a WebSocket
+/// stream, which sends a message on flush) must not hold frames back.
+async fn write_batch<W: AsyncWrite + Unpin>(writer: &mut W, batch: &[u8]) -> io::Result<()> {
+    writer.write_all(batch).await?;
+    writer.flush().await
 }
 
 /// Puts `first` and the frames queued behind it into `batch`, for one write.

@@ -1,12 +1,14 @@
-//! One server connection: answer a policy request if that is what arrives first, else run the
-//! RPC peer and act on each request; on shutdown, stop reading, finish what is in flight up to the
-//! drain deadline, then close.
+//! One server connection: answer a policy request if that is what arrives first, complete a
+//! WebSocket handshake if the connection is (or starts) one, then run the RPC peer over TCP or
+//! WebSocket alike and act on each request; on shutdown, stop reading, finish what is in flight up
+//! to the drain deadline, then close.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -17,7 +19,9 @@ use super::commands::{self, Action};
 use super::stats::Stats;
 use crate::codec::{Str, Value};
 use crate::policy::{self, Sniff};
-use crate::rpc::{Incoming, Peer, Request};
+use crate::rpc::{CloseReason, Incoming, Peer, Request};
+use crate::sniff;
+use crate::ws::{self, Prefixed, UpgradeSniff, WsError};
 
 /// The server's shutdown signal and the moment draining must end, fixed when it starts.
 #[derive(Clone)]
@@ -41,6 +45,23 @@ impl Drain {
     }
 }
 
+/// Which listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// The main port: AMF Socket frames, and policy requests or WebSocket upgrades when enabled.
+    Tcp,
+    /// The WebSocket port: every connection starts with a handshake.
+    WebSocket,
+}
+
+/// What a connection on the main port turned out to be, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    PolicyRequest,
+    WebSocket,
+    Frames,
+}
+
 pub(super) struct Handler {
     pub(super) remote: SocketAddr,
     pub(super) config: Arc<ServeConfig>,
@@ -50,43 +71,85 @@ pub(super) struct Handler {
 }
 
 impl Handler {
-    pub(super) async fn run(self, mut stream: TcpStream) {
+    pub(super) async fn run(self, stream: TcpStream, transport: Transport) {
         self.stats.connection_opened();
+        let _ = stream.set_nodelay(true);
+        match transport {
+            Transport::Tcp => self.run_tcp(stream).await,
+            Transport::WebSocket => self.upgrade(stream, BytesMut::new()).await,
+        }
+    }
+
+    /// The main port: sniffs the first bytes when something else than frames may arrive.
+    async fn run_tcp(self, mut stream: TcpStream) {
         let mut already_read = BytesMut::new();
-        if let Some(policy) = &self.policy {
+        if self.policy.is_some() || self.config.ws_on_tcp {
             match self.sniff(&mut stream, &mut already_read).await {
-                Ok(Sniff::PolicyRequest) => return self.answer_policy(stream, policy).await,
-                Ok(_) => {}
+                Ok(Opening::PolicyRequest) => return self.answer_policy(stream).await,
+                Ok(Opening::WebSocket) => return self.upgrade(stream, already_read).await,
+                Ok(Opening::Frames) => {}
                 Err(kind) => return self.stats.connection_refused(kind),
             }
         }
-        let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
+        self.serve_connection(reader, writer, already_read).await;
+    }
+
+    /// Completes a WebSocket handshake (replaying `already_read`), then serves the connection.
+    async fn upgrade(self, stream: TcpStream, already_read: BytesMut) {
+        let handshake = ws::accept(Prefixed::new(already_read, stream), &self.config.websocket);
+        let accepted = tokio::select! {
+            accepted = handshake => accepted,
+            () = self.drain.shutdown.cancelled() => return self.stats.connection_refused("closed"),
+        };
+        match accepted {
+            Ok(websocket) => {
+                self.stats.websocket_opened();
+                let (reader, writer) = tokio::io::split(websocket);
+                self.serve_connection(reader, writer, BytesMut::new()).await;
+            }
+            Err(error) => {
+                tracing::info!(peer = %self.remote, "WebSocket connection refused: {error}");
+                self.stats.connection_refused(error.kind());
+            }
+        }
+    }
+
+    /// Runs the RPC peer on the connection's two halves until it ends, and counts how it ended.
+    async fn serve_connection<R, W>(self, reader: R, writer: W, already_read: BytesMut)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (peer, inbox) = Peer::start(reader, writer, already_read, self.config.peer.clone());
         self.serve(&peer, inbox).await;
         let reason = peer.closed().await;
-        if reason.is_protocol_error() {
+        let kind = close_kind(&reason);
+        if reason.is_protocol_error() || kind.starts_with("ws_") {
             tracing::warn!(peer = %self.remote, "closing the connection: {reason}");
         } else {
             tracing::debug!(peer = %self.remote, "connection ended: {reason}");
         }
-        self.stats
-            .connection_closed(Some(&reason), peer.pings_answered());
+        self.stats.connection_closed(kind, peer.pings_answered());
     }
 
-    /// Waits for the first bytes to tell a policy request from RPC traffic. Flash Player sends its
-    /// request as soon as it connects; a client silent until the first ping is due is an RPC
-    /// client waiting for the server, so it gets the RPC peer (and its pings) from then on.
+    /// Waits for the first bytes to tell a policy request or a WebSocket upgrade from RPC
+    /// traffic. Flash Player sends its policy request as soon as it connects, and a browser its
+    /// upgrade; a client silent until the first ping is due is an RPC client waiting for the
+    /// server, so it gets the RPC peer (and its pings) from then on.
     async fn sniff(
         &self,
         stream: &mut TcpStream,
         buffer: &mut BytesMut,
-    ) -> Result<Sniff, &'static str> {
-        let sniffing = policy::sniff(stream, buffer, false);
+    ) -> Result<Opening, &'static str> {
+        let (policy, websocket) = (self.policy.is_some(), self.config.ws_on_tcp);
+        let decide = |received: &[u8]| classify_opening(received, policy, websocket);
+        let sniffing =
+            sniff::read_until_decided(stream, buffer, SNIFF_STEP, decide, Opening::Frames);
         let outcome = match self.config.peer.ping {
             Some(ping) => match tokio::time::timeout(ping.interval, sniffing).await {
                 Ok(outcome) => outcome,
-                Err(_) => return Ok(Sniff::Other),
+                Err(_) => return Ok(Opening::Frames),
             },
             None => tokio::select! {
                 outcome = sniffing => outcome,
@@ -96,7 +159,8 @@ impl Handler {
         outcome.map_err(|_| "io_error")
     }
 
-    async fn answer_policy(&self, mut stream: TcpStream, policy: &[u8]) {
+    async fn answer_policy(&self, mut stream: TcpStream) {
+        let policy = self.policy.as_deref().unwrap_or_default();
         let outcome = policy::answer(&mut stream, policy, policy::AnswerTimeouts::default()).await;
         match outcome {
             Ok(bytes) => {
@@ -196,6 +260,39 @@ impl Handler {
             }
         }
         true
+    }
+}
+
+/// Bytes read per attempt while sniffing: enough for a whole policy request in one read.
+const SNIFF_STEP: usize = 128;
+
+/// Decides what a main-port connection is once its first bytes allow (a policy request starts
+/// with `<`, an upgrade with `G`, so at most one of them can match).
+fn classify_opening(received: &[u8], policy: bool, websocket: bool) -> Option<Opening> {
+    let policy = if policy {
+        policy::classify(received, false)
+    } else {
+        Sniff::Other
+    };
+    let upgrade = if websocket {
+        ws::classify(received)
+    } else {
+        UpgradeSniff::Other
+    };
+    match (policy, upgrade) {
+        (Sniff::PolicyRequest, _) => Some(Opening::PolicyRequest),
+        (_, UpgradeSniff::Upgrade) => Some(Opening::WebSocket),
+        (Sniff::NeedMore, _) | (_, UpgradeSniff::NeedMore) => None,
+        _ => Some(Opening::Frames),
+    }
+}
+
+/// The kind a connection's end is counted under: the WebSocket refusal inside an I/O error when
+/// that is what ended it, else the reason's own kind.
+fn close_kind(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Io(error) => WsError::within(error).map_or(reason.kind(), WsError::kind),
+        _ => reason.kind(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `amf-bench serve`: the reference AMF Socket RPC server. A Listener accepts connections up to a
-//! cap and gives each to a Handler (`connection.rs`); shutdown stops accepting, lets in-flight
-//! requests finish up to a deadline, then closes.
+//! cap (shared by the TCP port and the optional WebSocket port) and gives each to a Handler
+//! (`connection.rs`); shutdown stops accepting, lets in-flight requests finish up to a deadline,
+//! then closes.
 
 pub mod command;
 pub mod commands;
@@ -18,9 +19,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::listener::accept_loop;
+use crate::listener::accept_loop_any;
 pub use crate::policy::PolicySource;
 use crate::rpc::PeerConfig;
+use crate::ws::WsConfig;
+use connection::{Drain, Handler, Transport};
 pub use responses::Responses;
 pub use stats::{Snapshot, Stats};
 
@@ -41,6 +44,12 @@ pub struct ServeConfig {
     pub responses: Arc<Responses>,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// A second address accepting WebSocket connections (as Ruffle's socket proxy makes), if any.
+    pub ws_listen: Option<SocketAddr>,
+    /// The main port also accepts WebSocket upgrades (told apart by their `GET `).
+    pub ws_on_tcp: bool,
+    /// How WebSocket connections are accepted, on either port.
+    pub websocket: WsConfig,
 }
 
 impl Default for ServeConfig {
@@ -56,6 +65,14 @@ impl Default for ServeConfig {
             policy: PolicySource::default(),
             responses: Arc::new(Responses::default()),
             drain_timeout: Duration::from_secs(10),
+            ws_listen: None,
+            ws_on_tcp: false,
+            websocket: WsConfig {
+                max_message_len: WsConfig::message_cap_for_frames(
+                    crate::frame::DEFAULT_MAX_FRAME_LEN,
+                ),
+                ..WsConfig::default()
+            },
         }
     }
 }
@@ -63,6 +80,7 @@ impl Default for ServeConfig {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    ws_listener: Option<TcpListener>,
     config: Arc<ServeConfig>,
     policy: Option<Arc<[u8]>>,
     stats: Arc<Stats>,
@@ -71,12 +89,15 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket.
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = bind(config.listen).await?;
+        let ws_listener = match config.ws_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let port = listener.local_addr()?.port();
         Ok(Server {
             listener,
+            ws_listener,
             policy: config.policy.render(port),
             config: Arc::new(config),
             stats: Arc::new(Stats::default()),
@@ -88,6 +109,14 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The WebSocket listener's address, when there is one.
+    pub fn ws_local_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match &self.ws_listener {
+            Some(listener) => Ok(Some(listener.local_addr()?)),
+            None => Ok(None),
+        }
+    }
+
     /// The live counters.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
@@ -95,22 +124,43 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains and returns the final counters.
     pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let Server {
+            listener,
+            ws_listener,
+            config,
+            policy,
+            stats,
+        } = self;
+        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let handlers = TaskTracker::new();
-        let drain = connection::Drain::new(shutdown.clone(), self.config.drain_timeout);
-        let handle = |stream, remote| {
-            let handler = connection::Handler {
+        let drain = Drain::new(shutdown.clone(), config.drain_timeout);
+        let mut listeners = vec![listener];
+        listeners.extend(ws_listener);
+        let handle = |stream, remote, listener| {
+            let handler = Handler {
                 remote,
-                config: Arc::clone(&self.config),
-                policy: self.policy.clone(),
-                stats: Arc::clone(&self.stats),
+                config: Arc::clone(&config),
+                policy: policy.clone(),
+                stats: Arc::clone(&stats),
                 drain: drain.clone(),
             };
-            handler.run(stream)
+            // The WebSocket listener, when there is one, comes second.
+            let transport = if listener == 0 {
+                Transport::Tcp
+            } else {
+                Transport::WebSocket
+            };
+            handler.run(stream, transport)
         };
-        accept_loop(self.listener, slots, handlers.clone(), shutdown, handle).await;
+        accept_loop_any(listeners, slots, handlers.clone(), shutdown, handle).await;
         handlers.close();
         handlers.wait().await;
-        self.stats.snapshot()
+        stats.snapshot()
     }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }

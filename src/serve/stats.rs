@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::codec::{Str, Value};
-use crate::rpc::{CloseReason, PING_COMMAND};
+use crate::rpc::PING_COMMAND;
 
 /// Distinct command names counted one by one; beyond this, commands count under `OTHER`, so a
 /// client inventing names cannot grow the table without bound.
@@ -31,6 +31,7 @@ pub struct Stats {
     accepted: AtomicU64,
     active: AtomicU64,
     policy_requests: AtomicU64,
+    websocket: AtomicU64,
     by_name: Mutex<ByName>,
 }
 
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub connections_active: u64,
     /// Policy requests answered.
     pub policy_requests: u64,
+    /// Connections that completed a WebSocket handshake (on either port).
+    pub websocket_connections: u64,
     /// Requests by command (pings included, counted when their connection ends).
     pub requests: BTreeMap<String, u64>,
     /// Messages by command.
@@ -90,13 +93,17 @@ impl Stats {
         self.policy_requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection ended; `pings` is how many of the peer's pings it answered.
-    pub fn connection_closed(&self, reason: Option<&CloseReason>, pings: u64) {
+    /// A connection completed a WebSocket handshake.
+    pub fn websocket_opened(&self) {
+        self.websocket.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection ended for a reason of this kind (`CloseReason::kind`, or a transport's own);
+    /// `pings` is how many of the peer's pings it answered.
+    pub fn connection_closed(&self, kind: &'static str, pings: u64) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         let mut by_name = self.by_name();
-        if let Some(reason) = reason {
-            *by_name.closes.entry(reason.kind()).or_default() += 1;
-        }
+        *by_name.closes.entry(kind).or_default() += 1;
         if pings > 0 {
             count(&mut by_name.requests, PING_COMMAND, pings);
         }
@@ -131,6 +138,7 @@ impl Stats {
             connections_accepted: self.accepted.load(Ordering::Relaxed),
             connections_active: self.active.load(Ordering::Relaxed),
             policy_requests: self.policy_requests.load(Ordering::Relaxed),
+            websocket_connections: self.websocket.load(Ordering::Relaxed),
             requests: sorted(&by_name.requests),
             messages: sorted(&by_name.messages),
             closes: by_name
@@ -170,6 +178,10 @@ impl Snapshot {
                 number(self.policy_requests),
             ),
             (Str::new_static("requests"), table(&self.requests)),
+            (
+                Str::new_static("websocketConnections"),
+                number(self.websocket_connections),
+            ),
         ])
     }
 
@@ -178,8 +190,11 @@ impl Snapshot {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "connections: {} accepted, {} open; policy requests: {}",
-            self.connections_accepted, self.connections_active, self.policy_requests
+            "connections: {} accepted, {} open; policy requests: {}; WebSocket connections: {}",
+            self.connections_accepted,
+            self.connections_active,
+            self.policy_requests,
+            self.websocket_connections
         );
         for (title, counts) in [
             ("requests", &self.requests),
@@ -205,6 +220,7 @@ fn number(count: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::CloseReason;
 
     #[test]
     fn command_names_are_capped() {
@@ -224,14 +240,12 @@ mod tests {
         let stats = Stats::default();
         stats.connection_opened();
         stats.connection_opened();
-        stats.connection_closed(Some(&CloseReason::PeerClosed), 3);
-        stats.connection_closed(
-            Some(&CloseReason::TornFrame {
-                received: 2,
-                expected: 4,
-            }),
-            0,
-        );
+        stats.connection_closed(CloseReason::PeerClosed.kind(), 3);
+        let torn = CloseReason::TornFrame {
+            received: 2,
+            expected: 4,
+        };
+        stats.connection_closed(torn.kind(), 0);
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.connections_active, 0);
         assert_eq!(snapshot.requests[PING_COMMAND], 3);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub fn config() -> ServeConfig {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The WebSocket listener's address, when the configuration asked for one.
+    pub ws_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
     handle: JoinHandle<Snapshot>,
@@ -46,11 +49,13 @@ impl TestServer {
     pub async fn start(config: ServeConfig) -> TestServer {
         let server = Server::bind(config).await.expect("binds");
         let addr = server.local_addr().expect("bound");
+        let ws_addr = server.ws_local_addr().expect("bound");
         let stats = server.stats();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server.run(shutdown.clone()));
         TestServer {
             addr,
+            ws_addr,
             shutdown,
             stats,
             handle,
@@ -159,13 +164,8 @@ impl RawClient {
         self.send(request(id, command, params)).await;
         let mut messages = Vec::new();
         loop {
-            match self.recv().await {
-                Envelope::Response(Response { message_id, result }) => {
-                    assert_eq!(&*message_id, id, "the reply carries the request's id");
-                    return (result, messages);
-                }
-                Envelope::Message(message) => messages.push(message),
-                Envelope::Request(other) => panic!("unexpected request {other:?}"),
+            if let Some(result) = take_reply(self.recv().await, id, &mut messages) {
+                return (result, messages);
             }
         }
     }
@@ -176,6 +176,22 @@ impl RawClient {
         let read = tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "the server closes the connection in time");
         rest
+    }
+}
+
+/// While waiting for the reply to `id`: its result, or none after keeping a message for later.
+/// Fails the test on a request from the server or a reply to another id.
+pub fn take_reply(envelope: Envelope, id: &str, messages: &mut Vec<Message>) -> Option<Value> {
+    match envelope {
+        Envelope::Response(Response { message_id, result }) => {
+            assert_eq!(&*message_id, id, "the reply carries the request's id");
+            Some(result)
+        }
+        Envelope::Message(message) => {
+            messages.push(message);
+            None
+        }
+        Envelope::Request(other) => panic!("unexpected request {other:?}"),
     }
 }
 

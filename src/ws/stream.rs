@@ -1,0 +1,192 @@
+//! A WebSocket connection as a byte stream (AsyncRead + AsyncWrite): binary messages carry the
+//! bytes and their boundaries mean nothing; a Close (or the end of the connection) is the end of
+//! input; shutting down sends a Close, then ends the TCP stream. A text message or one over the
+//! size limit is refused: the stream sends a Close saying why and fails the read with a `WsError`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::WsError;
+
+/// The largest binary message written at once; a longer write is split over several messages
+/// (the peer reads a byte stream, so where they split does not matter).
+const MAX_MESSAGE_OUT: usize = 64 * 1024;
+
+/// A WebSocket connection read and written as a stream of bytes.
+pub struct WsStream<S> {
+    inner: WebSocketStream<S>,
+    /// The unread rest of the last binary message.
+    incoming: Bytes,
+    /// The peer closed (or the connection ended): reads return end of input.
+    input_ended: bool,
+    /// A message refused: the Close to send, then the error every read returns.
+    refusal: Option<Refusal>,
+    /// Our Close is queued (a shutdown in progress).
+    close_sent: bool,
+}
+
+struct Refusal {
+    close: Option<CloseFrame>,
+    error: fn() -> WsError,
+}
+
+impl<S> WsStream<S> {
+    pub(super) fn new(inner: WebSocketStream<S>) -> WsStream<S> {
+        WsStream {
+            inner,
+            incoming: Bytes::new(),
+            input_ended: false,
+            refusal: None,
+            close_sent: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// The underlying connection.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
+    /// Takes in the next message: bytes to hand out, the end, or a refusal.
+    fn accept_message(
+        &mut self,
+        next: Option<Result<Message, tungstenite::Error>>,
+    ) -> io::Result<()> {
+        match next {
+            Some(Ok(Message::Binary(bytes))) => self.incoming = bytes,
+            Some(Ok(Message::Text(_))) => self.refuse(
+                CloseCode::Unsupported,
+                "text messages are refused: send the stream as binary messages",
+                || WsError::TextMessage,
+            ),
+            Some(Ok(Message::Close(_))) | None => self.input_ended = true,
+            // Pings are answered by tungstenite itself; pongs and raw frames carry no bytes.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                self.input_ended = true;
+            }
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                self.refuse(CloseCode::Size, "message too large", || {
+                    WsError::MessageTooLarge
+                })
+            }
+            Some(Err(tungstenite::Error::Io(error))) => return Err(error),
+            Some(Err(error)) => return Err(to_io(error)),
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, code: CloseCode, reason: &'static str, error: fn() -> WsError) {
+        let close = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        self.refusal = Some(Refusal {
+            close: Some(close),
+            error,
+        });
+    }
+
+    /// Sends the refusal's Close (once, best effort), then fails the read.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(refusal) = self.refusal.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut inner = Pin::new(&mut self.inner);
+        if refusal.close.is_some() {
+            if ready!(inner.as_mut().poll_ready(cx)).is_ok() {
+                let close = refusal.close.take();
+                let _ = inner.as_mut().start_send(Message::Close(close));
+            } else {
+                refusal.close = None;
+            }
+        }
+        // A peer that cannot take the Close still gets the connection closed.
+        let _ = ready!(inner.poll_flush(cx));
+        let error = (refusal.error)();
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.refusal.is_some() {
+                return this.poll_refusal(cx);
+            }
+            if !this.incoming.is_empty() {
+                let count = this.incoming.len().min(buf.remaining());
+                buf.put_slice(&this.incoming.split_to(count));
+                return Poll::Ready(Ok(()));
+            }
+            if this.input_ended {
+                return Poll::Ready(Ok(()));
+            }
+            let next = ready!(Pin::new(&mut this.inner).poll_next(cx));
+            this.accept_message(next)?;
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut inner = Pin::new(&mut self.get_mut().inner);
+        ready!(inner.as_mut().poll_ready(cx)).map_err(to_io)?;
+        let count = buf.len().min(MAX_MESSAGE_OUT);
+        let message = Message::Binary(Bytes::copy_from_slice(&buf[..count]));
+        inner.start_send(message).map_err(to_io)?;
+        Poll::Ready(Ok(count))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_flush(cx)
+            .map_err(to_io)
+    }
+
+    /// Sends a Close 1000 (the WebSocket end of stream; after the peer's own Close, just the
+    /// echo tungstenite queued), then shuts the TCP stream's write side.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut inner = Pin::new(&mut this.inner);
+        if !this.close_sent {
+            ready!(inner.as_mut().poll_ready(cx)).map_err(to_io)?;
+            let close = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "end of stream".into(),
+            };
+            // Refused only when a Close already went either way, which is as good.
+            let _ = inner.as_mut().start_send(Message::Close(Some(close)));
+            this.close_sent = true;
+        }
+        ready!(inner.poll_close(cx)).map_err(to_io)?;
+        Pin::new(this.inner.get_mut()).poll_shutdown(cx)
+    }
+}
+
+/// A tungstenite failure as an I/O error, keeping the I/O error itself when it is one.
+fn to_io(error: tungstenite::Error) -> io::Error {
+    match error {
+        tungstenite::Error::Io(error) => error,
+        other => io::Error::new(io::ErrorKind::InvalidData, WsError::Protocol(other)),
+    }
+}

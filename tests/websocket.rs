@@ -1,0 +1,279 @@
+//! `amf-bench serve` over WebSocket on loopback: the byte stream split across binary messages
+//! either way, text and oversized messages refused with a Close, the Origin allowlist at the
+//! handshake, Close propagated both ways, and `--ws-on-tcp` serving raw AMF Socket, WebSocket
+//! and policy clients on one port.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use amf_bench::codec::Value;
+use amf_bench::rpc::Envelope;
+use amf_bench::serve::ServeConfig;
+use common::ws::{WsClient, frame};
+use common::{RawClient, TestServer, config, object, request};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// A test server with a WebSocket listener on loopback.
+fn ws_config() -> ServeConfig {
+    ServeConfig {
+        ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..config()
+    }
+}
+
+async fn start_ws(config: ServeConfig) -> (TestServer, SocketAddr) {
+    let server = TestServer::start(config).await;
+    let addr = server.ws_addr.expect("a WebSocket listener");
+    (server, addr)
+}
+
+fn text_param(value: &str) -> Value {
+    object(vec![("text", Value::string(value))])
+}
+
+#[tokio::test]
+async fn one_frame_split_over_several_messages_is_reassembled() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let bytes = frame(request("split", "echo", text_param("in pieces")));
+    // The first piece is shorter than the frame's length header.
+    for piece in [&bytes[..2], &bytes[2..9], &bytes[9..]] {
+        client.send_binary(piece).await;
+    }
+    let (result, _) = client.reply_to("split").await;
+    assert_eq!(result, text_param("in pieces"));
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.requests["echo"], 1);
+    assert_eq!(snapshot.websocket_connections, 1);
+}
+
+#[tokio::test]
+async fn several_frames_in_one_message_each_get_a_reply() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let mut message = Vec::new();
+    for index in 0..3 {
+        let id = format!("batch-{index}");
+        message.extend_from_slice(&frame(request(&id, "echo", text_param(&id))));
+    }
+    // Half of a fourth frame rides along; its rest follows in the next message.
+    let fourth = frame(request("batch-3", "echo", text_param("batch-3")));
+    message.extend_from_slice(&fourth[..5]);
+    client.send_binary(&message).await;
+    client.send_binary(&fourth[5..]).await;
+    for index in 0..4 {
+        let id = format!("batch-{index}");
+        let (result, _) = client.reply_to(&id).await;
+        assert_eq!(result, text_param(&id));
+    }
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.requests["echo"], 4);
+}
+
+#[tokio::test]
+async fn a_frame_larger_than_one_outgoing_message_comes_back_whole() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    // The reply (about 300 KB) leaves the server in several binary messages of at most 64 KiB.
+    let big = text_param(&"0123456789".repeat(30_000));
+    let (result, _) = client.call("big", "echo", big.clone()).await;
+    assert_eq!(result, big);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pushed_messages_reach_a_websocket_client() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let params = object(vec![
+        ("count", Value::Integer(5)),
+        ("interval_ms", Value::Integer(0)),
+        ("command", Value::string("tick")),
+    ]);
+    let (result, messages) = client.call("push", "push", params).await;
+    assert_eq!(result, object(vec![("pushed", Value::Integer(5))]));
+    let commands: Vec<&str> = messages.iter().map(|m| &*m.command).collect();
+    assert_eq!(commands, ["tick"; 5]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_message_is_refused_with_a_close_and_counted() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let (result, _) = client.call("before", "echo", text_param("ok")).await;
+    assert_eq!(result, text_param("ok"));
+    let text = Message::Text("{\"type\":\"rpcRequest\"}".into());
+    client.socket.send(text).await.expect("sends");
+    let reason = expect_refusal(server, client, 1003, "ws_text_message").await;
+    assert!(reason.contains("binary"), "{reason}");
+}
+
+/// The client gets a Close with `code`, and the server counts the connection's end as `kind`;
+/// returns the Close's reason.
+async fn expect_refusal(server: TestServer, mut client: WsClient, code: u16, kind: &str) -> String {
+    let (got, reason) = client.expect_close().await;
+    assert_eq!(got, code, "{reason}");
+    let snapshot = server
+        .wait_for("the refused connection to end", |s| {
+            s.connections_active == 0
+        })
+        .await;
+    assert_eq!(snapshot.closes[kind], 1, "{snapshot:?}");
+    server.stop().await;
+    reason
+}
+
+#[tokio::test]
+async fn a_message_over_the_cap_is_refused() {
+    let mut config = ws_config();
+    config.websocket.max_message_len = 1024;
+    let (server, addr) = start_ws(config).await;
+    let mut client = WsClient::connect(addr).await;
+    client.send_binary(&[0u8; 2048]).await;
+    expect_refusal(server, client, 1009, "ws_message_too_large").await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allowlist_get_403_at_the_handshake() {
+    let mut config = ws_config();
+    config.websocket.origins = vec!["http://127.0.0.1:8000".into()];
+    let (server, addr) = start_ws(config).await;
+    let refused = WsClient::try_connect(addr, Some("http://evil.example")).await;
+    match refused {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(other) => panic!("expected HTTP 403, got {other:?}"),
+        Ok(_) => panic!("a disallowed origin was accepted"),
+    }
+    let mut allowed = WsClient::try_connect(addr, Some("http://127.0.0.1:8000"))
+        .await
+        .expect("an allowed origin upgrades");
+    let (result, _) = allowed.call("a", "echo", text_param("allowed")).await;
+    assert_eq!(result, text_param("allowed"));
+    let mut no_origin = WsClient::connect(addr).await;
+    let (result, _) = no_origin.call("n", "echo", text_param("none")).await;
+    assert_eq!(result, text_param("none"));
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.closes["ws_origin_refused"], 1);
+    assert_eq!(snapshot.websocket_connections, 2);
+}
+
+#[tokio::test]
+async fn any_origin_is_refused_by_default() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let refused = WsClient::try_connect(addr, Some("http://127.0.0.1:8000")).await;
+    assert!(
+        matches!(&refused, Err(tungstenite::Error::Http(response)) if response.status() == 403),
+        "{:?}",
+        refused.err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_close_ends_the_connection_as_a_peer_close() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let (result, _) = client.call("x", "echo", text_param("bye")).await;
+    assert_eq!(result, text_param("bye"));
+    client.socket.close(None).await.expect("sends a Close");
+    // The server answers the Close, then ends the stream.
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1005, "the echo of a Close without a code");
+    let snapshot = server
+        .wait_for("the connection to end", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.closes["peer_closed"], 1);
+    assert!(snapshot.errors().is_empty(), "{snapshot:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_shutdown_sends_a_close() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let (result, _) = client.call("x", "echo", text_param("still here")).await;
+    assert_eq!(result, text_param("still here"));
+    let stopping = tokio::spawn(server.stop());
+    let (code, reason) = client.expect_close().await;
+    assert_eq!((code, reason.as_str()), (1000, "end of stream"));
+    let snapshot = stopping.await.expect("stops");
+    assert_eq!(snapshot.connections_active, 0);
+}
+
+#[tokio::test]
+async fn a_server_close_command_sends_a_close() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    client.send(request("c", "close", object(vec![]))).await;
+    assert_eq!(client.expect_close().await.0, 1000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_port_serves_raw_websocket_and_policy_clients_with_ws_on_tcp() {
+    let server = TestServer::start(ServeConfig {
+        ws_on_tcp: true,
+        ..config()
+    })
+    .await;
+    let mut raw = RawClient::connect(server.addr).await;
+    let (result, _) = raw.call("raw", "echo", text_param("raw")).await;
+    assert_eq!(result, text_param("raw"));
+
+    let mut websocket = WsClient::connect(server.addr).await;
+    let (result, _) = websocket.call("ws", "echo", text_param("ws")).await;
+    assert_eq!(result, text_param("ws"));
+
+    let mut policy = RawClient::connect(server.addr).await;
+    policy.send_bytes(b"<policy-file-request/>\0").await;
+    let answer = String::from_utf8(policy.read_to_end().await).expect("text");
+    assert!(answer.contains("<cross-domain-policy>"), "{answer}");
+    assert!(answer.ends_with('\0'), "{answer}");
+
+    let snapshot = server.stop().await;
+    assert_eq!(snapshot.requests["echo"], 2);
+    assert_eq!(snapshot.websocket_connections, 1);
+    assert_eq!(snapshot.policy_requests, 1);
+}
+
+#[tokio::test]
+async fn without_ws_on_tcp_a_get_is_just_bad_framing() {
+    let server = TestServer::start(config()).await;
+    let refused = WsClient::try_connect(server.addr, None).await;
+    assert!(
+        refused.is_err(),
+        "the main port upgraded without --ws-on-tcp"
+    );
+    let snapshot = server
+        .wait_for("the connection to end", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.closes["oversize_frame"], 1, "{snapshot:?}");
+    assert_eq!(snapshot.websocket_connections, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_connection_cap_counts_both_ports() {
+    let (server, addr) = start_ws(ServeConfig {
+        max_connections: 1,
+        ..ws_config()
+    })
+    .await;
+    let mut first = WsClient::connect(addr).await;
+    let (result, _) = first.call("1", "echo", text_param("first")).await;
+    assert_eq!(result, text_param("first"));
+    // The second waits in the backlog: its handshake cannot finish while the first is open.
+    let mut raw = RawClient::connect(server.addr).await;
+    raw.send(request("2", "echo", text_param("second"))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(server.stats.snapshot().connections_accepted, 1);
+    first.socket.close(None).await.expect("closes");
+    let Envelope::Response(reply) = raw.recv().await else {
+        panic!("expected the reply")
+    };
+    assert_eq!(reply.result, text_param("second"));
+    server.stop().await;
+}
