@@ -34,11 +34,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if ping.is_some_and(|ping| ping.interval.is_zero() || ping.timeout.is_zero()) {
         bail!("--ping-interval and --ping-timeout must be above zero (or use --no-ping)");
     }
-    if let Some(origin) = args.ws_origin.iter().find(|origin| !is_origin(origin)) {
-        bail!(
-            "--ws-origin {origin:?} is not an origin: expected '*' or scheme://host[:port], e.g. 'http://127.0.0.1:8000'"
-        );
-    }
+    crate::ws::check_origins(&args.ws_origin)?;
     Ok(ServeConfig {
         listen: args.listen,
         max_connections: args.max_connections as usize,
@@ -69,15 +65,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     })
 }
 
-/// Whether `text` looks like a browser's Origin header (or is `*`).
-fn is_origin(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"));
-    text == "*"
-        || rest.is_some_and(|host| !host.is_empty() && !host.trim_end_matches('/').contains('/'))
-}
-
 /// Runs the server until Ctrl-C or SIGTERM, then prints its counters.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
@@ -86,9 +73,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config).await?;
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "WebSocket listening on {addr}")?;
-            out.flush()?;
+            crate::listener::announce_websocket(addr)?;
         }
         let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;

@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::listener::accept_loop_any;
+use crate::listener::{accept_loop_any, bind};
 pub use crate::policy::PolicySource;
 use crate::rpc::PeerConfig;
 use crate::ws::WsConfig;
@@ -157,10 +156,4 @@ impl Server {
         handlers.wait().await;
         stats.snapshot()
     }
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
 }

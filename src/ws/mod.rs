@@ -76,6 +76,30 @@ impl WsConfig {
     }
 }
 
+/// An `--ws-origin` value that is neither `*` nor an origin.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--ws-origin {0:?} is not an origin: expected '*' or scheme://host[:port], e.g. 'http://127.0.0.1:8000'"
+)]
+pub struct BadOrigin(pub String);
+
+/// Checks that every allowed origin is `*` or looks like a browser's Origin header.
+pub fn check_origins(origins: &[String]) -> Result<(), BadOrigin> {
+    match origins.iter().find(|origin| !is_origin(origin)) {
+        Some(origin) => Err(BadOrigin(origin.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Whether `text` looks like a browser's Origin header (or is `*`).
+fn is_origin(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    text == "*"
+        || rest.is_some_and(|host| !host.is_empty() && !host.trim_end_matches('/').contains('/'))
+}
+
 /// Why a WebSocket connection was refused or ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum WsError {
