@@ -288,12 +288,29 @@ pub struct ProxyArgs {
     /// Seconds to wait for the upstream to accept a connection.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
     pub connect_timeout: std::time::Duration,
-    /// Connections relayed at once; further clients wait in the listen backlog.
+    /// Connections relayed at once (over --listen and --ws-listen together); further clients wait
+    /// in the listen backlog.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Also accept clients over WebSocket on this address, as Ruffle's `socketProxy` makes them:
+    /// binary messages carry the byte stream relayed to the (TCP) upstream, a text message
+    /// closes the connection (code 1003), and a WebSocket Close and the upstream's FIN are
+    /// passed on as each other. Same relay, log, limits and counters as --listen.
+    #[arg(long, value_name = "ADDR")]
+    pub ws_listen: Option<std::net::SocketAddr>,
+    /// An origin allowed to open a WebSocket (repeatable), e.g. 'http://127.0.0.1:8000', or '*'
+    /// for any. A handshake whose Origin header is not listed is refused with HTTP 403; one with
+    /// no Origin header (not from a browser) is accepted.
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
+    /// The --listen port also accepts WebSocket upgrades (told apart by their leading 'GET '),
+    /// so one port serves Flash Player, Ruffle and policy requests. A client silent for its
+    /// first second is taken for a raw one.
+    #[arg(long)]
+    pub ws_on_tcp: bool,
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.
