@@ -209,10 +209,18 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// WebSocket clients.
+    #[command(flatten)]
+    pub websocket: WsArgs,
+}
+
+/// The WebSocket options of `serve` and `proxy`.
+#[derive(Debug, Args)]
+pub struct WsArgs {
     /// Also accept WebSocket connections on this address, as Ruffle's `socketProxy` makes them:
     /// binary messages carry the AMF Socket byte stream (message boundaries mean nothing), a
     /// text message closes the connection (code 1003), and a WebSocket Close is the end of the
-    /// stream both ways. Same handler, limits and counters as the TCP port.
+    /// stream both ways. Same handling, limits and counters as the --listen port.
     #[arg(long, value_name = "ADDR")]
     pub ws_listen: Option<std::net::SocketAddr>,
     /// An origin allowed to open a WebSocket (repeatable), e.g. 'http://127.0.0.1:8000', or '*'
@@ -224,6 +232,17 @@ pub struct ServeArgs {
     /// one port serves Flash Player, Ruffle and policy requests.
     #[arg(long)]
     pub ws_on_tcp: bool,
+}
+
+impl WsArgs {
+    /// How WebSocket clients are accepted, for frames of up to `max_frame` bytes.
+    pub fn config(&self, max_frame: usize) -> Result<crate::ws::WsConfig, crate::ws::BadOrigin> {
+        crate::ws::check_origins(&self.ws_origin)?;
+        Ok(crate::ws::WsConfig {
+            origins: self.ws_origin.clone(),
+            ..crate::ws::WsConfig::for_frames(max_frame)
+        })
+    }
 }
 
 /// Options of `amf-bench proxy`.
@@ -295,22 +314,9 @@ pub struct ProxyArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Also accept clients over WebSocket on this address, as Ruffle's `socketProxy` makes them:
-    /// binary messages carry the byte stream relayed to the (TCP) upstream, a text message
-    /// closes the connection (code 1003), and a WebSocket Close and the upstream's FIN are
-    /// passed on as each other. Same relay, log, limits and counters as --listen.
-    #[arg(long, value_name = "ADDR")]
-    pub ws_listen: Option<std::net::SocketAddr>,
-    /// An origin allowed to open a WebSocket (repeatable), e.g. 'http://127.0.0.1:8000', or '*'
-    /// for any. A handshake whose Origin header is not listed is refused with HTTP 403; one with
-    /// no Origin header (not from a browser) is accepted.
-    #[arg(long, value_name = "ORIGIN")]
-    pub ws_origin: Vec<String>,
-    /// The --listen port also accepts WebSocket upgrades (told apart by their leading 'GET '),
-    /// so one port serves Flash Player, Ruffle and policy requests. A client silent for its
-    /// first second is taken for a raw one.
-    #[arg(long)]
-    pub ws_on_tcp: bool,
+    /// WebSocket clients.
+    #[command(flatten)]
+    pub websocket: WsArgs,
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.

@@ -8,13 +8,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use amf_bench::codec::Value;
 use amf_bench::policy::PolicySource;
 use amf_bench::proxy::ProxyConfig;
 use bytes::Bytes;
 use common::proxy::{Noise, TestProxy, proxy_config, read_log, temp_path};
 use common::ws::{WsClient, frame};
-use common::{RawClient, TestServer, WAIT, object, request};
+use common::{RawClient, TestServer, WAIT, request, text_param};
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,10 +32,6 @@ async fn start_ws(config: ProxyConfig) -> (TestProxy, SocketAddr) {
     let proxy = TestProxy::start(config).await;
     let addr = proxy.ws_addr.expect("a WebSocket listener");
     (proxy, addr)
-}
-
-fn text_param(value: &str) -> Value {
-    object(vec![("text", Value::string(value))])
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@ use super::{Proxy, ProxyConfig};
 use crate::cli::ProxyArgs;
 use crate::codec::{DecodeOptions, Limits};
 use crate::policy::{self, PolicySource};
-use crate::ws::WsConfig;
 
 /// The `--policy` value that sends policy requests upstream.
 pub const FORWARD: &str = "forward";
@@ -20,7 +19,6 @@ pub const FORWARD: &str = "forward";
 /// Builds the proxy's configuration from the command line, reading the files it names.
 pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     check_upstream(&args.upstream)?;
-    crate::ws::check_origins(&args.ws_origin)?;
     if args.log.is_some() && args.log == args.record {
         bail!("--log and --record name the same file; give each its own");
     }
@@ -62,13 +60,9 @@ pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         },
         buffer_size: args.buffer,
         max_connections: args.max_connections as usize,
-        ws_listen: args.ws_listen,
-        ws_on_tcp: args.ws_on_tcp,
-        websocket: WsConfig {
-            origins: args.ws_origin.clone(),
-            max_message_len: WsConfig::message_cap_for_frames(args.max_frame),
-            ..WsConfig::default()
-        },
+        ws_listen: args.websocket.ws_listen,
+        ws_on_tcp: args.websocket.ws_on_tcp,
+        websocket: args.websocket.config(args.max_frame)?,
     })
 }
 

@@ -122,12 +122,7 @@ impl Default for ProxyConfig {
             max_connections: 10_000,
             ws_listen: None,
             ws_on_tcp: false,
-            websocket: WsConfig {
-                max_message_len: WsConfig::message_cap_for_frames(
-                    crate::frame::DEFAULT_MAX_FRAME_LEN,
-                ),
-                ..WsConfig::default()
-            },
+            websocket: WsConfig::for_frames(crate::frame::DEFAULT_MAX_FRAME_LEN),
         }
     }
 }

@@ -12,7 +12,6 @@ use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
 use crate::policy;
 use crate::rpc::{PeerConfig, PingConfig};
-use crate::ws::WsConfig;
 
 /// Builds the server's configuration from the command line, reading the files it names.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -34,7 +33,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if ping.is_some_and(|ping| ping.interval.is_zero() || ping.timeout.is_zero()) {
         bail!("--ping-interval and --ping-timeout must be above zero (or use --no-ping)");
     }
-    crate::ws::check_origins(&args.ws_origin)?;
     Ok(ServeConfig {
         listen: args.listen,
         max_connections: args.max_connections as usize,
@@ -55,13 +53,9 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         policy,
         responses: Arc::new(responses),
         drain_timeout: args.drain_timeout,
-        ws_listen: args.ws_listen,
-        ws_on_tcp: args.ws_on_tcp,
-        websocket: WsConfig {
-            origins: args.ws_origin.clone(),
-            max_message_len: WsConfig::message_cap_for_frames(args.max_frame),
-            ..WsConfig::default()
-        },
+        ws_listen: args.websocket.ws_listen,
+        ws_on_tcp: args.websocket.ws_on_tcp,
+        websocket: args.websocket.config(args.max_frame)?,
     })
 }
 

@@ -66,12 +66,7 @@ impl Default for ServeConfig {
             drain_timeout: Duration::from_secs(10),
             ws_listen: None,
             ws_on_tcp: false,
-            websocket: WsConfig {
-                max_message_len: WsConfig::message_cap_for_frames(
-                    crate::frame::DEFAULT_MAX_FRAME_LEN,
-                ),
-                ..WsConfig::default()
-            },
+            websocket: WsConfig::for_frames(crate::frame::DEFAULT_MAX_FRAME_LEN),
         }
     }
 }

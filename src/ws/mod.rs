@@ -59,6 +59,14 @@ impl WsConfig {
             .max(MIN_MESSAGE_LEN)
     }
 
+    /// The default configuration, with a message cap fitting frames of up to `max_frame_len`.
+    pub fn for_frames(max_frame_len: usize) -> WsConfig {
+        WsConfig {
+            max_message_len: WsConfig::message_cap_for_frames(max_frame_len),
+            ..WsConfig::default()
+        }
+    }
+
     /// Whether a handshake carrying this Origin header (or none) may connect.
     pub fn allows_origin(&self, origin: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };

@@ -99,6 +99,11 @@ pub fn object(members: Vec<(&'static str, Value)>) -> Value {
     )
 }
 
+/// Parameters {text: value}.
+pub fn text_param(value: &str) -> Value {
+    object(vec![("text", Value::string(value))])
+}
+
 /// A request envelope.
 pub fn request(id: &str, command: &str, params: Value) -> Envelope {
     Envelope::Request(Request {
