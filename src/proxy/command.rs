@@ -99,11 +99,11 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
+        let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(proxy.local_addr()?)?;
         if let Some(addr) = proxy.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;
         }
-        let shutdown = crate::shutdown::on_signal();
         let summary = proxy.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", summary.to_text())?;
         Ok(ExitCode::SUCCESS)

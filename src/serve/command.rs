@@ -65,11 +65,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
+        let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;
         }
-        let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
         Ok(ExitCode::SUCCESS)
