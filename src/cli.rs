@@ -209,10 +209,18 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// WebSocket clients.
+    #[command(flatten)]
+    pub websocket: WsArgs,
+}
+
+/// The WebSocket options of `serve` and `proxy`.
+#[derive(Debug, Args)]
+pub struct WsArgs {
     /// Also accept WebSocket connections on this address, as Ruffle's `socketProxy` makes them:
     /// binary messages carry the AMF Socket byte stream (message boundaries mean nothing), a
     /// text message closes the connection (code 1003), and a WebSocket Close is the end of the
-    /// stream both ways. Same handler, limits and counters as the TCP port.
+    /// stream both ways. Same handling, limits and counters as the --listen port.
     #[arg(long, value_name = "ADDR")]
     pub ws_listen: Option<std::net::SocketAddr>,
     /// An origin allowed to open a WebSocket (repeatable), e.g. 'http://127.0.0.1:8000', or '*'
@@ -224,6 +232,17 @@ pub struct ServeArgs {
     /// one port serves Flash Player, Ruffle and policy requests.
     #[arg(long)]
     pub ws_on_tcp: bool,
+}
+
+impl WsArgs {
+    /// How WebSocket clients are accepted, for frames of up to `max_frame` bytes.
+    pub fn config(&self, max_frame: usize) -> Result<crate::ws::WsConfig, crate::ws::BadOrigin> {
+        crate::ws::check_origins(&self.ws_origin)?;
+        Ok(crate::ws::WsConfig {
+            origins: self.ws_origin.clone(),
+            ..crate::ws::WsConfig::for_frames(max_frame)
+        })
+    }
 }
 
 /// Options of `amf-bench proxy`.
@@ -288,12 +307,16 @@ pub struct ProxyArgs {
     /// Seconds to wait for the upstream to accept a connection.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
     pub connect_timeout: std::time::Duration,
-    /// Connections relayed at once; further clients wait in the listen backlog.
+    /// Connections relayed at once (over --listen and --ws-listen together); further clients wait
+    /// in the listen backlog.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// WebSocket clients.
+    #[command(flatten)]
+    pub websocket: WsArgs,
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.

@@ -78,6 +78,13 @@ pub async fn accept_loop_any<H, F>(
     }
 }
 
+/// A listening socket on `addr`.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
 /// A multi-threaded runtime with `threads` workers (default: one per core).
 pub fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -95,6 +102,13 @@ pub fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> 
 pub fn announce(addr: SocketAddr) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
+    out.flush()
+}
+
+/// Prints `WebSocket listening on ADDR` on standard output at once, after `announce`.
+pub fn announce_websocket(addr: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "WebSocket listening on {addr}")?;
     out.flush()
 }
 

@@ -3,36 +3,46 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first Ctrl-C (SIGINT) or SIGTERM.
+/// A token cancelled on the first Ctrl-C (SIGINT) or SIGTERM. The signals are watched from
+/// the moment this returns, so a caller that announces itself afterwards cannot be killed by a
+/// SIGTERM sent right after the announcement.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let signalled = watch_signals();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signalled.await;
         tracing::info!("shutdown requested");
         cancel.cancel();
     });
     token
 }
 
+/// Registers for SIGINT and SIGTERM now; the future resolves on the first of them.
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-        }
-        Err(error) => {
-            tracing::warn!("cannot watch SIGTERM ({error}); Ctrl-C still stops");
-            let _ = tokio::signal::ctrl_c().await;
+            (_, Err(error)) | (Err(error), _) => {
+                tracing::warn!("cannot watch SIGTERM or SIGINT ({error}); falling back to Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -164,3 +164,21 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     }
     let _ = std::fs::remove_file(&bad_responses);
 }
+
+#[test]
+fn serve_and_proxy_refuse_an_origin_that_is_not_one() {
+    let proxy = [
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9000",
+    ];
+    for command in [&["serve"][..], &proxy[..]] {
+        let args = [command, &["--ws-origin", "127.0.0.1:8000"]].concat();
+        let output = amf_bench(&args, b"");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("is not an origin"), "{args:?}: {stderr}");
+    }
+}

@@ -211,3 +211,25 @@ async fn a_replaced_policy_is_served_to_new_exchanges() {
     shutdown.cancel();
     handle.await.expect("stops");
 }
+
+#[tokio::test]
+async fn with_a_cap_of_one_each_listener_is_still_served() {
+    let listeners: Vec<_> = (0..2)
+        .map(|_| bind("127.0.0.1:0".parse().expect("an address")).expect("binds"))
+        .collect();
+    let store = Arc::new(PolicyStore::new(&policy()));
+    let config = PolicyServerConfig {
+        max_connections: 1,
+        ..PolicyServerConfig::default()
+    };
+    let server = PolicyServer::new(listeners, store, config);
+    let addrs = server.local_addrs();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(server.run(shutdown.clone()));
+    // An idle first listener must not hold the only slot while the second has a client.
+    for addr in [addrs[1], addrs[0], addrs[1]] {
+        assert_is_the_policy(&exchange(addr, &[b"<policy-file-request/>\0"], false).await);
+    }
+    shutdown.cancel();
+    handle.await.expect("stops");
+}

@@ -7,121 +7,22 @@ mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{Format, Limits, Value};
 use amf_bench::policy::PolicySource;
-use amf_bench::proxy::latency::LatencyBook;
 use amf_bench::proxy::tap::TapLimits;
-use amf_bench::proxy::{Proxy, ProxyConfig, ProxyStats, Summary};
 use amf_bench::rpc::PingConfig;
 use amf_bench::rpc::wire::encode_envelope;
 use amf_bench::rpc::{Encoding, Envelope};
+use common::proxy::{Noise, TestProxy, proxy_config, read_log, temp_path};
 use common::{RawClient, TestServer, WAIT, object, request};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-/// A proxy running in-process.
-struct TestProxy {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    stats: Arc<ProxyStats>,
-    latency: Arc<LatencyBook>,
-    handle: JoinHandle<Summary>,
-}
-
-impl TestProxy {
-    async fn start(config: ProxyConfig) -> TestProxy {
-        let proxy = Proxy::bind(config).await.expect("binds");
-        let addr = proxy.local_addr().expect("bound");
-        let (stats, latency) = (proxy.stats(), proxy.latency());
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(proxy.run(shutdown.clone()));
-        TestProxy {
-            addr,
-            shutdown,
-            stats,
-            latency,
-            handle,
-        }
-    }
-
-    async fn stop(self) -> Summary {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.handle)
-            .await
-            .expect("the proxy stops in time")
-            .expect("the proxy does not panic")
-    }
-
-    /// Waits until every connection has ended.
-    async fn wait_idle(&self, accepted: u64) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let snapshot = self.stats.snapshot();
-            if snapshot.accepted >= accepted && snapshot.active == 0 {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{snapshot:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("amf-bench-proxy-{}-{name}", std::process::id()))
-}
-
-/// A quiet proxy to `upstream`, logging to `log` when given.
-fn proxy_config(upstream: SocketAddr, log: Option<PathBuf>) -> ProxyConfig {
-    let mut config = ProxyConfig {
-        upstream: upstream.to_string(),
-        ..ProxyConfig::default()
-    };
-    config.outputs.json = log;
-    config
-}
-
-fn read_log(path: &PathBuf) -> Vec<Json> {
-    std::fs::read_to_string(path)
-        .expect("the log exists")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect()
-}
-
-/// A fast deterministic byte source (xorshift), so tests can make megabytes cheaply.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// A write size from 1 byte to 64 KiB, small ones as likely as large ones in log scale.
-    fn write_size(&mut self) -> usize {
-        let bits = 1 + self.below(16);
-        1 + self.below(1 << bits)
-    }
-}
 
 /// The tap's decode cap in the byte-exactness test: frames above it are oversize.
 const TEST_MAX_DECODE: usize = 16 * 1024;

@@ -11,7 +11,7 @@ use amf_bench::codec::Value;
 use amf_bench::rpc::Envelope;
 use amf_bench::serve::ServeConfig;
 use common::ws::{WsClient, frame};
-use common::{RawClient, TestServer, config, object, request};
+use common::{RawClient, TestServer, config, object, request, text_param};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -27,10 +27,6 @@ async fn start_ws(config: ServeConfig) -> (TestServer, SocketAddr) {
     let server = TestServer::start(config).await;
     let addr = server.ws_addr.expect("a WebSocket listener");
     (server, addr)
-}
-
-fn text_param(value: &str) -> Value {
-    object(vec![("text", Value::string(value))])
 }
 
 #[tokio::test]

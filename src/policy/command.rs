@@ -155,13 +155,13 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
             deadline: args.timeout,
         };
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
+        let shutdown = crate::shutdown::on_signal();
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
             writeln!(out, "listening on {addr}")?;
         }
         out.flush()?;
         drop(out);
-        let shutdown = crate::shutdown::on_signal();
         if let Some(path) = args.policy.clone() {
             tokio::spawn(reload_on_hangup(path, store, shutdown.clone()));
         }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{AnswerTimeouts, Sniff, answer, sniff};
-use crate::listener::accept_loop;
+use crate::listener::accept_loop_any;
 
 /// The policy being served; replaced whole on reload, read by every exchange.
 #[derive(Debug)]
@@ -198,30 +198,22 @@ impl PolicyServer {
     }
 
     /// Serves until `shutdown`, then lets exchanges in progress end (each within its deadline).
+    /// One accept loop over every listener, so a slot is taken only by a connection that is
+    /// there, whichever listener it came to.
     pub async fn run(self, shutdown: CancellationToken) -> Arc<PolicyStats> {
         let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
         let exchanges = TaskTracker::new();
-        let mut accept_loops = tokio::task::JoinSet::new();
-        for listener in self.listeners {
-            let context = Exchange {
-                store: Arc::clone(&self.store),
-                stats: Arc::clone(&self.stats),
-                deadline: self.config.deadline,
-            };
-            let handle = move |stream, peer| {
-                context.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let context = context.clone();
-                async move { exchange(stream, peer, &context).await }
-            };
-            accept_loops.spawn(accept_loop(
-                listener,
-                Arc::clone(&slots),
-                exchanges.clone(),
-                shutdown.clone(),
-                handle,
-            ));
-        }
-        while accept_loops.join_next().await.is_some() {}
+        let context = Exchange {
+            store: Arc::clone(&self.store),
+            stats: Arc::clone(&self.stats),
+            deadline: self.config.deadline,
+        };
+        let handle = |stream, peer, _listener: usize| {
+            context.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            let context = context.clone();
+            async move { exchange(stream, peer, &context).await }
+        };
+        accept_loop_any(self.listeners, slots, exchanges.clone(), shutdown, handle).await;
         exchanges.close();
         exchanges.wait().await;
         self.stats

@@ -60,6 +60,9 @@ pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         },
         buffer_size: args.buffer,
         max_connections: args.max_connections as usize,
+        ws_listen: args.websocket.ws_listen,
+        ws_on_tcp: args.websocket.ws_on_tcp,
+        websocket: args.websocket.config(args.max_frame)?,
     })
 }
 
@@ -96,8 +99,11 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
-        crate::listener::announce(proxy.local_addr()?)?;
         let shutdown = crate::shutdown::on_signal();
+        crate::listener::announce(proxy.local_addr()?)?;
+        if let Some(addr) = proxy.ws_local_addr()? {
+            crate::listener::announce_websocket(addr)?;
+        }
         let summary = proxy.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", summary.to_text())?;
         Ok(ExitCode::SUCCESS)

@@ -1,19 +1,74 @@
 //! One proxied connection: dial the upstream at once, relay both directions concurrently (the
 //! client's first bytes sniffed for a policy request meanwhile), and end it: a clean close on
-//! each side is passed on as a half-close, a failure on either side resets both.
+//! each side is passed on as a half-close, a failure on either side resets both. The client is
+//! a TCP stream or a WebSocket carrying the same byte stream (`Client`); the upstream is TCP.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::log::{Direction, Event, Stamp, What};
 use super::observe::{ConnState, Observer};
-use super::relay::{Ended, client_side, pump};
+use super::relay::{Ended, Opening, client_side, pump};
+use super::{Shared, Transport};
 use crate::policy;
+use crate::ws::{Prefixed, WsError, WsStream};
+
+/// A client connection the proxy relays: its TCP socket, and its two directions as byte streams.
+pub(super) trait Client: AsyncRead + AsyncWrite + Unpin + Send {
+    /// How the client connected, for the log.
+    const TRANSPORT: Transport;
+
+    /// The TCP socket underneath.
+    fn socket(&self) -> &TcpStream;
+
+    /// The reading and writing halves, usable at once.
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    );
+}
+
+impl Client for TcpStream {
+    const TRANSPORT: Transport = Transport::Tcp;
+
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    ) {
+        self.split()
+    }
+}
+
+impl Client for WsStream<Prefixed<TcpStream>> {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().get_ref()
+    }
+
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    ) {
+        tokio::io::split(self)
+    }
+}
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -38,7 +93,9 @@ impl Outcome {
         match self {
             Outcome::Closed => "closed",
             Outcome::PolicyAnswered => "policy_answered",
-            Outcome::ClientFailed(_) => "client_error",
+            Outcome::ClientFailed(error) => {
+                WsError::within(error).map_or("client_error", WsError::kind)
+            }
             Outcome::UpstreamFailed(_) => "upstream_error",
             Outcome::Unreachable(_) => "upstream_unreachable",
             Outcome::Shutdown => "shutdown",
@@ -56,25 +113,43 @@ impl Outcome {
         }
     }
 
-    /// Whether both sockets are reset rather than closed, to pass a failure on.
+    /// Whether the upstream is reset rather than closed, to pass a failure on.
     fn resets(&self) -> bool {
         matches!(
             self,
             Outcome::ClientFailed(_) | Outcome::UpstreamFailed(_) | Outcome::Unreachable(_)
         )
     }
+
+    /// Whether the client is reset too: not after a WebSocket refusal, whose Close says why.
+    fn resets_client(&self) -> bool {
+        match self {
+            Outcome::ClientFailed(error) => WsError::within(error).is_none(),
+            other => other.resets(),
+        }
+    }
+}
+
+/// A client as accepted: its stream, its address, and what was read from it already.
+pub(super) struct Accepted<C> {
+    pub(super) client: C,
+    pub(super) addr: SocketAddr,
+    pub(super) first: BytesMut,
 }
 
 /// Handles one accepted client until both sides are done.
-pub(super) async fn handle(
+pub(super) async fn handle<C: Client>(
     shared: Arc<Shared>,
     conn: u64,
-    mut client: TcpStream,
-    client_addr: SocketAddr,
+    accepted: Accepted<C>,
     shutdown: CancellationToken,
 ) {
+    let Accepted {
+        mut client,
+        addr: client_addr,
+        first,
+    } = accepted;
     shared.stats.opened();
-    let _ = client.set_nodelay(true);
     let target = &shared.config.upstream;
     let dialed = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(target))
         .await
@@ -82,7 +157,7 @@ pub(super) async fn handle(
     let state = ConnState::default();
     let (outcome, c2s, s2c) = match dialed {
         Err(error) => {
-            send(&shared, conn, open(client_addr, target.clone()));
+            send(&shared, conn, open::<C>(client_addr, target.clone()));
             (Outcome::Unreachable(error), 0, 0)
         }
         Ok(mut upstream) => {
@@ -90,10 +165,11 @@ pub(super) async fn handle(
             let peer = upstream
                 .peer_addr()
                 .map_or(target.clone(), |a| a.to_string());
-            send(&shared, conn, open(client_addr, peer));
+            send(&shared, conn, open::<C>(client_addr, peer));
             let sockets = Sockets {
                 client: &mut client,
                 client_addr,
+                first,
                 upstream: &mut upstream,
             };
             let (outcome, c2s, s2c) = relay(&shared, conn, &state, sockets, &shutdown).await;
@@ -103,11 +179,11 @@ pub(super) async fn handle(
                 }
                 other => other,
             };
-            end(&upstream, &outcome);
+            end(&upstream, outcome.resets());
             (outcome, c2s, s2c)
         }
     };
-    end(&client, &outcome);
+    end(client.socket(), outcome.resets_client());
     state
         .matcher
         .lock()
@@ -117,6 +193,7 @@ pub(super) async fn handle(
         reason: outcome.describe(),
         c2s,
         s2c,
+        transport: C::TRANSPORT,
     };
     if !matches!(outcome, Outcome::Closed) {
         tracing::debug!(conn, client = %client_addr, "connection ended: {}", outcome.describe());
@@ -125,8 +202,12 @@ pub(super) async fn handle(
     shared.stats.closed(outcome.kind(), c2s, s2c);
 }
 
-fn open(client: SocketAddr, upstream: String) -> What {
-    What::Open { client, upstream }
+fn open<C: Client>(client: SocketAddr, upstream: String) -> What {
+    What::Open {
+        client,
+        upstream,
+        transport: C::TRANSPORT,
+    }
 }
 
 fn send(shared: &Shared, conn: u64, what: What) {
@@ -142,26 +223,28 @@ fn send(shared: &Shared, conn: u64, what: What) {
 }
 
 /// Passes a failure on as a reset: with a zero linger, closing sends RST instead of FIN.
-fn end(stream: &TcpStream, outcome: &Outcome) {
-    if outcome.resets() {
+fn end(stream: &TcpStream, reset: bool) {
+    if reset {
         let _ = stream.set_zero_linger();
     }
 }
 
 /// The two sockets of a connection.
-struct Sockets<'s> {
-    client: &'s mut TcpStream,
+struct Sockets<'s, C> {
+    client: &'s mut C,
     client_addr: SocketAddr,
+    /// Bytes already read from the client.
+    first: BytesMut,
     upstream: &'s mut TcpStream,
 }
 
 /// Relays both directions until both close, either fails, the client asks for a policy to
 /// answer here, or shutdown. Returns how it ended and the bytes relayed each way.
-async fn relay(
+async fn relay<C: Client>(
     shared: &Shared,
     conn: u64,
     state: &ConnState,
-    sockets: Sockets<'_>,
+    sockets: Sockets<'_, C>,
     shutdown: &CancellationToken,
 ) -> (Outcome, u64, u64) {
     let size = shared.config.buffer_size;
@@ -169,10 +252,9 @@ async fn relay(
     let mut c2s = Observer::new(Direction::ClientToServer, conn, shared, state);
     let mut s2c = Observer::new(Direction::ServerToClient, conn, shared, state);
     let outcome = {
-        let (mut client_read, mut client_write) = sockets.client.split();
+        let (mut client_read, mut client_write) = sockets.client.halves();
         let (mut upstream_read, mut upstream_write) = sockets.upstream.split();
-        let answer = shared.policy.is_some();
-        let forwarded = || {
+        let on_policy_forwarded = || {
             state
                 .policy_exchange
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -183,14 +265,18 @@ async fn relay(
             );
         };
         let held = &shared.stats.held;
+        let opening = Opening {
+            first: sockets.first,
+            answer: shared.policy.is_some(),
+            on_policy_forwarded,
+        };
         let up = client_side(
             &mut client_read,
             &mut upstream_write,
+            opening,
             &mut c2s_buffer,
             &mut c2s,
             held,
-            answer,
-            forwarded,
         );
         let down = pump(
             &mut upstream_read,
@@ -246,7 +332,7 @@ async fn answer_policy(
     shared: &Shared,
     conn: u64,
     client_addr: SocketAddr,
-    client: &mut TcpStream,
+    client: &mut impl Client,
 ) -> Outcome {
     let Some(policy) = &shared.policy else {
         return Outcome::Closed;

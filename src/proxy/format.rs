@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value as Json, json};
 
+use super::Transport;
 use super::decode::{Content, Decoded};
 use super::log::{Direction, Event, FrameEntry, What};
 use crate::codec::display::compact;
@@ -26,7 +27,11 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
     line.insert("t".into(), json!(rfc3339(event.at.wall)));
     line.insert("conn".into(), json!(event.conn));
     match &event.what {
-        What::Open { client, upstream } => open_fields(client, upstream, &mut line),
+        What::Open {
+            client,
+            upstream,
+            transport,
+        } => open_fields(client, upstream, *transport, &mut line),
         What::Policy {
             client,
             action,
@@ -39,8 +44,14 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
                 line.insert("error".into(), json!(error));
             }
         }
-        What::Close { reason, c2s, s2c } => {
+        What::Close {
+            reason,
+            c2s,
+            s2c,
+            transport,
+        } => {
             line.insert("event".into(), json!("close"));
+            line.insert("transport".into(), json!(transport.name()));
             line.insert("reason".into(), json!(reason));
             line.insert("c2s_bytes".into(), json!(c2s));
             line.insert("s2c_bytes".into(), json!(s2c));
@@ -56,11 +67,13 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
 pub(super) fn open_fields(
     client: &std::net::SocketAddr,
     upstream: &str,
+    transport: Transport,
     line: &mut Map<String, Json>,
 ) {
     line.insert("event".into(), json!("open"));
     line.insert("client".into(), json!(client.to_string()));
     line.insert("upstream".into(), json!(upstream));
+    line.insert("transport".into(), json!(transport.name()));
 }
 
 fn frame_fields(entry: &FrameEntry, line: &mut Map<String, Json>) {
@@ -118,8 +131,13 @@ pub fn terminal_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
     let clock = time.get(11..26).unwrap_or(&time);
     let conn = event.conn;
     match &event.what {
-        What::Open { client, upstream } => {
-            writeln!(out, "{clock} #{conn} open {client} => {upstream}")
+        What::Open {
+            client,
+            upstream,
+            transport,
+        } => {
+            let via = transport.label();
+            writeln!(out, "{clock} #{conn} open {client}{via} => {upstream}")
         }
         What::Policy {
             client,
@@ -135,9 +153,15 @@ pub fn terminal_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
                 "{clock} #{conn} policy request from {client}: {action}{error}"
             )
         }
-        What::Close { reason, c2s, s2c } => writeln!(
+        What::Close {
+            reason,
+            c2s,
+            s2c,
+            transport,
+        } => writeln!(
             out,
-            "{clock} #{conn} close ({reason}), {c2s} B up, {s2c} B down"
+            "{clock} #{conn} close{} ({reason}), {c2s} B up, {s2c} B down",
+            transport.label()
         ),
         What::Frame(entry) => {
             let arrow = match entry.dir {

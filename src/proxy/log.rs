@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::Transport;
 use super::decode::{Decoded, Rpc};
 use super::format::{json_line, terminal_line};
 use super::latency::LatencyBook;
@@ -88,6 +89,8 @@ pub enum What {
         client: SocketAddr,
         /// The upstream's address, or the target as given when it could not be reached.
         upstream: String,
+        /// How the client connected.
+        transport: Transport,
     },
     /// The client's first bytes were a policy request.
     Policy {
@@ -106,6 +109,8 @@ pub enum What {
         c2s: u64,
         /// Bytes relayed server to client.
         s2c: u64,
+        /// How the client connected.
+        transport: Transport,
     },
     /// A frame, or a framing problem, in one direction.
     Frame(Box<FrameEntry>),

@@ -2,8 +2,10 @@
 //! each frame decoded. Per connection (`connection.rs`): dial the upstream, relay both ways
 //! (`relay.rs`), and show an observer (`observe.rs`) a copy of each chunk, which frames it
 //! (`tap.rs`), decodes it (`decode.rs`), matches replies to requests (`latency.rs`) and queues
-//! log events for one writer thread (`log.rs`, `format.rs`, `record.rs`).
+//! log events for one writer thread (`log.rs`, `format.rs`, `record.rs`). Clients connect over
+//! TCP or WebSocket (`accept.rs`); the upstream is always TCP.
 
+mod accept;
 pub mod command;
 mod connection;
 pub mod decode;
@@ -28,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::DecodeOptions;
-use crate::listener::accept_loop;
+use crate::listener::{accept_loop_any, bind};
 use crate::policy::PolicySource;
+use crate::ws::WsConfig;
+use accept::Listener;
+pub use accept::UPGRADE_WAIT;
 use latency::LatencyBook;
 use log::{Filter, LogSender, LogWriter, Outputs};
 pub use stats::{ProxyStats, StatsSnapshot, Summary};
@@ -58,8 +63,41 @@ pub struct ProxyConfig {
     pub outputs: Outputs,
     /// Relay buffer per direction per connection, in bytes.
     pub buffer_size: usize,
-    /// Connections relayed at once; more wait in the listen backlog.
+    /// Connections relayed at once, over both listeners; more wait in the listen backlog.
     pub max_connections: usize,
+    /// A second address accepting WebSocket clients (as Ruffle's socket proxy makes), if any.
+    pub ws_listen: Option<SocketAddr>,
+    /// The main port also accepts WebSocket upgrades (told apart by their `GET `).
+    pub ws_on_tcp: bool,
+    /// How WebSocket clients are accepted, on either port.
+    pub websocket: WsConfig,
+}
+
+/// How a client reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection carrying the byte stream itself.
+    Tcp,
+    /// A WebSocket whose binary messages carry the byte stream.
+    WebSocket,
+}
+
+impl Transport {
+    /// `tcp` or `websocket`, as the JSON log says.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket => "websocket",
+        }
+    }
+
+    /// What the terminal line adds after the client: nothing for TCP.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "",
+            Transport::WebSocket => " (WebSocket)",
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +120,9 @@ impl Default for ProxyConfig {
             },
             buffer_size: 16 * 1024,
             max_connections: 10_000,
+            ws_listen: None,
+            ws_on_tcp: false,
+            websocket: WsConfig::for_frames(crate::frame::DEFAULT_MAX_FRAME_LEN),
         }
     }
 }
@@ -103,6 +144,7 @@ pub(crate) struct Shared {
 /// A bound proxy, ready to run.
 pub struct Proxy {
     listener: TcpListener,
+    ws_listener: Option<TcpListener>,
     shared: Arc<Shared>,
     writer: LogWriter,
 }
@@ -110,9 +152,11 @@ pub struct Proxy {
 impl Proxy {
     /// Binds the listening socket and opens the log and recording files.
     pub async fn bind(config: ProxyConfig) -> anyhow::Result<Proxy> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = bind(config.listen).await?;
+        let ws_listener = match config.ws_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let latency = Arc::new(LatencyBook::new().context("cannot make a histogram")?);
         let header = record::Header {
@@ -137,6 +181,7 @@ impl Proxy {
         };
         Ok(Proxy {
             listener,
+            ws_listener,
             shared: Arc::new(shared),
             writer,
         })
@@ -145,6 +190,14 @@ impl Proxy {
     /// The address actually bound (its port, when port 0 was asked for).
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The WebSocket listener's address, when there is one.
+    pub fn ws_local_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match &self.ws_listener {
+            Some(listener) => Ok(Some(listener.local_addr()?)),
+            None => Ok(None),
+        }
     }
 
     /// The live counters.
@@ -162,6 +215,7 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) -> Summary {
         let Proxy {
             listener,
+            ws_listener,
             shared,
             writer,
         } = self;
@@ -171,11 +225,20 @@ impl Proxy {
         let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
         let handlers = TaskTracker::new();
         let ids = AtomicU64::new(1);
-        let handle = |stream, remote| {
+        let mut listeners = vec![listener];
+        listeners.extend(ws_listener);
+        let handle = |stream, remote, index| {
             let conn = ids.fetch_add(1, Ordering::Relaxed);
-            connection::handle(Arc::clone(&shared), conn, stream, remote, shutdown.clone())
+            // The WebSocket listener, when there is one, comes second.
+            let listener = if index == 0 {
+                Listener::Main
+            } else {
+                Listener::WebSocket
+            };
+            let shared = Arc::clone(&shared);
+            accept::accepted(shared, conn, stream, remote, listener, shutdown.clone())
         };
-        accept_loop(listener, slots, handlers.clone(), shutdown.clone(), handle).await;
+        accept_loop_any(listeners, slots, handlers.clone(), shutdown.clone(), handle).await;
         handlers.close();
         handlers.wait().await;
         let stats = shared.stats.snapshot();

@@ -68,7 +68,11 @@ impl Recorder {
         line.insert("at_us".into(), json!(at.as_micros() as u64));
         line.insert("conn".into(), json!(event.conn));
         match &event.what {
-            What::Open { client, upstream } => open_fields(client, upstream, &mut line),
+            What::Open {
+                client,
+                upstream,
+                transport,
+            } => open_fields(client, upstream, *transport, &mut line),
             What::Policy { action, .. } => {
                 line.insert("event".into(), json!("policy"));
                 line.insert("action".into(), json!(action));

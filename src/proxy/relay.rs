@@ -97,30 +97,46 @@ async fn forward<W: AsyncWrite + Unpin>(
     at: Stamp,
 ) -> Result<(), Ended> {
     held.add(chunk.len());
-    let written = writer.write_all(chunk).await;
+    // A WebSocket client's writer queues messages until flushed; for TCP the flush is free.
+    let written = match writer.write_all(chunk).await {
+        Ok(()) => writer.flush().await,
+        Err(error) => Err(error),
+    };
     held.remove(chunk.len());
     written.map_err(Ended::WriteFailed)?;
     observer.observe(chunk, at);
     Ok(())
 }
 
+/// How the client side starts.
+pub(super) struct Opening<F> {
+    /// Bytes already read from the client (while telling a WebSocket upgrade from traffic).
+    pub(super) first: BytesMut,
+    /// Whether a policy request is answered here (else it goes upstream).
+    pub(super) answer: bool,
+    /// Called when a policy request goes upstream.
+    pub(super) on_policy_forwarded: F,
+}
+
 /// The client side: waits for the first bytes to tell a policy request from traffic (the
 /// upstream's bytes flow meanwhile), forwards what was read, then relays like `pump`.
-/// `answer` says whether a policy request is answered here (else it goes upstream).
 pub(super) async fn client_side<R, W>(
     reader: &mut R,
     writer: &mut W,
+    opening: Opening<impl FnOnce()>,
     buffer: &mut [u8],
     observer: &mut Observer<'_>,
     held: &Held,
-    answer: bool,
-    on_policy_forwarded: impl FnOnce(),
 ) -> Ended
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut first = BytesMut::new();
+    let Opening {
+        mut first,
+        answer,
+        on_policy_forwarded,
+    } = opening;
     let sniffed = policy::sniff(reader, &mut first, false).await;
     let at = Stamp::now();
     match sniffed {

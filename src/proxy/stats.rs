@@ -15,6 +15,7 @@ pub struct ProxyStats {
     accepted: AtomicU64,
     active: AtomicU64,
     policy_answered: AtomicU64,
+    websocket: AtomicU64,
     c2s_bytes: AtomicU64,
     s2c_bytes: AtomicU64,
     /// Bytes read and not yet written on.
@@ -31,6 +32,8 @@ pub struct StatsSnapshot {
     pub active: u64,
     /// Policy requests answered by the proxy.
     pub policy_answered: u64,
+    /// Clients whose WebSocket handshake succeeded.
+    pub websocket: u64,
     /// Bytes relayed client to server, over ended connections.
     pub c2s_bytes: u64,
     /// Bytes relayed server to client, over ended connections.
@@ -59,6 +62,10 @@ impl ProxyStats {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub(super) fn websocket_opened(&self) {
+        self.websocket.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn policy_answered(&self) {
         self.policy_answered.fetch_add(1, Ordering::Relaxed);
     }
@@ -70,6 +77,7 @@ impl ProxyStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
             policy_answered: self.policy_answered.load(Ordering::Relaxed),
+            websocket: self.websocket.load(Ordering::Relaxed),
             c2s_bytes: self.c2s_bytes.load(Ordering::Relaxed),
             s2c_bytes: self.s2c_bytes.load(Ordering::Relaxed),
             held_peak: self.held.peak(),
@@ -103,8 +111,9 @@ impl Summary {
             .collect();
         let _ = writeln!(
             text,
-            "connections: {} accepted, {} policy answered; ended: {}; relayed {} B up, {} B down",
+            "connections: {} accepted ({} WebSocket), {} policy answered; ended: {}; relayed {} B up, {} B down",
             stats.accepted,
+            stats.websocket,
             stats.policy_answered,
             if closes.is_empty() {
                 "none".into()

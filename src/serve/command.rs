@@ -12,7 +12,6 @@ use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
 use crate::policy;
 use crate::rpc::{PeerConfig, PingConfig};
-use crate::ws::WsConfig;
 
 /// Builds the server's configuration from the command line, reading the files it names.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -34,11 +33,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if ping.is_some_and(|ping| ping.interval.is_zero() || ping.timeout.is_zero()) {
         bail!("--ping-interval and --ping-timeout must be above zero (or use --no-ping)");
     }
-    if let Some(origin) = args.ws_origin.iter().find(|origin| !is_origin(origin)) {
-        bail!(
-            "--ws-origin {origin:?} is not an origin: expected '*' or scheme://host[:port], e.g. 'http://127.0.0.1:8000'"
-        );
-    }
     Ok(ServeConfig {
         listen: args.listen,
         max_connections: args.max_connections as usize,
@@ -59,23 +53,10 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         policy,
         responses: Arc::new(responses),
         drain_timeout: args.drain_timeout,
-        ws_listen: args.ws_listen,
-        ws_on_tcp: args.ws_on_tcp,
-        websocket: WsConfig {
-            origins: args.ws_origin.clone(),
-            max_message_len: WsConfig::message_cap_for_frames(args.max_frame),
-            ..WsConfig::default()
-        },
+        ws_listen: args.websocket.ws_listen,
+        ws_on_tcp: args.websocket.ws_on_tcp,
+        websocket: args.websocket.config(args.max_frame)?,
     })
-}
-
-/// Whether `text` looks like a browser's Origin header (or is `*`).
-fn is_origin(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"));
-    text == "*"
-        || rest.is_some_and(|host| !host.is_empty() && !host.trim_end_matches('/').contains('/'))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then prints its counters.
@@ -84,13 +65,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
+        let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "WebSocket listening on {addr}")?;
-            out.flush()?;
+            crate::listener::announce_websocket(addr)?;
         }
-        let shutdown = crate::shutdown::on_signal();
         let snapshot = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
         Ok(ExitCode::SUCCESS)

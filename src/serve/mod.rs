@@ -13,13 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::listener::accept_loop_any;
+use crate::listener::{accept_loop_any, bind};
 pub use crate::policy::PolicySource;
 use crate::rpc::PeerConfig;
 use crate::ws::WsConfig;
@@ -67,12 +66,7 @@ impl Default for ServeConfig {
             drain_timeout: Duration::from_secs(10),
             ws_listen: None,
             ws_on_tcp: false,
-            websocket: WsConfig {
-                max_message_len: WsConfig::message_cap_for_frames(
-                    crate::frame::DEFAULT_MAX_FRAME_LEN,
-                ),
-                ..WsConfig::default()
-            },
+            websocket: WsConfig::for_frames(crate::frame::DEFAULT_MAX_FRAME_LEN),
         }
     }
 }
@@ -157,10 +151,4 @@ impl Server {
         handlers.wait().await;
         stats.snapshot()
     }
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
 }

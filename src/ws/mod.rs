@@ -59,6 +59,14 @@ impl WsConfig {
             .max(MIN_MESSAGE_LEN)
     }
 
+    /// The default configuration, with a message cap fitting frames of up to `max_frame_len`.
+    pub fn for_frames(max_frame_len: usize) -> WsConfig {
+        WsConfig {
+            max_message_len: WsConfig::message_cap_for_frames(max_frame_len),
+            ..WsConfig::default()
+        }
+    }
+
     /// Whether a handshake carrying this Origin header (or none) may connect.
     pub fn allows_origin(&self, origin: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
@@ -74,6 +82,30 @@ impl WsConfig {
             .max_message_size(Some(self.max_message_len))
             .max_frame_size(Some(self.max_message_len))
     }
+}
+
+/// An `--ws-origin` value that is neither `*` nor an origin.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--ws-origin {0:?} is not an origin: expected '*' or scheme://host[:port], e.g. 'http://127.0.0.1:8000'"
+)]
+pub struct BadOrigin(pub String);
+
+/// Checks that every allowed origin is `*` or looks like a browser's Origin header.
+pub fn check_origins(origins: &[String]) -> Result<(), BadOrigin> {
+    match origins.iter().find(|origin| !is_origin(origin)) {
+        Some(origin) => Err(BadOrigin(origin.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Whether `text` looks like a browser's Origin header (or is `*`).
+fn is_origin(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    text == "*"
+        || rest.is_some_and(|host| !host.is_empty() && !host.trim_end_matches('/').contains('/'))
 }
 
 /// Why a WebSocket connection was refused or ended badly.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -135,6 +136,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                 return Poll::Ready(Ok(()));
             }
             if this.input_ended {
+                // Send the answer to the peer's Close now, not at our next write: a relay may
+                // not write again for a long while.
+                let _ = ready!(Pin::new(&mut this.inner).poll_flush(cx));
                 return Poll::Ready(Ok(()));
             }
             let next = ready!(Pin::new(&mut this.inner).poll_next(cx));
@@ -183,10 +187,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     }
 }
 
-/// A tungstenite failure as an I/O error, keeping the I/O error itself when it is one.
+/// A tungstenite failure as an I/O error, keeping the I/O error itself when it is one. Writing
+/// after the Close handshake is a broken pipe, as writing to a closed socket.
 fn to_io(error: tungstenite::Error) -> io::Error {
     match error {
         tungstenite::Error::Io(error) => error,
+        tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the WebSocket is closed: its Close handshake is done",
+        ),
         other => io::Error::new(io::ErrorKind::InvalidData, WsError::Protocol(other)),
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod proxy;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -96,6 +97,11 @@ pub fn object(members: Vec<(&'static str, Value)>) -> Value {
             .map(|(name, value)| (Str::new_static(name), value))
             .collect(),
     )
+}
+
+/// Parameters {text: value}.
+pub fn text_param(value: &str) -> Value {
+    object(vec![("text", Value::string(value))])
 }
 
 /// A request envelope.

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end test with a real Flash runtime: a SWF built from swf/Main.hx with Haxe runs under
 # Ruffle's web build (npm @ruffle-rs/ruffle, pinned in package.json) in Debian's headless
-# chromium, and talks AMF Socket RPC over WebSocket to `amf-bench serve`. Each leg starts the
-# server, lets the SWF call echo and push, answer pings and report what it decoded, then checks
-# the SWF's report (driver.mjs) and the server's counters, and keeps a screenshot.
+# chromium, and talks AMF Socket RPC over WebSocket to `amf-bench serve`, directly or through
+# `amf-bench proxy`. Each leg starts the server, lets the SWF call echo and push, answer pings
+# and report what it decoded, then checks the SWF's report (driver.mjs) and the server's
+# counters (and the proxy's log), and keeps a screenshot.
 #
-#   tests/e2e/run.sh [--install] [LEG...]     legs: ws-listen ws-on-tcp (default: all)
+#   tests/e2e/run.sh [--install] [LEG...]     legs: ws-listen ws-on-tcp proxy (default: all)
 #
 # --install: apt-get install what is missing (haxe, chromium, npm) and `npm ci` the browser
 # side into target/e2e/node. Exit status: 0 passed, 1 failed, 77 skipped (the reason printed).
-# Outputs in target/e2e/: LEG.png (screenshot), LEG.report.json, LEG.serve.out (counters).
+# Outputs in target/e2e/: LEG.png (screenshot), LEG.report.json, LEG.serve.out (counters),
+# and for the proxy leg proxy.log.jsonl (its JSON log) and proxy.out (its summary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -95,15 +97,32 @@ start_serve() {
     fi
 }
 
-# SIGTERM, then waits (at most 20 s) for the counters the server prints on its way out.
-stop_serve() {
-    kill -TERM "$SERVE_PID"
+# SIGTERM to PID, then waits (at most 20 s) for what it prints on its way out.
+stop_process() {
+    local pid=$1 name=$2
+    kill -TERM "$pid"
     for _ in $(seq 200); do
-        kill -0 "$SERVE_PID" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -0 "$SERVE_PID" 2>/dev/null && fail "the server did not stop within 20 s"
-    wait "$SERVE_PID" || fail "the server exited with status $?"
+    kill -0 "$pid" 2>/dev/null && fail "the $name did not stop within 20 s"
+    wait "$pid" || fail "the $name exited with status $?"
+}
+
+stop_serve() { stop_process "$SERVE_PID" server; }
+
+# Starts `amf-bench proxy` with a WebSocket listener in front of $SERVE_ADDR, allowing the
+# page's origin and logging JSON to $PROXY_LOG; sets PROXY_PID and PROXY_WS_ADDR.
+start_proxy() {
+    local out=$E2E/proxy.out
+    PROXY_LOG=$E2E/proxy.log.jsonl
+    : >"$out"
+    "$BIN" proxy --listen 127.0.0.1:0 --ws-listen 127.0.0.1:0 --upstream "$SERVE_ADDR" \
+        --ws-origin "http://127.0.0.1:$HTTP_PORT" --log "$PROXY_LOG" --quiet \
+        >"$out" 2>"$E2E/proxy.log" &
+    PROXY_PID=$!
+    STARTED+=("$PROXY_PID")
+    PROXY_WS_ADDR=$(read_line "$out" "WebSocket listening on ")
 }
 
 # Opens the page with Ruffle's socketProxy pointing at WS_URL; the driver checks the report.
@@ -118,12 +137,13 @@ run_swf() {
 }
 
 # What the server received from the SWF, from the counters it printed on shutdown: one
-# WebSocket connection, both echoes (the call and the report) and the push, the report message,
-# and an orderly end (no ping timeout, no refused or bad frame).
+# connection (WebSocket unless WS_CONNECTIONS, the first argument, says 0), both echoes (the
+# call and the report) and the push, the report message, and an orderly end (no ping timeout,
+# no refused or bad frame).
 check_counters() {
-    local out=$E2E/$LEG.serve.out
+    local out=$E2E/$LEG.serve.out ws_connections=${1:-1}
     for expected in \
-        "connections: 1 accepted, 0 open; policy requests: 0; WebSocket connections: 1" \
+        "connections: 1 accepted, 0 open; policy requests: 0; WebSocket connections: $ws_connections" \
         "requests: echo 2, push 1" \
         "messages: swf_report 1" \
         "connection ends: peer_closed 1"; do
@@ -146,19 +166,51 @@ leg_ws_on_tcp() {
     check_counters
 }
 
-# The proxy's leg will be one more function: start_serve, then `amf-bench proxy --ws-listen`
-# in front of $SERVE_ADDR, run_swf on the proxy's WebSocket address, stop both, check_counters.
+# What the proxy logged of the SWF's connection: opened over WebSocket, the SWF's echo request
+# and its report message decoded with their commands, the server's replies and pings, an
+# orderly close; and its summary: one WebSocket client, closed by both sides.
+check_proxy_log() {
+    node -e '
+        const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n");
+        const log = lines.map((line) => JSON.parse(line));
+        const has = (what, test) => { if (!log.some(test)) throw new Error("no " + what); };
+        has("open over WebSocket", (e) => e.event === "open" && e.transport === "websocket");
+        has("echo request from the SWF", (e) => e.event === "frame" && e.dir === "c2s" &&
+            e.rpc?.type === "rpcRequest" && e.rpc.command === "echo" &&
+            e.value?.request?.params?.text === "h\u00e9llo w\u00f6rld");
+        has("echo reply", (e) => e.dir === "s2c" && e.rpc?.type === "rpcResponse" && e.rpc.command === "echo");
+        has("push request", (e) => e.dir === "c2s" && e.rpc?.command === "push");
+        has("report message", (e) => e.dir === "c2s" && e.rpc?.type === "rpcMessage" && e.rpc.command === "swf_report");
+        has("server ping", (e) => e.dir === "s2c" && e.rpc?.command === "amf_socket_ping");
+        has("WebSocket close", (e) => e.event === "close" && e.transport === "websocket" &&
+            e.reason === "closed by both sides");
+        if (log.some((e) => e.error)) throw new Error("a frame did not decode");
+    ' "$PROXY_LOG" || fail "the proxy's log ($PROXY_LOG) lacks the SWF's frames"
+    grep -q "^connections: 1 accepted (1 WebSocket), 0 policy answered; ended: closed 1;" \
+        "$E2E/proxy.out" || fail "the proxy's summary is not as expected: $(cat "$E2E/proxy.out")"
+}
+
+# SWF -> amf-bench proxy --ws-listen -> amf-bench serve: the server sees a TCP client.
+leg_proxy() {
+    start_serve
+    start_proxy
+    run_swf "ws://$PROXY_WS_ADDR"
+    stop_process "$PROXY_PID" proxy
+    stop_serve
+    check_counters 0
+    check_proxy_log
+}
 
 install=false
 legs=()
 for arg in "$@"; do
     case $arg in
         --install) install=true ;;
-        ws-listen | ws-on-tcp) legs+=("$arg") ;;
-        *) echo "usage: tests/e2e/run.sh [--install] [ws-listen] [ws-on-tcp]" >&2; exit 2 ;;
+        ws-listen | ws-on-tcp | proxy) legs+=("$arg") ;;
+        *) echo "usage: tests/e2e/run.sh [--install] [ws-listen] [ws-on-tcp] [proxy]" >&2; exit 2 ;;
     esac
 done
-[ ${#legs[@]} -gt 0 ] || legs=(ws-listen ws-on-tcp)
+[ ${#legs[@]} -gt 0 ] || legs=(ws-listen ws-on-tcp proxy)
 
 mkdir -p "$E2E"
 if $install; then

@@ -1,0 +1,125 @@
+//! What an accepted connection is, before anything is relayed: on the WebSocket listener, a
+//! handshake; on the main listener with `--ws-on-tcp`, a WebSocket upgrade or a raw client, told
+//! apart by the first bytes (`GET `); otherwise a raw client. A refused handshake is counted
+//! under its kind and never reaches the upstream.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::connection::{self, Accepted};
+use crate::sniff;
+use crate::ws::{self, Prefixed, UpgradeSniff};
+
+/// Which listener a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// `--listen`: raw clients, and WebSocket upgrades with `--ws-on-tcp`.
+    Main,
+    /// `--ws-listen`: every connection starts with a handshake.
+    WebSocket,
+}
+
+/// How long a client of the main port may stay silent (with `--ws-on-tcp`) before it is taken
+/// for a raw client: a browser sends its upgrade request as soon as it connects.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(1);
+
+/// Bytes read per attempt while looking for `GET `.
+const SNIFF_STEP: usize = 128;
+
+/// Takes an accepted connection to the relay, through a WebSocket handshake when it is one.
+pub(super) async fn accepted(
+    shared: Arc<Shared>,
+    conn: u64,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    listener: Listener,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut first = BytesMut::new();
+    let upgrade = match listener {
+        Listener::WebSocket => true,
+        Listener::Main if shared.config.ws_on_tcp => {
+            let sniffing = is_upgrade(&mut stream, &mut first);
+            match tokio::select! {
+                sniffed = sniffing => sniffed,
+                () = shutdown.cancelled() => return refused(&shared, "shutdown"),
+            } {
+                Ok(upgrade) => upgrade,
+                Err(_) => return refused(&shared, "client_error"),
+            }
+        }
+        Listener::Main => false,
+    };
+    let accepted = Accepted {
+        client: stream,
+        addr,
+        first,
+    };
+    if upgrade {
+        handshake(shared, conn, accepted, shutdown).await;
+    } else {
+        connection::handle(shared, conn, accepted, shutdown).await;
+    }
+}
+
+/// Reads the first bytes into `first` until they say whether they start a WebSocket upgrade; a
+/// client silent for `UPGRADE_WAIT`, or one that ends first, is a raw client.
+async fn is_upgrade(stream: &mut TcpStream, first: &mut BytesMut) -> io::Result<bool> {
+    let decide = |received: &[u8]| match ws::classify(received) {
+        UpgradeSniff::NeedMore => None,
+        UpgradeSniff::Upgrade => Some(true),
+        UpgradeSniff::Other => Some(false),
+    };
+    let sniffing = sniff::read_until_decided(stream, first, SNIFF_STEP, decide, false);
+    tokio::time::timeout(UPGRADE_WAIT, sniffing)
+        .await
+        .unwrap_or(Ok(false))
+}
+
+/// Completes the WebSocket handshake (replaying the bytes already read), then relays.
+async fn handshake(
+    shared: Arc<Shared>,
+    conn: u64,
+    accepted: Accepted<TcpStream>,
+    shutdown: CancellationToken,
+) {
+    let Accepted {
+        client,
+        addr,
+        first,
+    } = accepted;
+    let handshake = ws::accept(Prefixed::new(first, client), &shared.config.websocket);
+    let outcome = tokio::select! {
+        outcome = handshake => outcome,
+        () = shutdown.cancelled() => return refused(&shared, "shutdown"),
+    };
+    match outcome {
+        Ok(client) => {
+            shared.stats.websocket_opened();
+            let accepted = Accepted {
+                client,
+                addr,
+                first: BytesMut::new(),
+            };
+            connection::handle(shared, conn, accepted, shutdown).await;
+        }
+        Err(error) => {
+            tracing::info!(conn, client = %addr, "WebSocket connection refused: {error}");
+            refused(&shared, error.kind());
+        }
+    }
+}
+
+/// Counts a connection that ended before it was relayed.
+fn refused(shared: &Shared, kind: &'static str) {
+    shared.stats.opened();
+    shared.stats.closed(kind, 0, 0);
+}
