@@ -1,8 +1,10 @@
 //! Fault injection on loopback, bounded in time and count: 10,000 connections against the server
-//! of which many misbehave, 10,000 silent clients of the policy server, and load runs against
-//! servers that never reply or close after one reply. Each server runs as its own process, so the
-//! test's 10,000 sockets and the server's stay under the per-process file limit, and the server's
-//! peak memory (VmHWM) is printed for results/BENCHMARKS.md.
+//! of which many misbehave, 10,000 silent clients of the policy server, 1,000 connections of
+//! random chunks and bad frames through the proxy, a proxy whose upstream never reads, and load
+//! runs against servers that never reply or close after one reply. The big servers run as their
+//! own processes, so the test's sockets and theirs stay under the per-process file limit, and
+//! their peak memory (VmHWM) is printed for results/BENCHMARKS.md. (The proxy's upstream refused,
+//! reset mid-frame and client abort mid-frame are in tests/proxy.rs.)
 
 mod common;
 
@@ -18,6 +20,8 @@ use amf_bench::run::scenario::Scenario;
 use amf_bench::run::{RunResult, execute};
 use bytes::BytesMut;
 use common::process::Listening;
+use common::proxy::{TestProxy, proxy_config, temp_path};
+use common::relay::{TEST_MAX_DECODE, assert_exact, clients_through, hashing_upstream};
 use common::{object, request};
 use serde_json::Value as Json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -365,4 +369,76 @@ async fn run_against_a_server_that_closes_after_one_reply() {
         summary["connections"]["lost"]["server_closed"], 5,
         "{summary:#}"
     );
+}
+
+/// 1,000 connections at once through the proxy, each side sending valid, undecodable and
+/// oversize frames in random write sizes: every byte arrives unchanged on every connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_relays_1000_connections_of_bad_frames_byte_for_byte() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let upstream_results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let upstream = tokio::spawn(hashing_upstream(listener, Arc::clone(&upstream_results), 4));
+    let log = temp_path("faults.jsonl");
+    let mut config = proxy_config(upstream_addr, Some(log.clone()));
+    config.limits.max_decode = TEST_MAX_DECODE;
+    let proxy = TestProxy::start(config).await;
+    let clients = clients_through(proxy.addr, 1000, 4).await;
+    proxy.wait_idle(1000).await;
+    let summary = proxy.stop().await;
+    upstream.abort();
+    let upstream_results = upstream_results.lock().expect("lock").clone();
+    let frames = assert_exact(&clients, &upstream_results);
+    assert!(frames >= 2000, "{frames}");
+    assert_eq!(
+        summary.stats.closes.get("closed"),
+        Some(&1000),
+        "{summary:?}"
+    );
+    let _ = std::fs::remove_file(log);
+}
+
+/// An upstream that accepts and never reads: the client's writes stall once the socket buffers
+/// and the proxy's one relay buffer are full, and the proxy's memory stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_memory_stays_bounded_when_the_upstream_never_reads() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let proxy = Listening::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream_addr.to_string(),
+        "--quiet",
+    ]);
+    let mut client = connect(proxy.addr.parse().expect("an address")).await;
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let mut written = 0usize;
+    // Write until a 1 MiB write has made no progress for half a second (or 256 MiB went through,
+    // which would mean the proxy is buffering).
+    while written < 256 << 20 {
+        match tokio::time::timeout(Duration::from_millis(500), client.write_all(&chunk)).await {
+            Ok(Ok(())) => written += chunk.len(),
+            Ok(Err(error)) => panic!("the proxy dropped the client: {error}"),
+            Err(_) => break,
+        }
+    }
+    let peak = peak_kib(proxy.child.id());
+    eprintln!(
+        "proxy peak memory with an upstream that never reads: {peak} KiB after {} MiB accepted",
+        written >> 20
+    );
+    assert!(
+        written < 64 << 20,
+        "the writes stalled: {written} bytes accepted"
+    );
+    assert!(peak < 64 * 1024, "bounded memory: {peak} KiB");
+    holding.abort();
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,118 +17,23 @@ use amf_bench::proxy::tap::TapLimits;
 use amf_bench::rpc::PingConfig;
 use amf_bench::rpc::wire::encode_envelope;
 use amf_bench::rpc::{Encoding, Envelope};
-use common::proxy::{Noise, TestProxy, proxy_config, read_log, temp_path};
+use common::proxy::{TestProxy, proxy_config, read_log, temp_path};
+use common::relay::{TEST_MAX_DECODE, assert_exact, clients_through, hashing_upstream};
 use common::{RawClient, TestServer, WAIT, object, request};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// The tap's decode cap in the byte-exactness test: frames above it are oversize.
-const TEST_MAX_DECODE: usize = 16 * 1024;
-
-/// A stream of frames: valid echo requests, undecodable payloads and oversize frames. Returns
-/// the bytes and the number of frames.
-fn frame_stream(noise: &mut Noise, frames: usize) -> (Vec<u8>, usize) {
-    let mut out = Vec::new();
-    for index in 0..frames {
-        match noise.below(3) {
-            0 => {
-                let text = Value::string(&"x".repeat(noise.below(2000)));
-                let envelope = request(&format!("m{index}"), "echo", object(vec![("text", text)]));
-                let frame = encode_envelope(envelope, Encoding::Amf3, 1 << 20).expect("encodes");
-                out.extend_from_slice(&frame);
-            }
-            1 => {
-                let len = 1 + noise.below(3000);
-                let mut body = noise.bytes(len);
-                body[0] = 0x14; // not an AMF3 marker: never decodes
-                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                out.extend_from_slice(&body);
-            }
-            _ => {
-                let len = TEST_MAX_DECODE + noise.below(80_000);
-                let body = noise.bytes(len);
-                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                out.extend_from_slice(&body);
-            }
-        }
-    }
-    (out, frames)
-}
-
-/// Writes `bytes` in random sizes, then half-closes; returns the SHA-256 of what was written.
-async fn write_randomly(
-    writer: &mut (impl AsyncWriteExt + Unpin),
-    bytes: &[u8],
-    noise: &mut Noise,
-) -> Vec<u8> {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(noise.write_size().min(rest.len()));
-        writer.write_all(chunk).await.expect("writes");
-        rest = after;
-    }
-    writer.shutdown().await.expect("half-closes");
-    Sha256::digest(bytes).to_vec()
-}
-
-/// Reads to the end; returns the SHA-256 and the length of what arrived.
-async fn read_all(reader: &mut (impl AsyncReadExt + Unpin)) -> (Vec<u8>, usize) {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut total = 0;
-    loop {
-        let read = reader.read(&mut buffer).await.expect("reads");
-        if read == 0 {
-            return (hasher.finalize().to_vec(), total);
-        }
-        hasher.update(&buffer[..read]);
-        total += read;
-    }
-}
-
-/// What each side of one connection sent and received.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Exchange {
-    sent: Vec<u8>,
-    received: Vec<u8>,
-}
-
-/// An upstream that, per connection, sends its own frame stream in random writes while hashing
-/// everything it receives, and half-closes when done. The test matches its connections to the
-/// clients by the hash of what they received.
-async fn hashing_upstream(listener: TcpListener, results: Arc<Mutex<Vec<(Exchange, usize)>>>) {
-    let mut seed = 1u64;
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        seed += 1;
-        let results = Arc::clone(&results);
-        tokio::spawn(async move {
-            let mut noise = Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let (bytes, frames) = {
-                let frames = 1 + noise.below(12);
-                frame_stream(&mut noise, frames)
-            };
-            let (mut reader, mut writer) = stream.into_split();
-            let sending = write_randomly(&mut writer, &bytes, &mut noise);
-            let (sent, (received, _)) = tokio::join!(sending, read_all(&mut reader));
-            results
-                .lock()
-                .expect("lock")
-                .push((Exchange { sent, received }, frames));
-        });
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_connections_relay_every_byte_both_ways() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let upstream_addr = listener.local_addr().expect("bound");
     let upstream_results = Arc::new(Mutex::new(Vec::new()));
-    let upstream = tokio::spawn(hashing_upstream(listener, Arc::clone(&upstream_results)));
+    let upstream = tokio::spawn(hashing_upstream(
+        listener,
+        Arc::clone(&upstream_results),
+        12,
+    ));
     let log = temp_path("exact.jsonl");
     let mut config = proxy_config(upstream_addr, Some(log.clone()));
     config.limits = TapLimits {
@@ -137,50 +42,13 @@ async fn two_hundred_connections_relay_every_byte_both_ways() {
     };
     let proxy = TestProxy::start(config).await;
 
-    let mut clients = tokio::task::JoinSet::new();
-    for seed in 0..200u64 {
-        let addr = proxy.addr;
-        clients.spawn(async move {
-            let mut noise = Noise(0xA5A5_0000 + seed);
-            let (bytes, frames) = {
-                let frames = 1 + noise.below(12);
-                frame_stream(&mut noise, frames)
-            };
-            let stream = TcpStream::connect(addr).await.expect("connects");
-            let (mut reader, mut writer) = stream.into_split();
-            let sending = write_randomly(&mut writer, &bytes, &mut noise);
-            let (sent, (received, _)) = tokio::join!(sending, read_all(&mut reader));
-            (Exchange { sent, received }, frames)
-        });
-    }
-    let mut client_results = Vec::new();
-    while let Some(joined) = tokio::time::timeout(Duration::from_secs(60), clients.join_next())
-        .await
-        .expect("clients finish in time")
-    {
-        client_results.push(joined.expect("client task"));
-    }
+    let client_results = clients_through(proxy.addr, 200, 12).await;
     proxy.wait_idle(200).await;
     let summary = proxy.stop().await;
     upstream.abort();
 
     let upstream_results = upstream_results.lock().expect("lock").clone();
-    assert_eq!(upstream_results.len(), 200);
-    let upstream_by_received: HashMap<Vec<u8>, (Vec<u8>, usize)> = upstream_results
-        .iter()
-        .map(|(exchange, frames)| (exchange.received.clone(), (exchange.sent.clone(), *frames)))
-        .collect();
-    let mut frames_each_way = 0;
-    for (client, client_frames) in &client_results {
-        let (upstream_sent, upstream_frames) = upstream_by_received
-            .get(&client.sent)
-            .expect("the upstream received exactly what a client sent");
-        assert_eq!(
-            &client.received, upstream_sent,
-            "the client received exactly what the upstream sent"
-        );
-        frames_each_way += client_frames + upstream_frames;
-    }
+    let frames_each_way = assert_exact(&client_results, &upstream_results);
     assert_eq!(
         summary.stats.closes.get("closed"),
         Some(&200),

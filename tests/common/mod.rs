@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod relay;
 pub mod ws;
 
 use std::net::SocketAddr;
