@@ -235,6 +235,8 @@ pub struct LogWriter {
     stats_every: Option<Duration>,
     latency: Arc<LatencyBook>,
     reported_drops: u64,
+    /// The JSON line being written, reused from event to event.
+    line: String,
 }
 
 /// Opens the outputs and returns both ends of the queue; `recorder` writes the recording's
@@ -271,6 +273,7 @@ pub fn open(
         stats_every: outputs.stats_every,
         latency,
         reported_drops: 0,
+        line: String::new(),
     };
     Ok((sender, writer))
 }
@@ -334,7 +337,9 @@ impl LogWriter {
             return Ok(());
         }
         if let Some(json) = &mut self.json {
-            json_line(event, json)?;
+            self.line.clear();
+            json_line(event, &mut self.line);
+            json.write_all(self.line.as_bytes())?;
         }
         if self.terminal {
             terminal_line(event, &mut self.stdout)?;
