@@ -183,12 +183,24 @@ impl<'v, S: Sink> Writer<'v, '_, S> {
     }
 
     fn externalizable(&mut self, ext: &'v Externalizable) -> Result<(), RenderError> {
+        self.named(("$class", &ext.class_name), "$ext", |this| {
+            this.value(&ext.body)
+        })
+    }
+
+    /// `{"name key": "name", "key": ...}`, the second member written by `inner`.
+    fn named(
+        &mut self,
+        (name_key, name): (&str, &str),
+        key: &str,
+        inner: impl FnOnce(&mut Self) -> Result<(), RenderError>,
+    ) -> Result<(), RenderError> {
         self.out.open_object();
-        self.out.key("$class");
-        self.out.str(&ext.class_name);
+        self.out.key(name_key);
+        self.out.str(name);
         self.out.comma();
-        self.out.key("$ext");
-        self.value(&ext.body)?;
+        self.out.key(key);
+        inner(self)?;
         self.out.close_object();
         Ok(())
     }
@@ -208,14 +220,9 @@ impl<'v, S: Sink> Writer<'v, '_, S> {
     }
 
     fn object_vector(&mut self, vector: &'v ObjectVector) -> Result<(), RenderError> {
-        self.out.open_object();
-        self.out.key("$vobj");
-        self.out.str(&vector.type_name);
-        self.out.comma();
-        self.out.key("items");
-        self.items(&vector.items)?;
-        self.out.close_object();
-        Ok(())
+        self.named(("$vobj", &vector.type_name), "items", |this| {
+            this.items(&vector.items)
+        })
     }
 
     fn dictionary(&mut self, dict: &'v Dictionary) -> Result<(), RenderError> {
