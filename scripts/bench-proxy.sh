@@ -30,7 +30,8 @@ for size in 100B 1KiB 64KiB; do
         ratio="$(grep "^ratio $size $target/relay:" "$out" | awk '{ print $4 }' | median)"
         p99="$(grep "^latency $size $target:" "$out" | awk '{ print $8 }' | median)"
         added="$(grep "^added-p99 $size $target:" "$out" | awk '{ print $4 }' | median)"
-        cpu="$(grep "^cpu $size $target:" "$out" | awk '{ print $4 }' | median)"
+        # Only the proxy's rows have a CPU figure.
+        cpu="$({ grep "^cpu $size $target:" "$out" || true; } | awk '{ print $4 }' | median)"
         printf '%-6s %-11s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us  cpu %5s us/frame\n' \
             "$size" "$target" "$rate" "$ratio" "$p99" "$added" "$cpu"
     done
