@@ -15,7 +15,8 @@
 //! own; the proxy is a child process with `--threads 1` (plus its log writer thread).
 //! `scripts/bench-proxy.sh` runs this several times and reports medians.
 //!
-//! Run: `cargo bench --bench proxy [-- SECONDS]` (default 3 s per measurement).
+//! Run: `cargo bench --bench proxy [-- SECONDS]` (default 3 s per measurement). With
+//! `AMF_BENCH_PROXY_BIN=PATH`, the proxy run is that binary instead of this build's.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -80,13 +81,21 @@ fn main() -> BenchResult<()> {
         targets.push(("proxy-nolog", unlogged.addr));
         let mut rates = Vec::new();
         let mut p99s = Vec::new();
+        let pids = [
+            ("proxy", proxy.child.id()),
+            ("proxy-nolog", unlogged.child.id()),
+        ];
         for (target, addr) in &targets {
-            let rate = throughput(*addr, &frames, measure)?;
+            let pid = pids.iter().find(|(t, _)| t == target).map(|(_, pid)| *pid);
+            let (rate, cpu) = throughput(*addr, &frames, measure, pid)?;
             let latency = latency(*addr, &frames, measure)?;
             println!(
                 "throughput {name} {target}: {rate:.0} replies/s, {:.1} MB/s each way",
                 rate * frames.request_len() as f64 / 1e6
             );
+            if let Some(cpu) = cpu {
+                println!("cpu {name} {target}: {cpu:.2} us per frame");
+            }
             println!(
                 "latency {name} {target}: p50 {} us, p99 {} us, max {} us",
                 latency.value_at_quantile(0.5),
@@ -284,7 +293,10 @@ struct ProxyProcess {
 impl ProxyProcess {
     /// Starts the proxy; with `log`, every frame is also written to that file as JSON.
     fn start(upstream: SocketAddr, log: Option<&std::path::Path>) -> BenchResult<ProxyProcess> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_amf-bench"));
+        // `AMF_BENCH_PROXY_BIN` runs another build of the proxy, e.g. to compare before and after.
+        let program = std::env::var_os("AMF_BENCH_PROXY_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_amf-bench").into());
+        let mut command = Command::new(program);
         command
             .args([
                 "proxy",
@@ -344,8 +356,15 @@ fn runtime() -> BenchResult<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Replies per second with `CONNECTIONS` connections keeping `IN_FLIGHT` requests each.
-fn throughput(addr: SocketAddr, frames: &Arc<Frames>, measure: Duration) -> BenchResult<f64> {
+/// Replies per second with `CONNECTIONS` connections keeping `IN_FLIGHT` requests each, and
+/// with `pid`, the CPU time (user and system) that process spent per frame relayed (a request
+/// or a reply) over the same span, in microseconds.
+fn throughput(
+    addr: SocketAddr,
+    frames: &Arc<Frames>,
+    measure: Duration,
+    pid: Option<u32>,
+) -> BenchResult<(f64, Option<f64>)> {
     runtime()?.block_on(async {
         let replies = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
@@ -362,11 +381,35 @@ fn throughput(addr: SocketAddr, frames: &Arc<Frames>, measure: Duration) -> Benc
                 }
             });
         }
-        let rate = common::rate_over(&replies, WARM_UP, measure).await;
+        tokio::time::sleep(WARM_UP).await;
+        let before = (
+            replies.load(Ordering::Relaxed),
+            pid.map(cpu_time).transpose()?,
+        );
+        let started = Instant::now();
+        tokio::time::sleep(measure).await;
+        let counted = replies.load(Ordering::Relaxed) - before.0;
+        let cpu = match (before.1, pid.map(cpu_time).transpose()?) {
+            (Some(from), Some(to)) => Some((to - from).as_secs_f64() * 1e6 / (2 * counted) as f64),
+            _ => None,
+        };
+        let rate = counted as f64 / started.elapsed().as_secs_f64();
         stop.cancel();
         while tasks.join_next().await.is_some() {}
-        Ok(rate)
+        Ok((rate, cpu))
     })
+}
+
+/// The CPU time a process has used so far, user and system, from `/proc/PID/stat` (in clock
+/// ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_time(pid: u32) -> BenchResult<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields after the name start at 3 (state); utime and stime are fields 14 and 15.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut tick = || -> BenchResult<u64> { Ok(fields.next().ok_or("short stat")?.parse()?) };
+    let ticks = tick()? + tick()?;
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// Keeps `IN_FLIGHT` requests outstanding, sending the next id for each reply counted.

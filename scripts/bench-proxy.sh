@@ -3,7 +3,8 @@
 # figures and their medians: for frames of 100 B, 1 KiB and 64 KiB, replies per second direct,
 # through a plain tokio relay, through socat (installed here with apt-get when missing, skipped
 # when that fails) and through amf-bench proxy decoding and logging every frame to a file; the
-# ratios to the plain relay; and the p99 round trip each adds over direct at a moderate rate.
+# ratios to the plain relay; the p99 round trip each adds over direct at a moderate rate; and for
+# the proxy, the CPU time its process spends per frame relayed in the throughput test.
 # Usage: scripts/bench-proxy.sh [RUNS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,10 @@ for size in 100B 1KiB 64KiB; do
         ratio="$(grep "^ratio $size $target/relay:" "$out" | awk '{ print $4 }' | median)"
         p99="$(grep "^latency $size $target:" "$out" | awk '{ print $8 }' | median)"
         added="$(grep "^added-p99 $size $target:" "$out" | awk '{ print $4 }' | median)"
-        printf '%-6s %-11s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us\n' \
-            "$size" "$target" "$rate" "$ratio" "$p99" "$added"
+        # Only the proxy's rows have a CPU figure.
+        cpu="$({ grep "^cpu $size $target:" "$out" || true; } | awk '{ print $4 }' | median)"
+        printf '%-6s %-11s %9s replies/s  x%-6s vs relay   p99 %6s us  added p99 %6s us  cpu %5s us/frame\n' \
+            "$size" "$target" "$rate" "$ratio" "$p99" "$added" "$cpu"
     done
     dropped="$(grep "^proxy-log $size:" "$out" | awk '{ print $6 }' | median)"
     echo "$size    proxy log events dropped (median): $dropped"

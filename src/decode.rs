@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cli::DecodeArgs;
 use crate::codec::display::tree;
-use crate::codec::json::to_canonical_json;
+use crate::codec::json::canonical_json_text;
 use crate::codec::{DecodeOptions, Format, Limits, Value, decode_with};
 use crate::frame::{HEADER_LEN, parse_header, split_frame};
 use crate::rpc::Envelope;
@@ -97,7 +97,7 @@ struct Printer {
 impl Printer {
     fn print(&self, value: &Value, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
         let text = if self.json {
-            to_canonical_json(value, format, &self.options.limits)?.to_string()
+            canonical_json_text(value, format, &self.options.limits)?
         } else {
             tree(value, format, &self.options.limits)?
         };

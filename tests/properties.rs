@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use amf::Pair;
 use amf_bench::codec::externals::ARRAY_COLLECTION;
-use amf_bench::codec::json::to_canonical_json;
+use amf_bench::codec::json::{canonical_json_text, to_canonical_json};
 use amf_bench::codec::{
     self, Array, Dictionary, Externalizable, Format, Limits, Member, Object, ObjectVector, Value,
     Vector,
@@ -660,6 +660,68 @@ proptest! {
             .expect("a whole frame");
         prop_assert!(buffer.is_empty());
         prop_assert_eq!(&body[..], &codec::encode(&value, Format::Amf3).expect("encodes")[..]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One canonical form: the streaming writer against the original renderer
+// ---------------------------------------------------------------------------------------------
+
+mod canonical_oracle;
+
+/// Adds, at the end of every member list, a repeat of its first name and, for objects, a member
+/// named `$class`, each holding a leaf (so that no object-table index moves).
+fn with_repeated_names(value: &mut Value) {
+    let repeat = |members: &mut Vec<Member>, class: bool| {
+        if let Some((name, _)) = members.first() {
+            let name = name.clone();
+            members.push((name, Value::Integer(7)));
+        }
+        if class {
+            members.push(("$class".into(), Value::string("shadow")));
+        }
+    };
+    match value {
+        Value::Object(object) => repeat(&mut object.members, true),
+        Value::Array(array) => repeat(&mut array.assoc, false),
+        Value::EcmaArray(members) => repeat(members, false),
+        _ => {}
+    }
+    value.for_each_child_mut(&mut with_repeated_names);
+}
+
+/// The tree, the text and any error are exactly the original renderer's.
+fn check_same_as_oracle(value: &Value, format: Format) -> Result<(), TestCaseError> {
+    let tight = Limits {
+        expansion_floor: 64,
+        ..Limits::default()
+    };
+    for limits in [Limits::default(), tight] {
+        let oracle = canonical_oracle::render(value, format, &limits);
+        prop_assert_eq!(&to_canonical_json(value, format, &limits), &oracle);
+        let text = canonical_json_text(value, format, &limits);
+        prop_assert_eq!(text, oracle.map(|json| json.to_string()));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn amf3_streamed_json_is_the_original_form(mut value in amf3_value(FULL), repeat: bool) {
+        if repeat {
+            with_repeated_names(&mut value);
+        }
+        check_same_as_oracle(&value, Format::Amf3)?;
+    }
+
+    #[test]
+    fn amf0_streamed_json_is_the_original_form(mut value in amf0_value(FULL), repeat: bool) {
+        if repeat {
+            with_repeated_names(&mut value);
+        }
+        check_same_as_oracle(&value, Format::Amf0)?;
     }
 }
 

@@ -2,7 +2,7 @@
 //! to its canonical JSON or is rejected, every decodable one survives a re-encode, and the vectors
 //! written by reference-writing encoders re-encode to identical bytes.
 
-use amf_bench::codec::json::to_canonical_json;
+use amf_bench::codec::json::{canonical_json_text, to_canonical_json};
 use amf_bench::codec::{self, Format, Limits};
 use amf_bench::frame;
 use bytes::{Bytes, BytesMut};
@@ -44,8 +44,18 @@ fn byte_exact(vector: &Vector) -> bool {
         .contains(&vector.name.as_str())
 }
 
+mod canonical_oracle;
+
+/// The canonical JSON as a tree, after checking that the streamed text is byte for byte what the
+/// original renderer gives, and that the tree is the same too.
 fn canonical(value: &codec::Value, format: Format) -> Json {
-    to_canonical_json(value, format, &Limits::default()).expect("renders")
+    let limits = Limits::default();
+    let tree = to_canonical_json(value, format, &limits).expect("renders");
+    let oracle = canonical_oracle::render(value, format, &limits).expect("the oracle renders");
+    let text = canonical_json_text(value, format, &limits).expect("streams");
+    assert_eq!(text, oracle.to_string(), "streamed text of {value:?}");
+    assert_eq!(tree, oracle, "tree of {value:?}");
+    tree
 }
 
 fn check_file(file: &str, format: Format) -> (usize, usize, usize) {

@@ -189,45 +189,71 @@ pub enum Resolved<'v> {
 }
 
 /// Resolves references during a depth-first walk: finds targets, detects cycles, and bounds the
-/// work and the depth of the expanded tree.
+/// work and the depth of the expanded tree. What only references need (a scope's object table,
+/// the size of the tree for the budget) is worked out the first time it is needed, so a value
+/// without references, of modest size, costs no set-up walk.
 pub struct Resolver<'v> {
-    /// One table per scope entered; the last is the current one.
-    scopes: Vec<(Format, ObjectTable<'v>)>,
+    /// One scope per scope entered; the last is the current one.
+    scopes: Vec<Scope<'v>>,
     /// The containers being rendered, and whether each opened a scope.
     path: Vec<(&'v Value, bool)>,
     /// Containers on the path, as the decoder counts nesting: an AVM+ switch is not one.
     depth: usize,
-    budget: usize,
-    size: usize,
+    root: &'v Value,
+    limits: Limits,
+    /// The tree's size and the budget it gives, once the work done reaches the budget's floor.
+    budget: Option<(usize, usize)>,
     spent: usize,
-    max_depth: usize,
+}
+
+/// A scope: its root and format, and its object table once a reference needs it.
+struct Scope<'v> {
+    format: Format,
+    root: &'v Value,
+    table: Option<ObjectTable<'v>>,
+}
+
+impl<'v> Scope<'v> {
+    fn new(format: Format, root: &'v Value) -> Scope<'v> {
+        Scope {
+            format,
+            root,
+            table: None,
+        }
+    }
+
+    fn table(&mut self) -> &ObjectTable<'v> {
+        let (format, root) = (self.format, self.root);
+        self.table
+            .get_or_insert_with(|| ObjectTable::build(root, format))
+    }
 }
 
 impl<'v> Resolver<'v> {
     /// A resolver for walking `root`, a top-level value of `format`.
     pub fn new(root: &'v Value, format: Format, limits: &Limits) -> Resolver<'v> {
-        let size = tree_cost(root);
         Resolver {
-            scopes: vec![(format, ObjectTable::build(root, format))],
+            scopes: vec![Scope::new(format, root)],
             path: Vec::new(),
             depth: 0,
-            budget: limits.expansion_budget(size),
-            size,
+            root,
+            limits: *limits,
+            budget: None,
             spent: 0,
-            max_depth: limits.max_depth,
         }
     }
 
-    fn current(&self) -> &(Format, ObjectTable<'v>) {
+    fn current(&mut self) -> &mut Scope<'v> {
+        let last = self.scopes.len() - 1;
         // There is always the root scope.
-        &self.scopes[self.scopes.len() - 1]
+        &mut self.scopes[last]
     }
 
     /// Resolves the node met next in the walk and charges its cost to the budget.
     pub fn resolve(&mut self, node: &'v Value) -> Result<Resolved<'v>, RenderError> {
-        let (format, table) = self.current();
         let target = match node {
             Value::Reference(index) => {
+                let table = self.current().table();
                 table.get(*index).ok_or(RenderError::ReferenceOutOfRange {
                     index: *index,
                     len: table.len(),
@@ -235,7 +261,8 @@ impl<'v> Resolver<'v> {
             }
             other => other,
         };
-        if target.takes_table_entry(*format)
+        // Reached through a reference, a container's own children may be on the path too.
+        if target.takes_table_entry(self.current().format)
             && self
                 .path
                 .iter()
@@ -243,34 +270,43 @@ impl<'v> Resolver<'v> {
         {
             let index = match node {
                 Value::Reference(index) => *index,
-                _ => table.index_of(target).unwrap_or(0),
+                _ => self.current().table().index_of(target).unwrap_or(0),
             };
             return Ok(Resolved::Cycle(index));
         }
-        self.spent = self.spent.saturating_add(target.render_cost());
-        if self.spent > self.budget {
-            return Err(RenderError::ExpansionBudget {
-                budget: self.budget,
-                size: self.size,
-            });
-        }
+        self.charge(target)?;
         Ok(Resolved::Value(target))
+    }
+
+    /// Charges rendering `target` once to the work budget.
+    fn charge(&mut self, target: &Value) -> Result<(), RenderError> {
+        self.spent = self.spent.saturating_add(target.render_cost());
+        // The budget is never below its floor, so until then the tree's size is not needed.
+        if self.spent <= self.limits.expansion_floor {
+            return Ok(());
+        }
+        let (size, budget) = *self.budget.get_or_insert_with(|| {
+            let size = tree_cost(self.root);
+            (size, self.limits.expansion_budget(size))
+        });
+        if self.spent > budget {
+            return Err(RenderError::ExpansionBudget { budget, size });
+        }
+        Ok(())
     }
 
     /// Enters a resolved container before rendering its children.
     pub fn enter(&mut self, container: &'v Value) -> Result<(), RenderError> {
         let counts = !matches!(container, Value::Avmplus(_));
-        if counts && self.depth >= self.max_depth {
+        if counts && self.depth >= self.limits.max_depth {
             return Err(RenderError::TooDeep {
-                limit: self.max_depth,
+                limit: self.limits.max_depth,
             });
         }
         self.depth += usize::from(counts);
-        let (format, _) = self.current();
-        let scope = container.opens_scope(*format);
+        let scope = container.opens_scope(self.current().format);
         if let Some(scope_root) = scope {
-            self.scopes
-                .push((Format::Amf3, ObjectTable::build(scope_root, Format::Amf3)));
+            self.scopes.push(Scope::new(Format::Amf3, scope_root));
         }
         self.path.push((container, scope.is_some()));
         Ok(())

@@ -13,6 +13,7 @@ pub mod externals;
 pub mod graph;
 mod input;
 pub mod json;
+mod json_sink;
 pub mod limits;
 mod marker;
 pub mod value;

@@ -149,7 +149,7 @@ fn read_amf(frame: &Bytes, options: &DecodeOptions) -> Content {
 
 /// The envelope summary of a decoded payload, if it is an envelope.
 fn rpc_of(value: &Value) -> Option<Rpc> {
-    let envelope = Envelope::from_value(value).ok()?;
+    let envelope = Envelope::without_payload(value).ok()?;
     Some(Rpc {
         type_name: envelope.type_name(),
         command: envelope.command().map(Str::from),

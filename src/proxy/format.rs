@@ -1,17 +1,15 @@
 //! How events look: one JSON object per line for the log file (schema in the README), and one
 //! readable line per event for the terminal.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use serde_json::{Map, Value as Json, json};
-
-use super::Transport;
-use super::decode::{Content, Decoded};
+use super::decode::{Content, Decoded, Rpc};
 use super::log::{Direction, Event, FrameEntry, What};
 use crate::codec::display::compact;
-use crate::codec::json::to_canonical_json;
-use crate::codec::{Format, Limits};
+use crate::codec::json::{Sink, write_canonical_json};
+use crate::codec::{Format, Limits, Value};
 
 /// Characters of a value shown on a terminal line.
 const TERMINAL_VALUE_CHARS: usize = 160;
@@ -21,27 +19,36 @@ pub fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_micros(at).to_string()
 }
 
-/// Writes `event` as one JSON line.
-pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
-    let mut line = Map::new();
-    line.insert("t".into(), json!(rfc3339(event.at.wall)));
-    line.insert("conn".into(), json!(event.conn));
+/// Appends `event` to `line` as one JSON line, `\n` included (nothing for a chunk, which is
+/// only recorded). Written member by member straight into the text: no tree is built.
+pub fn json_line(event: &Event, line: &mut String) {
+    if matches!(event.what, What::Chunk { .. }) {
+        return;
+    }
+    let mut members = Members::open(line);
+    members.time("t", event.at.wall);
+    members.uint("conn", event.conn);
     match &event.what {
         What::Open {
             client,
             upstream,
             transport,
-        } => open_fields(client, upstream, *transport, &mut line),
+        } => {
+            members.str("event", "open");
+            members.str("client", &client.to_string());
+            members.str("upstream", upstream);
+            members.str("transport", transport.name());
+        }
         What::Policy {
             client,
             action,
             error,
         } => {
-            line.insert("event".into(), json!("policy"));
-            line.insert("client".into(), json!(client.to_string()));
-            line.insert("action".into(), json!(action));
+            members.str("event", "policy");
+            members.str("client", &client.to_string());
+            members.str("action", action);
             if let Some(error) = error {
-                line.insert("error".into(), json!(error));
+                members.str("error", error);
             }
         }
         What::Close {
@@ -50,78 +57,123 @@ pub fn json_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
             s2c,
             transport,
         } => {
-            line.insert("event".into(), json!("close"));
-            line.insert("transport".into(), json!(transport.name()));
-            line.insert("reason".into(), json!(reason));
-            line.insert("c2s_bytes".into(), json!(c2s));
-            line.insert("s2c_bytes".into(), json!(s2c));
+            members.str("event", "close");
+            members.str("transport", transport.name());
+            members.str("reason", reason);
+            members.uint("c2s_bytes", *c2s);
+            members.uint("s2c_bytes", *s2c);
         }
-        What::Frame(entry) => frame_fields(entry, &mut line),
-        What::Chunk { .. } => return Ok(()),
+        What::Frame(entry) => frame_members(entry, &mut members),
+        What::Chunk { .. } => {}
     }
-    serde_json::to_writer(&mut *out, &Json::Object(line))?;
-    out.write_all(b"\n")
+    members.close();
+    line.push('\n');
 }
 
-/// The members of an `open` event, in the log and the recording alike.
-pub(super) fn open_fields(
-    client: &std::net::SocketAddr,
-    upstream: &str,
-    transport: Transport,
-    line: &mut Map<String, Json>,
-) {
-    line.insert("event".into(), json!("open"));
-    line.insert("client".into(), json!(client.to_string()));
-    line.insert("upstream".into(), json!(upstream));
-    line.insert("transport".into(), json!(transport.name()));
+/// A JSON object being written into a line, one member at a time.
+struct Members<'o> {
+    out: &'o mut String,
+    first: bool,
 }
 
-fn frame_fields(entry: &FrameEntry, line: &mut Map<String, Json>) {
+impl<'o> Members<'o> {
+    fn open(out: &'o mut String) -> Members<'o> {
+        out.open_object();
+        Members { out, first: true }
+    }
+
+    /// Starts a member: its name; its value comes next.
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.comma();
+        }
+        self.first = false;
+        self.out.key(key);
+        self.out
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key).str(value);
+    }
+
+    fn uint(&mut self, key: &str, value: u64) {
+        self.key(key).uint(value);
+    }
+
+    fn hex(&mut self, key: &str, bytes: &[u8]) {
+        self.key(key).hex(bytes);
+    }
+
+    /// An RFC 3339 time, as `rfc3339` writes it.
+    fn time(&mut self, key: &str, at: SystemTime) {
+        let out = self.key(key);
+        out.push('"');
+        // Writing into a `String` cannot fail.
+        let _ = write!(out, "{}", humantime::format_rfc3339_micros(at));
+        out.push('"');
+    }
+
+    fn close(self) {
+        self.out.close_object();
+    }
+}
+
+fn frame_members(entry: &FrameEntry, members: &mut Members<'_>) {
     let Decoded { kind, len, content } = &entry.decoded;
-    line.insert("event".into(), json!(kind.name()));
-    line.insert("dir".into(), json!(entry.dir.name()));
-    line.insert("seq".into(), json!(entry.seq));
-    line.insert("len".into(), json!(len));
+    members.str("event", kind.name());
+    members.str("dir", entry.dir.name());
+    members.uint("seq", entry.seq);
+    members.uint("len", *len as u64);
     match content {
         Content::Amf { value, rpc } => {
             if let Some(rpc) = rpc {
-                line.insert(
-                    "rpc".into(),
-                    json!({ "type": rpc.type_name, "command": rpc.command.as_deref(), "messageId": &*rpc.message_id }),
-                );
+                rpc_member(rpc, members);
             }
             if let Some(latency) = entry.latency {
-                line.insert("latency_us".into(), json!(latency.as_micros() as u64));
+                members.uint("latency_us", latency.as_micros() as u64);
             }
-            match to_canonical_json(value, Format::Amf3, &Limits::default()) {
-                Ok(value) => {
-                    line.insert("value".into(), value);
-                }
-                Err(why) => {
-                    line.insert(
-                        "error".into(),
-                        json!(format!("cannot render the value: {why}")),
-                    );
-                    line.insert("hex".into(), json!(hex_prefix(entry.raw.as_deref())));
-                }
-            }
+            value_member(value, entry, members);
         }
-        Content::Text(text) => {
-            line.insert("value".into(), json!(text));
-        }
-        Content::Bytes(bytes) => {
-            line.insert("hex".into(), json!(hex::encode(bytes)));
-        }
+        Content::Text(text) => members.str("value", text),
+        Content::Bytes(bytes) => members.hex("hex", bytes),
         Content::Error { error, prefix } => {
-            line.insert("error".into(), json!(error));
-            line.insert("hex".into(), json!(hex::encode(prefix)));
+            members.str("error", error);
+            members.hex("hex", prefix);
         }
     }
 }
 
-fn hex_prefix(raw: Option<&[u8]>) -> String {
+fn rpc_member(rpc: &Rpc, members: &mut Members<'_>) {
+    let out = members.key("rpc");
+    out.open_object();
+    out.key("type");
+    out.str(rpc.type_name);
+    out.comma();
+    out.key("command");
+    match rpc.command.as_deref() {
+        Some(command) => out.str(command),
+        None => out.null(),
+    }
+    out.comma();
+    out.key("messageId");
+    out.str(&rpc.message_id);
+    out.close_object();
+}
+
+/// `"value"`: the canonical JSON, or, when it cannot be rendered, why and the frame's first bytes.
+fn value_member(value: &Value, entry: &FrameEntry, members: &mut Members<'_>) {
+    let mark = members.out.len();
+    let out = members.key("value");
+    if let Err(why) = write_canonical_json(value, Format::Amf3, &Limits::default(), out) {
+        members.out.truncate(mark);
+        members.str("error", &format!("cannot render the value: {why}"));
+        members.hex("hex", hex_prefix(entry.raw.as_deref()));
+    }
+}
+
+fn hex_prefix(raw: Option<&[u8]>) -> &[u8] {
     let raw = raw.unwrap_or_default();
-    hex::encode(&raw[..raw.len().min(super::tap::PREFIX_LEN)])
+    &raw[..raw.len().min(super::tap::PREFIX_LEN)]
 }
 
 /// Writes `event` as one readable line: time, connection, direction arrow, size, RPC kind,
@@ -202,7 +254,128 @@ fn summary(entry: &FrameEntry) -> String {
             let shown: String = text.chars().take(TERMINAL_VALUE_CHARS).collect();
             format!("{shown:?}")
         }
-        Content::Bytes(bytes) => hex_prefix(Some(bytes)),
+        Content::Bytes(bytes) => hex::encode(hex_prefix(Some(bytes))),
         Content::Error { error, prefix } => format!("!! {error} [{}]", hex::encode(prefix)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use serde_json::json;
+
+    use super::*;
+    use crate::codec::Str;
+    use crate::proxy::Transport;
+    use crate::proxy::decode::EntryKind;
+    use crate::proxy::log::Stamp;
+
+    fn event(what: What) -> Event {
+        Event {
+            at: Stamp {
+                wall: UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456),
+                mono: Instant::now(),
+            },
+            conn: 3,
+            what,
+            logged: true,
+        }
+    }
+
+    fn frame(content: Content, latency: Option<Duration>) -> What {
+        What::Frame(Box::new(FrameEntry {
+            dir: Direction::ServerToClient,
+            seq: 9,
+            decoded: Decoded {
+                kind: EntryKind::Frame,
+                len: 112,
+                content,
+            },
+            latency,
+            raw: None,
+        }))
+    }
+
+    fn line(what: What) -> String {
+        let mut line = String::new();
+        json_line(&event(what), &mut line);
+        line
+    }
+
+    const T: &str = "2026-11-18T11:06:40.123456Z";
+
+    /// Each line is byte for byte what serializing the README's schema with `serde_json` gives:
+    /// members in this order, escaped the same way.
+    #[test]
+    fn lines_are_the_schema_in_order() {
+        let client = "127.0.0.1:5".parse().expect("an address");
+        let open = What::Open {
+            client,
+            upstream: "up \"quoted\"\n".into(),
+            transport: Transport::WebSocket,
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "open", "client": "127.0.0.1:5", "upstream": "up \"quoted\"\n", "transport": "websocket"});
+        assert_eq!(line(open), format!("{expected}\n"));
+        let policy = What::Policy {
+            client,
+            action: "failed",
+            error: Some("no\tway".into()),
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "policy", "client": "127.0.0.1:5", "action": "failed", "error": "no\tway"});
+        assert_eq!(line(policy), format!("{expected}\n"));
+        let close = What::Close {
+            reason: "closed by both sides".into(),
+            c2s: 10,
+            s2c: u64::MAX,
+            transport: Transport::Tcp,
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "close", "transport": "tcp", "reason": "closed by both sides", "c2s_bytes": 10, "s2c_bytes": u64::MAX});
+        assert_eq!(line(close), format!("{expected}\n"));
+    }
+
+    #[test]
+    fn frame_lines_are_the_schema_in_order() {
+        let rpc = Rpc {
+            type_name: "rpcResponse",
+            command: None,
+            message_id: Str::from("1:2:3"),
+        };
+        let value = Value::object(vec![("a\u{1}".into(), Value::Double(0.5))]);
+        let amf = Content::Amf {
+            value,
+            rpc: Some(rpc),
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112,
+            "rpc": {"type": "rpcResponse", "command": null, "messageId": "1:2:3"},
+            "latency_us": 1500, "value": {"$class": "", "a\u{1}": {"$f": 0.5f64.to_bits()}}});
+        let latency = Some(Duration::from_micros(1500));
+        assert_eq!(line(frame(amf, latency)), format!("{expected}\n"));
+        let text = frame(Content::Text("<a/>".into()), None);
+        let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112, "value": "<a/>"});
+        assert_eq!(line(text), format!("{expected}\n"));
+        let error = Content::Error {
+            error: "bad".into(),
+            prefix: Bytes::from_static(&[0, 0xAB]),
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112, "error": "bad", "hex": "00ab"});
+        assert_eq!(line(frame(error, None)), format!("{expected}\n"));
+        let chunk = What::Chunk {
+            dir: Direction::ClientToServer,
+            bytes: Bytes::from_static(b"x"),
+        };
+        assert_eq!(line(chunk), "");
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_rendered_gives_the_error_instead() {
+        let amf = Content::Amf {
+            value: Value::array(vec![Value::Reference(5)]),
+            rpc: None,
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112,
+            "error": "cannot render the value: reference 5 is out of range: the object table holds 1", "hex": ""});
+        assert_eq!(line(frame(amf, None)), format!("{expected}\n"));
     }
 }

@@ -1,6 +1,7 @@
 //! Log events and their way out: connections hand events to a bounded queue without ever
-//! waiting (a full queue drops the event and counts it), and one writer thread renders them to
-//! the terminal, the JSON-lines log and the session recording, and prints the latency table.
+//! waiting (a full queue drops the events and counts them), in batches (all the frames of one
+//! relayed chunk travel together), and one writer thread renders them to the terminal, the
+//! JSON-lines log and the session recording, and prints the latency table.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -178,14 +179,25 @@ impl Filter {
     }
 }
 
-/// Events a queue may hold at once, whatever their size.
-const QUEUE_EVENTS: usize = 65_536;
+/// Batches a queue may hold at once, whatever their size.
+const QUEUE_BATCHES: usize = 65_536;
+
+/// How long the writer sleeps before looking at an empty queue again, while events come.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Empty looks before the writer sleeps until an event comes.
+const IDLE_POLLS: u32 = 20;
+
+/// Events that travel through the queue together, and the queue bytes they hold.
+struct Batch {
+    events: Vec<Event>,
+    cost: usize,
+}
 
 /// The connections' side of the log queue. Never waits: when the queue is full or holds its
-/// byte budget, the event is dropped and counted.
+/// byte budget, the events are dropped and counted.
 #[derive(Clone)]
 pub struct LogSender {
-    queue: SyncSender<Event>,
+    queue: SyncSender<Batch>,
     counters: Arc<QueueCounters>,
 }
 
@@ -199,12 +211,22 @@ struct QueueCounters {
 impl LogSender {
     /// Queues `event`, or drops and counts it when the writer is behind.
     pub fn send(&self, event: Event) {
-        let cost = event.cost();
+        self.send_all(vec![event]);
+    }
+
+    /// Queues `events` (in this order, as one batch), or drops and counts them all when the
+    /// writer is behind.
+    pub fn send_all(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let cost = events.iter().map(Event::cost).sum();
         let counters = &self.counters;
         let before = counters.queued_bytes.fetch_add(cost, Ordering::Relaxed);
-        if before + cost > counters.budget || self.queue.try_send(event).is_err() {
+        let count = events.len() as u64;
+        if before + cost > counters.budget || self.queue.try_send(Batch { events, cost }).is_err() {
             counters.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            counters.dropped.fetch_add(count, Ordering::Relaxed);
         }
     }
 
@@ -231,7 +253,7 @@ pub struct Outputs {
 
 /// The writer thread, and what it needs to render events.
 pub struct LogWriter {
-    events: Receiver<Event>,
+    events: Receiver<Batch>,
     counters: Arc<QueueCounters>,
     stdout: BufWriter<io::Stdout>,
     terminal: bool,
@@ -240,6 +262,8 @@ pub struct LogWriter {
     stats_every: Option<Duration>,
     latency: Arc<LatencyBook>,
     reported_drops: u64,
+    /// The JSON line being written, reused from event to event.
+    line: String,
 }
 
 /// Opens the outputs and returns both ends of the queue; `recorder` writes the recording's
@@ -257,7 +281,7 @@ pub fn open(
         .transpose()?
         .map(recorder)
         .transpose()?;
-    let (queue, events) = sync_channel(QUEUE_EVENTS);
+    let (queue, events) = sync_channel(QUEUE_BATCHES);
     let counters = Arc::new(QueueCounters {
         budget: outputs.queue_bytes,
         ..QueueCounters::default()
@@ -276,6 +300,7 @@ pub fn open(
         stats_every: outputs.stats_every,
         latency,
         reported_drops: 0,
+        line: String::new(),
     };
     Ok((sender, writer))
 }
@@ -292,13 +317,13 @@ impl LogWriter {
     pub fn run(mut self) -> io::Result<()> {
         let mut next_stats = self.stats_every.map(|every| Instant::now() + every);
         loop {
-            let event = match self.events.try_recv() {
-                Ok(event) => event,
+            let batch = match self.events.try_recv() {
+                Ok(batch) => batch,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     self.flush()?;
                     match self.wait(next_stats) {
-                        Ok(event) => event,
+                        Ok(batch) => batch,
                         Err(RecvTimeoutError::Timeout) => {
                             self.print_stats()?;
                             next_stats = self.stats_every.map(|every| Instant::now() + every);
@@ -308,17 +333,33 @@ impl LogWriter {
                     }
                 }
             };
-            let cost = event.cost();
-            self.write(&event)?;
+            for event in &batch.events {
+                self.write(event)?;
+            }
             self.counters
                 .queued_bytes
-                .fetch_sub(cost, Ordering::Relaxed);
+                .fetch_sub(batch.cost, Ordering::Relaxed);
         }
         self.report_drops(SystemTime::now())?;
         self.flush()
     }
 
-    fn wait(&self, until: Option<Instant>) -> Result<Event, RecvTimeoutError> {
+    /// Waits for the next batch, or until `until` (for the latency table). While events keep
+    /// coming it sleeps a little and looks again, so that senders find it awake and never have
+    /// to wake it (a system call and a context switch per batch, on the relay's core); only
+    /// after `IDLE_POLLS` empty looks does it sleep in the queue.
+    fn wait(&self, until: Option<Instant>) -> Result<Batch, RecvTimeoutError> {
+        for _ in 0..IDLE_POLLS {
+            if until.is_some_and(|until| Instant::now() >= until) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            std::thread::sleep(POLL_INTERVAL);
+            match self.events.try_recv() {
+                Ok(batch) => return Ok(batch),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+        }
         match until {
             Some(until) => self
                 .events
@@ -339,7 +380,9 @@ impl LogWriter {
             return Ok(());
         }
         if let Some(json) = &mut self.json {
-            json_line(event, json)?;
+            self.line.clear();
+            json_line(event, &mut self.line);
+            json.write_all(self.line.as_bytes())?;
         }
         if self.terminal {
             terminal_line(event, &mut self.stdout)?;

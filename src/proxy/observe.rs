@@ -31,6 +31,8 @@ pub(super) struct Observer<'c> {
     tap: Tap,
     framing: Framing,
     tapped: Vec<Tapped>,
+    /// Events of the chunk being observed, queued together at its end.
+    pending: Vec<Event>,
     seq: u64,
     /// Bytes relayed this way.
     pub(super) bytes: u64,
@@ -52,6 +54,7 @@ impl<'c> Observer<'c> {
             tap: Tap::new(framing, shared.config.limits),
             framing,
             tapped: Vec::new(),
+            pending: Vec::new(),
             seq: 0,
             bytes: 0,
         }
@@ -72,6 +75,7 @@ impl<'c> Observer<'c> {
                     bytes,
                 };
                 self.send(at, what, false);
+                self.flush();
             }
             return;
         }
@@ -81,6 +85,7 @@ impl<'c> Observer<'c> {
             self.log(item, at);
         }
         self.tapped = tapped;
+        self.flush();
     }
 
     /// The direction ended (closed or failed): a frame left incomplete is logged.
@@ -91,6 +96,7 @@ impl<'c> Observer<'c> {
         for item in tapped {
             self.log(item, at);
         }
+        self.flush();
     }
 
     fn log(&mut self, tapped: Tapped, at: Stamp) {
@@ -126,12 +132,19 @@ impl<'c> Observer<'c> {
         self.send(at, What::Frame(Box::new(entry)), logged);
     }
 
-    fn send(&self, at: Stamp, what: What, logged: bool) {
-        self.shared.log.send(Event {
+    fn send(&mut self, at: Stamp, what: What, logged: bool) {
+        self.pending.push(Event {
             at,
             conn: self.conn,
             what,
             logged,
         });
+    }
+
+    /// Queues the events of the chunk just observed, as one batch.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.shared.log.send_all(std::mem::take(&mut self.pending));
+        }
     }
 }

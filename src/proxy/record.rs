@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{Map, Value as Json, json};
 
 use super::decode::{Content, EntryKind};
-use super::format::{open_fields, rfc3339};
+use super::format::rfc3339;
 use super::log::{Event, What};
 use super::tap::Framing;
 
@@ -122,4 +122,17 @@ impl Recorder {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// The members of an `open` event.
+fn open_fields(
+    client: &std::net::SocketAddr,
+    upstream: &str,
+    transport: super::Transport,
+    line: &mut Map<String, Json>,
+) {
+    line.insert("event".into(), json!("open"));
+    line.insert("client".into(), json!(client.to_string()));
+    line.insert("upstream".into(), json!(upstream));
+    line.insert("transport".into(), json!(transport.name()));
 }

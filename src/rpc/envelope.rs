@@ -166,6 +166,15 @@ impl Envelope {
         Ok(envelope)
     }
 
+    /// Parses a decoded frame body for its type, message id and command only: when the frame
+    /// holds no object references, the payload is left out (`Undefined`) instead of copied. It
+    /// accepts and rejects exactly what `from_value` does.
+    pub fn without_payload(value: &Value) -> Result<Envelope, EnvelopeError> {
+        let mut parser = Parser::new(value);
+        parser.move_payload = true;
+        parser.parse()
+    }
+
     /// The envelope as a value, members in sorted order.
     pub fn into_value(self) -> Value {
         let (kind, message_id, command, payload) = match self {
