@@ -20,8 +20,9 @@ use super::template::RenderContext;
 use crate::codec::{Str, Value};
 use crate::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig};
 
-/// Session arrivals (their intended start times), shared by the clients of an open model.
-pub type ArrivalQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Instant>>>;
+/// Session arrivals (their intended start times), shared by the clients of an open model: a
+/// multi-consumer queue, so that each arrival wakes one waiting session and no more.
+pub type ArrivalQueue = async_channel::Receiver<Instant>;
 
 /// What every client shares.
 pub struct Shared {
@@ -241,7 +242,7 @@ impl Client {
         };
         tokio::select! {
             () = self.stop.cancelled() => None,
-            arrival = async { arrivals.lock().await.recv().await } => arrival,
+            arrival = arrivals.recv() => arrival.ok(),
         }
     }
 

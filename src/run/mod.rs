@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -158,11 +157,8 @@ pub async fn execute(
     let wall_start = SystemTime::now() + Duration::from_millis(10);
     let (arrivals, queue) = match &scenario.load {
         Load::Open { .. } => {
-            let (sender, receiver) = mpsc::channel(queue_len(scenario.connections));
-            (
-                Some(sender),
-                Some(Arc::new(tokio::sync::Mutex::new(receiver))),
-            )
+            let (sender, receiver) = async_channel::bounded(queue_len(scenario.connections));
+            (Some(sender), Some(receiver))
         }
         Load::Closed => (None, None),
     };
@@ -291,12 +287,16 @@ async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
 fn schedule(
     arrivals: Arrivals,
     start: Instant,
-    queue: mpsc::Sender<Instant>,
+    queue: async_channel::Sender<Instant>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     /// The longest sleep between looks at `stop`.
     const WATCH: Duration = Duration::from_millis(20);
+    /// The shortest sleep: arrivals closer together than this are released together, so that
+    /// at high rates the thread (and the runtime it wakes) is not woken for every arrival. This
+    /// is the most an arrival can be released late by design.
+    const GRANULE: Duration = Duration::from_micros(200);
     let start_std = start.into_std();
     for offset in arrivals {
         let due = start_std + offset;
@@ -308,7 +308,7 @@ fn schedule(
             if now >= due {
                 break;
             }
-            std::thread::sleep((due - now).min(WATCH));
+            std::thread::sleep((due - now).clamp(GRANULE, WATCH));
         }
         if queue.try_send(start + offset).is_err() {
             metrics.dropped();
