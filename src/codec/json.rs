@@ -36,6 +36,14 @@ pub fn number(n: f64) -> Json {
     }
 }
 
+/// `{key: value}`. Rendered parts are moved in, never passed through `json!`, which would copy
+/// them (through `serde_json::to_value`): at every level, so that deep input cost O(size x depth).
+fn tagged(key: &str, value: Json) -> Json {
+    let mut map = Map::with_capacity(1);
+    map.insert(key.into(), value);
+    Json::Object(map)
+}
+
 struct Renderer<'v> {
     resolver: Resolver<'v>,
 }
@@ -54,13 +62,14 @@ impl<'v> Renderer<'v> {
             Value::String(text) => json!(text.as_ref() as &str),
             Value::XmlDocument(text) => json!({ "$xmldoc": text.as_ref() as &str }),
             Value::Xml(text) => json!({ "$xml": text.as_ref() as &str }),
-            Value::Date(ms) => json!({ "$date": number(*ms) }),
+            Value::Date(ms) => tagged("$date", number(*ms)),
             Value::ByteArray(bytes) => json!({ "$bytes": hex::encode(bytes) }),
             Value::VectorInt(vector) => json!({ "$vint": vector.items }),
             Value::VectorUint(vector) => json!({ "$vuint": vector.items }),
-            Value::VectorDouble(vector) => {
-                json!({ "$vdouble": vector.items.iter().map(|n| number(*n)).collect::<Vec<_>>() })
-            }
+            Value::VectorDouble(vector) => tagged(
+                "$vdouble",
+                vector.items.iter().map(|n| number(*n)).collect(),
+            ),
             Value::Object(object) => self.nested(value, |this| {
                 let mut map = Map::with_capacity(object.members.len() + 1);
                 map.insert("$class".into(), json!(object.class_name.as_ref() as &str));
@@ -68,7 +77,10 @@ impl<'v> Renderer<'v> {
                 Ok(Json::Object(map))
             })?,
             Value::Externalizable(ext) => self.nested(value, |this| {
-                Ok(json!({ "$class": ext.class_name.as_ref() as &str, "$ext": this.render(&ext.body)? }))
+                let mut map = Map::with_capacity(2);
+                map.insert("$class".into(), json!(ext.class_name.as_ref() as &str));
+                map.insert("$ext".into(), this.render(&ext.body)?);
+                Ok(Json::Object(map))
             })?,
             Value::Array(array) if array.assoc.is_empty() => {
                 self.nested(value, |this| this.render_items(&array.dense))?
@@ -76,22 +88,28 @@ impl<'v> Renderer<'v> {
             Value::Array(array) => self.nested(value, |this| {
                 let mut assoc = Map::with_capacity(array.assoc.len());
                 this.render_members_into(&array.assoc, &mut assoc)?;
-                Ok(json!({ "$assoc": assoc, "$dense": this.render_items(&array.dense)? }))
+                let mut map = Map::with_capacity(2);
+                map.insert("$assoc".into(), Json::Object(assoc));
+                map.insert("$dense".into(), this.render_items(&array.dense)?);
+                Ok(Json::Object(map))
             })?,
             Value::EcmaArray(members) => self.nested(value, |this| {
                 let mut map = Map::with_capacity(members.len());
                 this.render_members_into(members, &mut map)?;
-                Ok(json!({ "$ecma": map }))
+                Ok(tagged("$ecma", Json::Object(map)))
             })?,
             Value::VectorObject(vector) => self.nested(value, |this| {
-                Ok(json!({ "$vobj": vector.type_name.as_ref() as &str, "items": this.render_items(&vector.items)? }))
+                let mut map = Map::with_capacity(2);
+                map.insert("$vobj".into(), json!(vector.type_name.as_ref() as &str));
+                map.insert("items".into(), this.render_items(&vector.items)?);
+                Ok(Json::Object(map))
             })?,
             Value::Dictionary(dict) => self.nested(value, |this| {
                 let mut pairs = Vec::with_capacity(dict.entries.len());
                 for (key, value) in &dict.entries {
-                    pairs.push(json!([this.render(key)?, this.render(value)?]));
+                    pairs.push(Json::Array(vec![this.render(key)?, this.render(value)?]));
                 }
-                Ok(json!({ "$dict": pairs }))
+                Ok(tagged("$dict", Json::Array(pairs)))
             })?,
             Value::Avmplus(inner) => self.nested(value, |this| this.render(inner))?,
             Value::Reference(index) => {
