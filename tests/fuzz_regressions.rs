@@ -11,6 +11,7 @@ use std::time::Duration;
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{self, Format, Limits};
 use amf_bench::policy::{Sniff, classify};
+use amf_bench::run::scenario::Scenario;
 use bytes::Bytes;
 
 /// A hang detector, not a performance assertion: what it guards takes well under a second.
@@ -97,4 +98,76 @@ fn canonical_json_of_deep_containers_costs_linear_time() {
         level = &level["$assoc"]["a"];
     }
     assert_eq!(level.as_array().map(Vec::len), Some(NULLS as usize));
+}
+
+/// A scenario with one line changed from a valid one.
+fn scenario_with(from: &str, to: &str) -> String {
+    const VALID: &str = r#"
+        name = "x"
+        connections = 2
+        connect_rate = 1
+        duration = "1s"
+        timeout = "1s"
+        [load]
+        model = "open"
+        stages = [{ rate = 0, for = "1s" }, { rate = 10, for = "1s" }]
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo" }, { think = "1s" }]
+    "#;
+    assert!(VALID.contains(from), "{from}");
+    VALID.replacen(from, to, 1)
+}
+
+/// Durations and connection times a run cannot add to the current time: `amf-bench run` panicked
+/// on them ("overflow when adding duration to instant", "cannot convert float seconds to
+/// Duration") instead of naming the key. Found writing the scenario target's invariant that
+/// whatever validates has representable run times.
+#[test]
+fn scenario_durations_a_run_cannot_reach_are_refused_with_their_key() {
+    let huge = "9999999999999999999s";
+    let cases = [
+        (
+            "duration = \"1s\"",
+            format!("duration = \"{huge}\""),
+            "duration:",
+        ),
+        (
+            "timeout = \"1s\"",
+            format!("timeout = \"{huge}\""),
+            "timeout:",
+        ),
+        (
+            "for = \"1s\" }, {",
+            format!("for = \"{huge}\" }}, {{"),
+            "load.stages[0].for:",
+        ),
+        (
+            "{ think = \"1s\" }",
+            "{ think = \"exp(999999999999999999s)\" }".to_owned(),
+            "session[0].steps[1].think:",
+        ),
+        (
+            "{ think = \"1s\" }",
+            format!("{{ think = \"uniform(1s,{huge})\" }}"),
+            "session[0].steps[1].think:",
+        ),
+        (
+            "{ request = \"echo\" }",
+            format!("{{ request = \"echo\", timeout = \"{huge}\" }}"),
+            "session[0].steps[0].timeout:",
+        ),
+        (
+            "connect_rate = 1",
+            "connect_rate = 1e-300".to_owned(),
+            "connect_rate: 1e-300 is too low",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let error = Scenario::parse(&scenario_with(from, &to)).expect_err(&to);
+        let message = format!("{error:#}");
+        assert!(message.contains(expected), "{to}: {message}");
+    }
+    let longest = scenario_with("duration = \"1s\"", "duration = \"8760h\"");
+    assert!(Scenario::parse(&longest).is_ok(), "a year is still allowed");
 }
