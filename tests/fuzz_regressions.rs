@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{self, Format, Limits};
-use amf_bench::policy::{Sniff, classify};
+use amf_bench::policy::lint::{self, Severity};
+use amf_bench::policy::{Allow, MetaPolicy, Sniff, classify, generate};
 use amf_bench::run::scenario::Scenario;
 use bytes::Bytes;
 
@@ -170,4 +171,27 @@ fn scenario_durations_a_run_cannot_reach_are_refused_with_their_key() {
     }
     let longest = scenario_with("duration = \"1s\"", "duration = \"8760h\"");
     assert!(Scenario::parse(&longest).is_ok(), "a year is still allowed");
+}
+
+/// Enough `--allow` rules make a generated policy reach Adobe's 10,000-byte limit. Not a bug (the
+/// policy server lints what it generates and refuses it, naming the size), but the policy_lint
+/// target assumed generated policies were always clean; this pins down what happens instead.
+#[test]
+fn policy_lint_a_generated_policy_of_too_many_rules_has_only_the_size_error() {
+    let data = input("policy_lint-many-rules");
+    let text = String::from_utf8_lossy(&data);
+    let allows: Vec<Allow> = text.lines().filter_map(|line| line.parse().ok()).collect();
+    let policy = generate(&allows, MetaPolicy::MasterOnly);
+    assert!(
+        policy.len() >= lint::MAX_POLICY_BYTES,
+        "{} bytes",
+        policy.len()
+    );
+    let errors: Vec<String> = lint::lint(&policy, None)
+        .into_iter()
+        .filter(|finding| finding.severity == Severity::Error)
+        .map(|finding| finding.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("10000 bytes or more"), "{errors:?}");
 }
