@@ -80,13 +80,17 @@ pub fn classify(received: &[u8], skip_whitespace: bool) -> Sniff {
         0
     };
     let candidate = &received[start..];
-    if candidate.len() >= REQUEST_TAG.len() {
+    // Too many blanks is decided first, even when the tag follows in the same read: otherwise the
+    // verdict would depend on how the client's bytes were split across reads.
+    if start > MAX_LEADING_WHITESPACE {
+        Sniff::Other
+    } else if candidate.len() >= REQUEST_TAG.len() {
         if candidate.starts_with(REQUEST_TAG) {
             Sniff::PolicyRequest
         } else {
             Sniff::Other
         }
-    } else if REQUEST_TAG.starts_with(candidate) && start <= MAX_LEADING_WHITESPACE {
+    } else if REQUEST_TAG.starts_with(candidate) {
         Sniff::NeedMore
     } else {
         Sniff::Other

@@ -1,6 +1,7 @@
 //! Values read from CSV files for templates: `[csv.users] file = "users.csv"` makes
 //! `{{users.name}}` the `name` column of a row, the same row for every column within one request.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -51,17 +52,18 @@ pub struct CsvTable {
 impl CsvTable {
     /// Reads `path` (relative paths are resolved by the caller); `key` names it in errors.
     pub fn load(name: &str, path: &Path, order: RowOrder, key: &str) -> anyhow::Result<CsvTable> {
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("{key}: cannot read '{}'", path.display()))?
-            .len();
-        if size > MAX_CSV_BYTES {
+        let cannot_read = || format!("{key}: cannot read '{}'", path.display());
+        // Read through a limit rather than trusting the size: a device or a pipe has none.
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CSV_BYTES + 1).read_to_end(&mut text))
+            .with_context(cannot_read)?;
+        if text.len() as u64 > MAX_CSV_BYTES {
             bail!(
-                "{key}: '{}' is {size} bytes; at most {MAX_CSV_BYTES} are read",
+                "{key}: '{}' is larger than {MAX_CSV_BYTES} bytes, the most read",
                 path.display()
             );
         }
-        let text = std::fs::read(path)
-            .with_context(|| format!("{key}: cannot read '{}'", path.display()))?;
         CsvTable::parse(name, &text, order)
             .with_context(|| format!("{key}: in '{}'", path.display()))
     }
@@ -171,6 +173,17 @@ mod tests {
         assert!(
             message.contains("csv.users.file: cannot read '/nonexistent/users.csv'"),
             "{message}"
+        );
+        let endless = CsvTable::load(
+            "zeros",
+            Path::new("/dev/zero"),
+            RowOrder::Client,
+            "csv.zeros.file",
+        )
+        .expect_err("too large");
+        assert!(
+            format!("{endless:#}").contains("is larger than 268435456 bytes"),
+            "{endless:#}"
         );
     }
 }

@@ -232,7 +232,11 @@ impl Think {
     }
 }
 
-/// Parses `30s`, `2m`, `200ms`, `1.5s`, `100us`, `1h`.
+/// The longest duration a scenario may give: a run adds durations to the current time, which
+/// panics past what an `Instant` can hold (about 292 years), so absurd ones are refused instead.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `30s`, `2m`, `200ms`, `1.5s`, `100us`, `1h`, up to `MAX_DURATION`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| c.is_ascii_alphabetic())?;
@@ -246,13 +250,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => number * 3600.0,
         _ => return None,
     };
-    Duration::try_from_secs_f64(seconds).ok()
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|duration| *duration <= MAX_DURATION)
 }
 
 fn duration_at(key: &str, text: &str) -> anyhow::Result<Duration> {
     parse_duration(text).with_context(|| {
         format!(
-            "{key}: '{text}' is not a duration; expected a number and a unit, e.g. 200ms, 30s, 2m"
+            "{key}: '{text}' is not a duration; expected a number and a unit, e.g. 200ms, 30s, 2m, \
+             of at most 8760h"
         )
     })
 }
@@ -315,6 +322,15 @@ impl Scenario {
         if !(connect_rate.is_finite() && connect_rate > 0.0) {
             bail!(
                 "connect_rate: {connect_rate} must be a number of connections per second above 0"
+            );
+        }
+        // The last client connects (connections - 1) / connect_rate seconds after the start.
+        if (file.connections - 1) as f64 / connect_rate > MAX_DURATION.as_secs_f64() {
+            bail!(
+                // Debug, so that a tiny rate shows as 1e-300 rather than 300 digits.
+                "connect_rate: {connect_rate:?} is too low: connecting {} clients would take \
+                 more than 8760h",
+                file.connections
             );
         }
         let load = match file.load.model.as_str() {
