@@ -406,6 +406,12 @@ fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
         .expect("starts");
     std::thread::sleep(Duration::from_secs(1));
     server.child.kill().expect("kills the server");
+    // The run's peak memory while it counts the failures, for results/BENCHMARKS.md.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", run.id())) {
+        let peak = status.lines().find(|line| line.starts_with("VmHWM:"));
+        eprintln!("run peak memory with its server killed mid-run: {peak:?}");
+    }
     let status = wait_exit(&mut run, Duration::from_secs(20));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "ended on time: {took:?}");
