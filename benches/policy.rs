@@ -5,9 +5,10 @@
 //!
 //! Run: `cargo bench --bench policy -- NODE_MODULES_DIR [SECONDS]` (default 3 s per measurement).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,12 +17,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use common::{BenchResult, Listening};
+
 const CONCURRENCY: usize = 32;
 const IDLE: usize = 10_000;
 /// The core the servers run on; the load generator gets the other one.
 const SERVER_CORE: &str = "1";
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BenchResult<()> {
     let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
@@ -54,44 +55,25 @@ fn main() -> BenchResult<()> {
         ),
     ];
     for (name, command) in servers {
-        let mut server = Server::start(&command)?;
+        let server = start_server(&command)?;
         let (busy, busy_failed) = runtime.block_on(load(server.addr, measure, 0))?;
         let (held, held_failed) = runtime.block_on(load(server.addr, measure, IDLE))?;
         println!(
             "{name}: {busy:.0} exchanges/s ({busy_failed:.0}/s failed); {held:.0} exchanges/s with {IDLE} idle connections held ({held_failed:.0}/s failed)"
         );
-        server.stop();
+        drop(server);
     }
     Ok(())
 }
 
 /// A server process pinned to `SERVER_CORE`, with its log output discarded.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(command: &[&str]) -> BenchResult<Server> {
-        let mut child = Command::new("taskset")
+fn start_server(command: &[&str]) -> BenchResult<Listening> {
+    Listening::start(
+        Command::new("taskset")
             .args(["-c", SERVER_CORE])
             .args(command)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let addr = line.trim().trim_start_matches("listening on ").parse()?;
-        Ok(Server { child, addr })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// Holds `idle` silent connections open, then runs `CONCURRENCY` clients doing whole exchanges

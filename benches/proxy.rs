@@ -18,7 +18,7 @@
 //! Run: `cargo bench --bench proxy [-- SECONDS]` (default 3 s per measurement). With
 //! `AMF_BENCH_PROXY_BIN=PATH`, the proxy run is that binary instead of this build's.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{BenchResult, on_one_core};
+use common::{BenchResult, Listening, on_one_core};
 
 const SIZES: [(&str, usize); 3] = [("100B", 100), ("1KiB", 1024), ("64KiB", 64 * 1024)];
 /// Distinct message ids per size: requests cycle through them, in order.
@@ -71,8 +71,8 @@ fn main() -> BenchResult<()> {
             .map(|path| Socat::start(path, server.addr))
             .transpose()?;
         let log = std::env::temp_dir().join(format!("amf-bench-proxy-bench-{name}.jsonl"));
-        let mut proxy = ProxyProcess::start(server.addr, Some(&log))?;
-        let mut unlogged = ProxyProcess::start(server.addr, None)?;
+        let mut proxy = start_proxy(server.addr, Some(&log))?;
+        let mut unlogged = start_proxy(server.addr, None)?;
         let mut targets = vec![("direct", server.addr), ("relay", relay.addr)];
         if let Some(socat) = &socat_relay {
             targets.push(("socat", socat.addr));
@@ -105,8 +105,8 @@ fn main() -> BenchResult<()> {
             rates.push((*target, rate));
             p99s.push((*target, latency.value_at_quantile(0.99) as f64));
         }
-        let dropped = proxy.stop()?;
-        unlogged.stop()?;
+        let dropped = stop_proxy(&mut proxy)?;
+        stop_proxy(&mut unlogged)?;
         let log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
         let _ = std::fs::remove_file(&log);
         report(name, &rates, &p99s, dropped, log_bytes);
@@ -284,70 +284,47 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// `amf-bench proxy` decoding every frame and logging it to a file.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
+/// `amf-bench proxy` decoding every frame; with `log`, every frame is also written to that file
+/// as JSON.
+fn start_proxy(upstream: SocketAddr, log: Option<&std::path::Path>) -> BenchResult<Listening> {
+    // `AMF_BENCH_PROXY_BIN` runs another build of the proxy, e.g. to compare before and after.
+    let program = std::env::var_os("AMF_BENCH_PROXY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_amf-bench").into());
+    let mut command = Command::new(program);
+    command
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .arg("--upstream")
+        .arg(upstream.to_string());
+    if let Some(log) = log {
+        command.arg("--log").arg(log);
+    }
+    Listening::start(&mut command)
 }
 
-impl ProxyProcess {
-    /// Starts the proxy; with `log`, every frame is also written to that file as JSON.
-    fn start(upstream: SocketAddr, log: Option<&std::path::Path>) -> BenchResult<ProxyProcess> {
-        // `AMF_BENCH_PROXY_BIN` runs another build of the proxy, e.g. to compare before and after.
-        let program = std::env::var_os("AMF_BENCH_PROXY_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_amf-bench").into());
-        let mut command = Command::new(program);
-        command
-            .args([
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--quiet",
-                "--threads",
-                "1",
-            ])
-            .arg("--upstream")
-            .arg(upstream.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(log) = log {
-            command.arg("--log").arg(log);
-        }
-        let mut child = command.spawn()?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.as_mut() {
-            let mut reader = BufReader::new(stdout);
-            reader.read_line(&mut line)?;
-        }
-        let addr = line.trim().trim_start_matches("listening on ").parse()?;
-        Ok(ProxyProcess { child, addr })
+/// Stops the proxy; returns the log events it dropped, from its summary.
+fn stop_proxy(proxy: &mut Listening) -> BenchResult<u64> {
+    Command::new("kill")
+        .args(["-TERM", &proxy.child.id().to_string()])
+        .status()?;
+    let mut summary = String::new();
+    if let Some(stdout) = proxy.child.stdout.as_mut() {
+        stdout.read_to_string(&mut summary)?;
     }
-
-    /// Stops the proxy; returns the log events it dropped, from its summary.
-    fn stop(&mut self) -> BenchResult<u64> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let mut summary = String::new();
-        if let Some(stdout) = self.child.stdout.as_mut() {
-            stdout.read_to_string(&mut summary)?;
-        }
-        self.child.wait()?;
-        let dropped = summary
-            .lines()
-            .find_map(|line| line.strip_prefix("log: "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(0);
-        Ok(dropped)
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    proxy.child.wait()?;
+    let dropped = summary
+        .lines()
+        .find_map(|line| line.strip_prefix("log: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    Ok(dropped)
 }
 
 fn runtime() -> BenchResult<tokio::runtime::Runtime> {

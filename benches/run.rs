@@ -12,14 +12,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::BenchResult;
 use common::load::{CONNECTIONS, IN_FLIGHT_PER_CONNECTION, echo_request, load, rss_bytes};
+use common::{BenchResult, Listening};
 
 const IDLE_CLIENTS: usize = 10_000;
 const PARAMS: &str = r#"{ player = 48213, text = "hello from the bench", x = 152.5 }"#;
@@ -29,7 +28,7 @@ fn main() -> BenchResult<()> {
         .skip(1)
         .find_map(|arg| arg.parse::<u64>().ok())
         .unwrap_or(5);
-    let server = ServerProcess::start()?;
+    let server = start_server()?;
     let scratch = std::env::temp_dir().join(format!("amf-bench-run-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
 
@@ -54,14 +53,9 @@ fn main() -> BenchResult<()> {
 
 /// `amf-bench serve` on core 1, one worker thread, no pings (the minimal generator does not
 /// answer them).
-struct ServerProcess {
-    addr: SocketAddr,
-    child: Child,
-}
-
-impl ServerProcess {
-    fn start() -> BenchResult<ServerProcess> {
-        let mut child = Command::new("taskset")
+fn start_server() -> BenchResult<Listening> {
+    Listening::start(
+        Command::new("taskset")
             .args(["-c", "1", env!("CARGO_BIN_EXE_amf-bench")])
             .args([
                 "serve",
@@ -71,24 +65,8 @@ impl ServerProcess {
                 "1",
                 "--no-ping",
             ])
-            .args(["--max-connections", "20000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let addr = line.trim().trim_start_matches("listening on ").parse()?;
-        Ok(ServerProcess { addr, child })
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(["--max-connections", "20000"]),
+    )
 }
 
 /// Writes `scenario` and starts `amf-bench run` on it against `addr`, results in `out`.

@@ -11,16 +11,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use amf_bench::frame::{HEADER_LEN, split_frame};
 use amf_bench::serve::{PolicySource, ServeConfig, Server};
 use bytes::BytesMut;
 use common::load::{CONNECTIONS, IN_FLIGHT_PER_CONNECTION, connect, echo_request, load, rss_bytes};
-use common::{BenchResult, on_one_core};
+use common::{BenchResult, Listening, on_one_core};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -110,18 +108,13 @@ async fn amf_bench_server(listener: TcpListener, shutdown: CancellationToken) {
 /// Server RSS growth per connection: `IDLE_CONNECTIONS` connections each make one echo round
 /// trip against a separate `amf-bench serve` process, then stay open and idle.
 fn idle_memory(request: &[u8]) -> BenchResult<f64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .args(["--max-connections", "20000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut line)?;
-    }
-    let addr: SocketAddr = line.trim().trim_start_matches("listening on ").parse()?;
-    let pid = child.id();
+    let server = Listening::start(
+        Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(["--max-connections", "20000"]),
+    )?;
+    let addr = server.addr;
+    let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -142,7 +135,6 @@ fn idle_memory(request: &[u8]) -> BenchResult<f64> {
         drop(open);
         BenchResult::Ok((after.saturating_sub(before)) as f64 / IDLE_CONNECTIONS as f64)
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     outcome
 }

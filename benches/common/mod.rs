@@ -1,11 +1,14 @@
 //! What the network benches share: a server on a single-threaded runtime of its own thread
-//! (one core), stopped through a cancellation token; a counter's rate over a measured span; and
-//! (in `load`) a minimal load generator. Each bench uses part of it.
+//! (one core), stopped through a cancellation token; a server process found by its listening
+//! line; a counter's rate over a measured span; and (in `load`) a minimal load generator. Each
+//! bench uses part of it.
 #![allow(dead_code)]
 
 pub mod load;
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -73,4 +76,40 @@ pub async fn rate_over(counter: &AtomicU64, warm_up: Duration, measure: Duration
     tokio::time::sleep(measure).await;
     let counted = counter.load(Ordering::Relaxed) - before;
     counted as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A child process that prints `listening on ADDR` first, as amf-bench's servers do; killed when
+/// dropped. Its standard output stays readable after that line.
+pub struct Listening {
+    /// The process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Listening {
+    /// Starts `command` (standard output piped, errors discarded) and reads its address.
+    pub fn start(command: &mut Command) -> BenchResult<Listening> {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut process = Listening {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let mut line = String::new();
+        if let Some(stdout) = process.child.stdout.as_mut() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        process.addr = line.trim().trim_start_matches("listening on ").parse()?;
+        Ok(process)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
