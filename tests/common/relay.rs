@@ -109,23 +109,29 @@ pub async fn hashing_upstream(
         seed += 1;
         let results = Arc::clone(&results);
         tokio::spawn(async move {
-            let mut noise = Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let (bytes, frames) = {
-                let frames = 1 + noise.below(max_frames);
-                frame_stream(&mut noise, frames)
-            };
-            let (mut reader, mut writer) = stream.into_split();
-            let sending = write_randomly(&mut writer, &bytes, &mut noise);
-            let (sent, (received, received_len)) = tokio::join!(sending, read_all(&mut reader));
-            let exchange = Exchange {
-                sent,
-                received,
-                sent_len: bytes.len(),
-                received_len,
-            };
-            results.lock().expect("lock").push((exchange, frames));
+            let noise = Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let exchanged = exchange(stream, noise, max_frames).await;
+            results.lock().expect("lock").push(exchanged);
         });
     }
+}
+
+/// One side of a connection: sends a stream of 1 to `max_frames` frames drawn from `noise` in
+/// random writes, then half-closes, while reading to the end; returns what it sent and received,
+/// and how many frames it sent.
+async fn exchange(stream: TcpStream, mut noise: Noise, max_frames: usize) -> (Exchange, usize) {
+    let frames = 1 + noise.below(max_frames);
+    let (bytes, frames) = frame_stream(&mut noise, frames);
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = write_randomly(&mut writer, &bytes, &mut noise);
+    let (sent, (received, received_len)) = tokio::join!(sending, read_all(&mut reader));
+    let exchange = Exchange {
+        sent,
+        received,
+        sent_len: bytes.len(),
+        received_len,
+    };
+    (exchange, frames)
 }
 
 /// Runs `connections` clients through `addr` at once, each sending 1 to `max_frames` frames while
@@ -142,24 +148,10 @@ pub async fn clients_through(
     for seed in 0..connections {
         let connecting = Arc::clone(&connecting);
         clients.spawn(async move {
-            let mut noise = Noise(0xA5A5_0000 + seed);
-            let (bytes, frames) = {
-                let frames = 1 + noise.below(max_frames);
-                frame_stream(&mut noise, frames)
-            };
             let permit = connecting.acquire().await.expect("the gate stays open");
             let stream = TcpStream::connect(addr).await.expect("connects");
             drop(permit);
-            let (mut reader, mut writer) = stream.into_split();
-            let sending = write_randomly(&mut writer, &bytes, &mut noise);
-            let (sent, (received, received_len)) = tokio::join!(sending, read_all(&mut reader));
-            let exchange = Exchange {
-                sent,
-                received,
-                sent_len: bytes.len(),
-                received_len,
-            };
-            (exchange, frames)
+            exchange(stream, Noise(0xA5A5_0000 + seed), max_frames).await
         });
     }
     let mut results = Vec::new();
