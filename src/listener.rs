@@ -1,4 +1,4 @@
-//! What the servers share: the accept loop (at most a fixed number of connections at once,
+//! What the servers share: their listeners and the accept loop (at most a fixed number of connections at once,
 //! further clients waiting in the listen backlog, each handled on its own task, until shutdown),
 //! their runtime, and the `listening on ADDR` line scripts read.
 
@@ -16,27 +16,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts connections on `listener` until `shutdown`, running `handle` for each on a task
-/// tracked by `handlers` while holding one of `slots`. Returns when shutdown begins; the caller
-/// waits for `handlers`.
-pub async fn accept_loop<H, F>(
-    listener: TcpListener,
-    slots: Arc<Semaphore>,
-    handlers: TaskTracker,
-    shutdown: CancellationToken,
-    handle: H,
-) where
-    H: Fn(TcpStream, SocketAddr) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let handle = |stream, peer, _listener: usize| handle(stream, peer);
-    accept_loop_any(vec![listener], slots, handlers, shutdown, handle).await;
-}
-
-/// As `accept_loop`, over several listeners sharing `slots`; `handle` also gets the index of the
-/// listener the connection came from. One loop, so that a slot is taken only once a connection
-/// is there to use it, whichever listener it arrives on (a loop per listener would hold a slot
-/// idle in each).
+/// Accepts connections on `listeners` until `shutdown`, running `handle` for each on a task
+/// tracked by `handlers` while holding one of `slots`; `handle` also gets the index of the
+/// listener the connection came from. Returns when shutdown begins; the caller waits for
+/// `handlers`. One loop, so that a slot is taken only once a connection is there to use it,
+/// whichever listener it arrives on (a loop per listener would hold a slot idle in each).
 pub async fn accept_loop_any<H, F>(
     listeners: Vec<TcpListener>,
     slots: Arc<Semaphore>,
@@ -75,6 +59,70 @@ pub async fn accept_loop_any<H, F>(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Which of a server's listeners accepted a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The main port (`--listen`): raw TCP, and WebSocket upgrades with `--ws-on-tcp`.
+    Main,
+    /// The WebSocket port (`--ws-listen`).
+    WebSocket,
+}
+
+/// A server's listening sockets: the main one, and a WebSocket one when asked for.
+pub struct Listeners {
+    main: TcpListener,
+    ws: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `main`, and `ws` when given.
+    pub async fn bind(main: SocketAddr, ws: Option<SocketAddr>) -> anyhow::Result<Listeners> {
+        let main = bind(main).await?;
+        let ws = match ws {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { main, ws })
+    }
+
+    /// The main listener's address (its port, when port 0 was asked for).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.main.local_addr()?)
+    }
+
+    /// The WebSocket listener's address, when there is one.
+    pub fn ws_local_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match &self.ws {
+            Some(listener) => Ok(Some(listener.local_addr()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Accepts on both under one cap (`accept_loop_any`), telling `handle` which one accepted.
+    pub async fn accept_loop<H, F>(
+        self,
+        slots: Arc<Semaphore>,
+        handlers: TaskTracker,
+        shutdown: CancellationToken,
+        handle: H,
+    ) where
+        H: Fn(TcpStream, SocketAddr, Which) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut listeners = vec![self.main];
+        listeners.extend(self.ws);
+        let which = |index| {
+            if index == 0 {
+                Which::Main
+            } else {
+                Which::WebSocket
+            }
+        };
+        let handle = |stream, remote, index| handle(stream, remote, which(index));
+        accept_loop_any(listeners, slots, handlers, shutdown, handle).await;
     }
 }
 

@@ -14,17 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::connection::{self, Accepted};
+use crate::listener::Which;
 use crate::sniff;
 use crate::ws::{self, Prefixed, UpgradeSniff};
-
-/// Which listener a connection came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Listener {
-    /// `--listen`: raw clients, and WebSocket upgrades with `--ws-on-tcp`.
-    Main,
-    /// `--ws-listen`: every connection starts with a handshake.
-    WebSocket,
-}
 
 /// How long a client of the main port may stay silent (with `--ws-on-tcp`) before it is taken
 /// for a raw client: a browser sends its upgrade request as soon as it connects.
@@ -39,14 +31,14 @@ pub(super) async fn accepted(
     conn: u64,
     mut stream: TcpStream,
     addr: SocketAddr,
-    listener: Listener,
+    listener: Which,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let mut first = BytesMut::new();
     let upgrade = match listener {
-        Listener::WebSocket => true,
-        Listener::Main if shared.config.ws_on_tcp => {
+        Which::WebSocket => true,
+        Which::Main if shared.config.ws_on_tcp => {
             let sniffing = is_upgrade(&mut stream, &mut first);
             match tokio::select! {
                 sniffed = sniffing => sniffed,
@@ -56,7 +48,7 @@ pub(super) async fn accepted(
                 Err(_) => return refused(&shared, "client_error"),
             }
         }
-        Listener::Main => false,
+        Which::Main => false,
     };
     let accepted = Accepted {
         client: stream,

@@ -24,16 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::DecodeOptions;
-use crate::listener::{accept_loop_any, bind};
+use crate::listener::Listeners;
 use crate::policy::PolicySource;
 use crate::ws::WsConfig;
-use accept::Listener;
 pub use accept::UPGRADE_WAIT;
 use latency::LatencyBook;
 use log::{Filter, LogSender, LogWriter, Outputs};
@@ -143,8 +141,7 @@ pub(crate) struct Shared {
 
 /// A bound proxy, ready to run.
 pub struct Proxy {
-    listener: TcpListener,
-    ws_listener: Option<TcpListener>,
+    listeners: Listeners,
     shared: Arc<Shared>,
     writer: LogWriter,
 }
@@ -152,12 +149,8 @@ pub struct Proxy {
 impl Proxy {
     /// Binds the listening socket and opens the log and recording files.
     pub async fn bind(config: ProxyConfig) -> anyhow::Result<Proxy> {
-        let listener = bind(config.listen).await?;
-        let ws_listener = match config.ws_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let addr = listener.local_addr()?;
+        let listeners = Listeners::bind(config.listen, config.ws_listen).await?;
+        let addr = listeners.local_addr()?;
         let latency = Arc::new(LatencyBook::new().context("cannot make a histogram")?);
         let header = record::Header {
             framing: config.framing,
@@ -180,8 +173,7 @@ impl Proxy {
             stats: Arc::new(ProxyStats::default()),
         };
         Ok(Proxy {
-            listener,
-            ws_listener,
+            listeners,
             shared: Arc::new(shared),
             writer,
         })
@@ -189,15 +181,12 @@ impl Proxy {
 
     /// The address actually bound (its port, when port 0 was asked for).
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.listener.local_addr()?)
+        self.listeners.local_addr()
     }
 
     /// The WebSocket listener's address, when there is one.
     pub fn ws_local_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
-        match &self.ws_listener {
-            Some(listener) => Ok(Some(listener.local_addr()?)),
-            None => Ok(None),
-        }
+        self.listeners.ws_local_addr()
     }
 
     /// The live counters.
@@ -214,8 +203,7 @@ impl Proxy {
     /// up, and returns the summary.
     pub async fn run(self, shutdown: CancellationToken) -> Summary {
         let Proxy {
-            listener,
-            ws_listener,
+            listeners,
             shared,
             writer,
         } = self;
@@ -225,20 +213,14 @@ impl Proxy {
         let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
         let handlers = TaskTracker::new();
         let ids = AtomicU64::new(1);
-        let mut listeners = vec![listener];
-        listeners.extend(ws_listener);
-        let handle = |stream, remote, index| {
+        let handle = |stream, remote, listener| {
             let conn = ids.fetch_add(1, Ordering::Relaxed);
-            // The WebSocket listener, when there is one, comes second.
-            let listener = if index == 0 {
-                Listener::Main
-            } else {
-                Listener::WebSocket
-            };
             let shared = Arc::clone(&shared);
             accept::accepted(shared, conn, stream, remote, listener, shutdown.clone())
         };
-        accept_loop_any(listeners, slots, handlers.clone(), shutdown.clone(), handle).await;
+        listeners
+            .accept_loop(slots, handlers.clone(), shutdown.clone(), handle)
+            .await;
         handlers.close();
         handlers.wait().await;
         let stats = shared.stats.snapshot();

@@ -13,12 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::listener::{accept_loop_any, bind};
+use crate::listener::{Listeners, Which};
 pub use crate::policy::PolicySource;
 use crate::rpc::PeerConfig;
 use crate::ws::WsConfig;
@@ -73,8 +72,7 @@ impl Default for ServeConfig {
 
 /// A bound server, ready to run.
 pub struct Server {
-    listener: TcpListener,
-    ws_listener: Option<TcpListener>,
+    listeners: Listeners,
     config: Arc<ServeConfig>,
     policy: Option<Arc<[u8]>>,
     stats: Arc<Stats>,
@@ -83,15 +81,10 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket.
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
-        let listener = bind(config.listen).await?;
-        let ws_listener = match config.ws_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let port = listener.local_addr()?.port();
+        let listeners = Listeners::bind(config.listen, config.ws_listen).await?;
+        let port = listeners.local_addr()?.port();
         Ok(Server {
-            listener,
-            ws_listener,
+            listeners,
             policy: config.policy.render(port),
             config: Arc::new(config),
             stats: Arc::new(Stats::default()),
@@ -100,15 +93,12 @@ impl Server {
 
     /// The address actually bound (its port, when port 0 was asked for).
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.listener.local_addr()?)
+        self.listeners.local_addr()
     }
 
     /// The WebSocket listener's address, when there is one.
     pub fn ws_local_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
-        match &self.ws_listener {
-            Some(listener) => Ok(Some(listener.local_addr()?)),
-            None => Ok(None),
-        }
+        self.listeners.ws_local_addr()
     }
 
     /// The live counters.
@@ -119,8 +109,7 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains and returns the final counters.
     pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
         let Server {
-            listener,
-            ws_listener,
+            listeners,
             config,
             policy,
             stats,
@@ -128,8 +117,6 @@ impl Server {
         let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let handlers = TaskTracker::new();
         let drain = Drain::new(shutdown.clone(), config.drain_timeout);
-        let mut listeners = vec![listener];
-        listeners.extend(ws_listener);
         let handle = |stream, remote, listener| {
             let handler = Handler {
                 remote,
@@ -138,15 +125,15 @@ impl Server {
                 stats: Arc::clone(&stats),
                 drain: drain.clone(),
             };
-            // The WebSocket listener, when there is one, comes second.
-            let transport = if listener == 0 {
-                Transport::Tcp
-            } else {
-                Transport::WebSocket
+            let transport = match listener {
+                Which::Main => Transport::Tcp,
+                Which::WebSocket => Transport::WebSocket,
             };
             handler.run(stream, transport)
         };
-        accept_loop_any(listeners, slots, handlers.clone(), shutdown, handle).await;
+        listeners
+            .accept_loop(slots, handlers.clone(), shutdown, handle)
+            .await;
         handlers.close();
         handlers.wait().await;
         stats.snapshot()
