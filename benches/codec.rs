@@ -129,4 +129,32 @@ criterion_group! {
         .sample_size(50);
     targets = benches
 }
-criterion_main!(codec_benches);
+
+/// `AMF_BENCH_PROFILE=decode|encode|encode+decode` runs that operation on the envelope
+/// `AMF_BENCH_PROFILE_COUNT` times (default 100,000) instead of the criterion benches, for
+/// `scripts/callgrind-codec.sh`: instruction counts repeat exactly where timings do not.
+fn profile(operation: &str) {
+    let count: u64 = std::env::var("AMF_BENCH_PROFILE_COUNT")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(100_000);
+    let value = envelope();
+    let bytes = Bytes::from(ours_encode(&value));
+    for _ in 0..count {
+        match operation {
+            "decode" => drop(black_box(ours_decode(black_box(&bytes)))),
+            "encode" => drop(black_box(ours_encode(black_box(&value)))),
+            _ => drop(black_box(ours_decode(&Bytes::from(ours_encode(black_box(&value)))))),
+        }
+    }
+}
+
+fn main() {
+    match std::env::var("AMF_BENCH_PROFILE") {
+        Ok(operation) => profile(&operation),
+        Err(_) => {
+            codec_benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
