@@ -81,13 +81,15 @@ fn main() -> BenchResult<()> {
         targets.push(("proxy-nolog", unlogged.addr));
         let mut rates = Vec::new();
         let mut p99s = Vec::new();
-        let pids = [
-            ("proxy", proxy.child.id()),
-            ("proxy-nolog", unlogged.child.id()),
+        // Where each path's CPU time can be read: the relay's thread, the proxies' processes.
+        let stats = [
+            ("relay", relay.stat.clone()),
+            ("proxy", proc_stat(proxy.child.id())),
+            ("proxy-nolog", proc_stat(unlogged.child.id())),
         ];
         for (target, addr) in &targets {
-            let pid = pids.iter().find(|(t, _)| t == target).map(|(_, pid)| *pid);
-            let (rate, cpu) = throughput(*addr, &frames, measure, pid)?;
+            let stat = stats.iter().find(|(t, _)| t == target).map(|(_, stat)| stat);
+            let (rate, cpu) = throughput(*addr, &frames, measure, stat)?;
             let latency = latency(*addr, &frames, measure)?;
             println!(
                 "throughput {name} {target}: {rate:.0} replies/s, {:.1} MB/s each way",
@@ -334,13 +336,13 @@ fn runtime() -> BenchResult<tokio::runtime::Runtime> {
 }
 
 /// Replies per second with `CONNECTIONS` connections keeping `IN_FLIGHT` requests each, and
-/// with `pid`, the CPU time (user and system) that process spent per frame relayed (a request
-/// or a reply) over the same span, in microseconds.
+/// with `stat` (a process's or thread's `/proc` stat file), the CPU time (user and system) it
+/// spent per frame relayed (a request or a reply) over the same span, in microseconds.
 fn throughput(
     addr: SocketAddr,
     frames: &Arc<Frames>,
     measure: Duration,
-    pid: Option<u32>,
+    stat: Option<&PathBuf>,
 ) -> BenchResult<(f64, Option<f64>)> {
     runtime()?.block_on(async {
         let replies = Arc::new(AtomicU64::new(0));
@@ -361,12 +363,12 @@ fn throughput(
         tokio::time::sleep(WARM_UP).await;
         let before = (
             replies.load(Ordering::Relaxed),
-            pid.map(cpu_time).transpose()?,
+            stat.map(cpu_time).transpose()?,
         );
         let started = Instant::now();
         tokio::time::sleep(measure).await;
         let counted = replies.load(Ordering::Relaxed) - before.0;
-        let cpu = match (before.1, pid.map(cpu_time).transpose()?) {
+        let cpu = match (before.1, stat.map(cpu_time).transpose()?) {
             (Some(from), Some(to)) => Some((to - from).as_secs_f64() * 1e6 / (2 * counted) as f64),
             _ => None,
         };
@@ -377,10 +379,15 @@ fn throughput(
     })
 }
 
-/// The CPU time a process has used so far, user and system, from `/proc/PID/stat` (in clock
-/// ticks of 1/100 s, Linux's `USER_HZ`).
-fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+/// The stat file of process `pid`.
+fn proc_stat(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/stat"))
+}
+
+/// The CPU time a process or thread has used so far, user and system, from its stat file (in
+/// clock ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_time(path: &PathBuf) -> BenchResult<Duration> {
+    let stat = std::fs::read_to_string(path)?;
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     // Fields after the name start at 3 (state); utime and stime are fields 14 and 15.
     let mut fields = after_name.split_whitespace().skip(11);

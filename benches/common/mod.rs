@@ -22,6 +22,8 @@ pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub struct OneCore {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// `/proc/PID/task/TID/stat` of its thread, where its CPU time can be read.
+    pub stat: std::path::PathBuf,
     shutdown: CancellationToken,
     thread: std::thread::JoinHandle<()>,
 }
@@ -56,13 +58,17 @@ where
                 let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
                     return;
                 };
-                let _ = bound.send(listener.local_addr());
+                // "/proc/thread-self" links to "PID/task/TID", this thread's entry.
+                let stat = std::fs::read_link("/proc/thread-self")
+                    .map(|task| std::path::Path::new("/proc").join(task).join("stat"));
+                let _ = bound.send(listener.local_addr().and_then(|addr| Ok((addr, stat?))));
                 serve(listener, token).await;
             });
         })?;
-    let addr = addr.recv_timeout(Duration::from_secs(10))??;
+    let (addr, stat) = addr.recv_timeout(Duration::from_secs(10))??;
     Ok(OneCore {
         addr,
+        stat,
         shutdown,
         thread,
     })
