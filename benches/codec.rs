@@ -7,7 +7,7 @@ use std::hint::black_box;
 use amf_bench::codec::{self, Limits, Str, Value};
 use amf_bench::rpc::{Envelope, Request};
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 /// The typed request a game client sends many times a second.
 fn envelope() -> Value {
