@@ -144,7 +144,9 @@ fn profile(operation: &str) {
         match operation {
             "decode" => drop(black_box(ours_decode(black_box(&bytes)))),
             "encode" => drop(black_box(ours_encode(black_box(&value)))),
-            _ => drop(black_box(ours_decode(&Bytes::from(ours_encode(black_box(&value)))))),
+            _ => drop(black_box(ours_decode(&Bytes::from(ours_encode(
+                black_box(&value),
+            ))))),
         }
     }
 }
@@ -158,4 +160,3 @@ fn main() {
         }
     }
 }
-

@@ -88,7 +88,10 @@ fn main() -> BenchResult<()> {
             ("proxy-nolog", proc_stat(unlogged.child.id())),
         ];
         for (target, addr) in &targets {
-            let stat = stats.iter().find(|(t, _)| t == target).map(|(_, stat)| stat);
+            let stat = stats
+                .iter()
+                .find(|(t, _)| t == target)
+                .map(|(_, stat)| stat);
             let (rate, cpu) = throughput(*addr, &frames, measure, stat)?;
             let latency = latency(*addr, &frames, measure)?;
             println!(

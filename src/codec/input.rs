@@ -162,8 +162,16 @@ mod tests {
     fn text_is_checked_on_the_ascii_path_and_beyond_it() {
         assert_eq!(utf8(b""), Some(""));
         assert_eq!(utf8(b"player-48213"), Some("player-48213"));
-        assert_eq!(utf8("h\u{e9}llo \u{1f600}".as_bytes()), Some("h\u{e9}llo \u{1f600}"));
-        for invalid in [&b"\xff"[..], b"abc\xc3", b"\xed\xa0\x80", b"long ascii prefix then \x80"] {
+        assert_eq!(
+            utf8("h\u{e9}llo \u{1f600}".as_bytes()),
+            Some("h\u{e9}llo \u{1f600}")
+        );
+        for invalid in [
+            &b"\xff"[..],
+            b"abc\xc3",
+            b"\xed\xa0\x80",
+            b"long ascii prefix then \x80",
+        ] {
             assert_eq!(utf8(invalid), None, "{invalid:?}");
         }
     }
