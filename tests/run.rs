@@ -527,3 +527,30 @@ async fn client_sockets_come_from_the_listed_source_addresses() {
         "{error:#}"
     );
 }
+
+#[test]
+fn threads_sets_the_workers_and_rejects_zero() {
+    let output = run_bounded(&["run", "--threads", "0", "scenario.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid value '0' for '--threads <N>'"),
+        "{stderr}"
+    );
+    let out = temp_path("threads-out");
+    let output = run_bounded(&[
+        "run",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        scenario("smoke.toml").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let summary: Json =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
+            .expect("JSON");
+    assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
+    let _ = std::fs::remove_dir_all(out);
+}

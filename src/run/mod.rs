@@ -55,10 +55,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = crate::listener::runtime(args.threads)?;
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal();
