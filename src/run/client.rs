@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -124,8 +126,10 @@ async fn pause_until(until: Instant, stop: &CancellationToken) -> bool {
     }
 }
 
-/// Runs the scenario's sessions in flight on one connection until the run stops (`Ok`) or the
-/// connection is lost (the first lane to see it says how).
+/// Runs the scenario's sessions on one connection, `in_flight` at once, until the run stops
+/// (`Ok`) or the connection is lost (the first session to see it says how). The sessions are
+/// futures of this one task rather than tasks of their own: one wake-up starts as many due
+/// arrivals as there are free lanes, and their requests leave in one write.
 async fn run_connection(
     peer: Peer,
     inbox: mpsc::Receiver<Incoming>,
@@ -134,25 +138,60 @@ async fn run_connection(
 ) -> Result<(), ErrorKind> {
     let mailbox = Arc::new(Mailbox::default());
     let reading = tokio::spawn(read_inbox(inbox, peer.clone(), Arc::clone(&mailbox)));
-    // Stops the other lanes when one finds the connection lost; their requests in progress fail
-    // at once (and are recorded) because the peer is closed.
+    // Stops the other sessions when one finds the connection lost; their requests in progress
+    // fail at once (and are recorded) because the peer is closed.
     let lost = shared.stop.child_token();
-    let mut lanes = tokio::task::JoinSet::new();
-    for _ in 0..shared.scenario.in_flight {
-        let mut lane = Client {
+    let mut free: Vec<Client> = (0..shared.scenario.in_flight)
+        .map(|_| Client {
             peer: peer.clone(),
             mailbox: Arc::clone(&mailbox),
             shared: Arc::clone(shared),
             stop: lost.clone(),
             render: render.lane(),
-        };
-        lanes.spawn(async move { lane.run_sessions().await });
-    }
+        })
+        .collect();
+    let mut running = FuturesUnordered::new();
+    let mut starts = Vec::with_capacity(free.len());
+    let stopped = shared.stop.cancelled();
+    tokio::pin!(stopped);
     let mut outcome = Ok(());
-    while let Some(joined) = lanes.join_next().await {
-        if let Ok(Err(kind)) = joined
-            && outcome.is_ok()
-        {
+    loop {
+        tokio::select! {
+            biased;
+            Some((lane, ended)) = running.next() => {
+                if let Err(kind) = ended {
+                    outcome = Err(kind);
+                    break;
+                }
+                free.push(lane);
+            }
+            () = &mut stopped => break,
+            more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
+                if !more {
+                    break;
+                }
+                for intended in starts.drain(..) {
+                    let (Some(mut lane), Some(session)) =
+                        (free.pop(), plan::pick(&shared.scenario.sessions))
+                    else {
+                        break;
+                    };
+                    shared.metrics.session_started();
+                    running.push(async move {
+                        let ended = lane.run_session(session, intended).await;
+                        (lane, ended)
+                    });
+                }
+            }
+        }
+    }
+    if outcome.is_err() {
+        lost.cancel();
+        peer.close("the connection was lost");
+    }
+    // Sessions under way finish their step in progress (bounded by its timeout), then stop.
+    while let Some((_, ended)) = running.next().await {
+        if let (Err(kind), Ok(())) = (ended, &outcome) {
             outcome = Err(kind);
             lost.cancel();
             peer.close("the connection was lost");
@@ -161,6 +200,32 @@ async fn run_connection(
     peer.close("the run ended");
     reading.abort();
     outcome
+}
+
+/// Fills `starts` with the intended start times of up to `free` sessions: due arrivals (open
+/// model; waits for the first, then takes those already queued behind it, so one wake-up serves
+/// several) or `free` times now (closed model). False when no more will come.
+async fn next_starts(shared: &Shared, free: usize, starts: &mut Vec<Instant>) -> bool {
+    let Some(arrivals) = &shared.arrivals else {
+        starts.extend(std::iter::repeat_n(Instant::now(), free));
+        return true;
+    };
+    let Ok(first) = arrivals.recv().await else {
+        return false;
+    };
+    starts.push(first);
+    take_queued(arrivals, free - 1, starts);
+    true
+}
+
+/// Moves up to `most` arrivals already queued into `starts`, in queue order.
+fn take_queued(arrivals: &ArrivalQueue, most: usize, starts: &mut Vec<Instant>) {
+    for _ in 0..most {
+        match arrivals.try_recv() {
+            Ok(intended) => starts.push(intended),
+            Err(_) => return,
+        }
+    }
 }
 
 /// Keeps the peer's inbox drained: messages go to the mailbox, and the server's own requests
@@ -216,36 +281,6 @@ fn is_error_result(result: &Value) -> bool {
 }
 
 impl Client {
-    /// Runs sessions until the run stops; an error when the connection ended first.
-    async fn run_sessions(&mut self) -> Result<(), ErrorKind> {
-        let scenario = Arc::clone(&self.shared.scenario);
-        loop {
-            let intended = match self.next_start().await {
-                Some(intended) => intended,
-                None => return Ok(()),
-            };
-            let Some(session) = plan::pick(&scenario.sessions) else {
-                return Ok(());
-            };
-            self.shared.metrics.session_started();
-            self.run_session(session, intended).await?;
-        }
-    }
-
-    /// When the next session is due: the next arrival (open model) or now (closed model).
-    async fn next_start(&self) -> Option<Instant> {
-        if self.stop.is_cancelled() {
-            return None;
-        }
-        let Some(arrivals) = &self.shared.arrivals else {
-            return Some(Instant::now());
-        };
-        tokio::select! {
-            () = self.stop.cancelled() => None,
-            arrival = arrivals.recv() => arrival.ok(),
-        }
-    }
-
     async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
         let mut due = intended;
         for step in &session.steps {
@@ -381,4 +416,30 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
         ..PeerConfig::default()
     };
     Some(Peer::start(reader, writer, bytes::BytesMut::new(), config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_arrivals_are_taken_in_order_and_no_more_than_asked() {
+        let (sender, arrivals) = async_channel::bounded(16);
+        let base = Instant::now();
+        let times: Vec<Instant> = (0..10)
+            .map(|k| base + Duration::from_micros(k * 37))
+            .collect();
+        for time in &times {
+            sender.try_send(*time).expect("room");
+        }
+        let mut taken = Vec::new();
+        let mut batch = Vec::new();
+        for most in [3, 0, 4, 10, 5] {
+            take_queued(&arrivals, most, &mut batch);
+            assert!(batch.len() <= most);
+            taken.append(&mut batch);
+        }
+        assert_eq!(taken, times, "every arrival once, in its intended order");
+        assert!(arrivals.is_empty());
+    }
 }
