@@ -17,14 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{ErrorKind, Metrics, Sample};
 use super::plan;
+use super::queue::ArrivalQueue;
 use super::scenario::{Scenario, Session, Step};
 use super::template::RenderContext;
 use crate::codec::{Str, Value};
 use crate::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig};
-
-/// Session arrivals (their intended start times), shared by the clients of an open model: a
-/// multi-consumer queue, so that each arrival wakes one waiting session and no more.
-pub type ArrivalQueue = async_channel::Receiver<Instant>;
 
 /// What every client shares.
 pub struct Shared {
@@ -37,7 +34,7 @@ pub struct Shared {
     /// Cancelled when the run ends (its duration, or Ctrl-C).
     pub stop: CancellationToken,
     /// Arrivals, for an open model; none for a closed one.
-    pub arrivals: Option<ArrivalQueue>,
+    pub arrivals: Option<Arc<ArrivalQueue>>,
 }
 
 /// Messages from the server not yet awaited, newest last; old ones fall off past this many.
@@ -156,6 +153,9 @@ async fn run_connection(
     tokio::pin!(stopped);
     let mut outcome = Ok(());
     loop {
+        if let Some(arrivals) = &shared.arrivals {
+            arrivals.try_release();
+        }
         tokio::select! {
             biased;
             Some((lane, ended)) = running.next() => {
@@ -210,22 +210,12 @@ async fn next_starts(shared: &Shared, free: usize, starts: &mut Vec<Instant>) ->
         starts.extend(std::iter::repeat_n(Instant::now(), free));
         return true;
     };
-    let Ok(first) = arrivals.recv().await else {
+    let Some(first) = arrivals.recv().await else {
         return false;
     };
     starts.push(first);
-    take_queued(arrivals, free - 1, starts);
+    arrivals.take(free - 1, starts);
     true
-}
-
-/// Moves up to `most` arrivals already queued into `starts`, in queue order.
-fn take_queued(arrivals: &ArrivalQueue, most: usize, starts: &mut Vec<Instant>) {
-    for _ in 0..most {
-        match arrivals.try_recv() {
-            Ok(intended) => starts.push(intended),
-            Err(_) => return,
-        }
-    }
 }
 
 /// Keeps the peer's inbox drained: messages go to the mailbox, and the server's own requests
@@ -416,30 +406,4 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
         ..PeerConfig::default()
     };
     Some(Peer::start(reader, writer, bytes::BytesMut::new(), config))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queued_arrivals_are_taken_in_order_and_no_more_than_asked() {
-        let (sender, arrivals) = async_channel::bounded(16);
-        let base = Instant::now();
-        let times: Vec<Instant> = (0..10)
-            .map(|k| base + Duration::from_micros(k * 37))
-            .collect();
-        for time in &times {
-            sender.try_send(*time).expect("room");
-        }
-        let mut taken = Vec::new();
-        let mut batch = Vec::new();
-        for most in [3, 0, 4, 10, 5] {
-            take_queued(&arrivals, most, &mut batch);
-            assert!(batch.len() <= most);
-            taken.append(&mut batch);
-        }
-        assert_eq!(taken, times, "every arrival once, in its intended order");
-        assert!(arrivals.is_empty());
-    }
 }
