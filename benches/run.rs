@@ -1,10 +1,15 @@
 //! The load generator's own cost, against an `amf-bench serve` process pinned to core 1 while
-//! this bench and the `amf-bench run` processes it starts stay on core 0 (scripts/bench-run.sh
-//! pins them):
+//! this bench and the `amf-bench run --threads 1` processes it starts stay on core 0
+//! (scripts/bench-run.sh pins them):
 //! - echo requests per second `amf-bench run` drives from one core (closed model, 1,000
 //!   connections, 4 sessions in flight each), against the minimal generator of benches/serve.rs
 //!   (pre-encoded frames, no histograms) measured the same way in the same run;
-//! - the schedule lag p99 of an open-model run at 80% of that capacity;
+//! - the open model's own capacity: the highest session rate an open-model run of the same
+//!   shape keeps up with (every planned session started, none dropped, median lag under 1 ms),
+//!   found by bisection between 30% and 100% of the closed model's rate; an open model costs
+//!   more per session (a session waits for its arrival rather than following the last reply);
+//! - the schedule lag p99 of open-model runs at 80% of each capacity, after a second at rate 0
+//!   in which every connection opens (the lag of the schedule, not of the connection ramp);
 //! - the memory of an idle simulated client: RSS of a run with 10,000 idle clients against one
 //!   with a single client, both sampled after every client has connected.
 //!
@@ -38,9 +43,15 @@ fn main() -> BenchResult<()> {
     println!("amf-bench run:                {capacity:.0} requests/s");
     println!("ratio: {:.2}", capacity / baseline);
 
-    let rate = (capacity * 0.8).round();
-    let (lag_p99, latency_p99) = run_lag(server.addr, rate, seconds, &scratch)?;
-    println!("lag p99 at {rate:.0}/s (80%): {lag_p99} us (latency p99 {latency_p99} us)");
+    let open = open_capacity(server.addr, capacity, seconds, &scratch)?;
+    println!("open-model capacity:          {open:.0} sessions/s");
+    for (rate, of) in [(open * 0.8, "open"), (capacity * 0.8, "closed")] {
+        let lag = run_lag(server.addr, rate.round(), seconds, &scratch)?;
+        println!(
+            "lag p99 at 80% of {of}: {} us at {rate:.0}/s (p50 {} us, latency p99 {} us, dropped {})",
+            lag.p99, lag.p50, lag.latency_p99, lag.dropped
+        );
+    }
 
     let per_client = idle_memory(server.addr, &scratch)?;
     println!(
@@ -74,7 +85,8 @@ fn start_run(addr: SocketAddr, scenario: &str, dir: &Path, name: &str) -> BenchR
     let file = dir.join(format!("{name}.toml"));
     std::fs::write(&file, scenario)?;
     Ok(Command::new(env!("CARGO_BIN_EXE_amf-bench"))
-        .args(["run", "--quiet", "--target", &addr.to_string(), "--out"])
+        .args(["run", "--quiet", "--threads", "1"])
+        .args(["--target", &addr.to_string(), "--out"])
         .arg(dir.join(name))
         .arg(&file)
         .stdout(Stdio::null())
@@ -116,28 +128,71 @@ fn run_capacity(addr: SocketAddr, seconds: u64, dir: &Path) -> BenchResult<f64> 
     Ok(count / elapsed)
 }
 
-/// The echo lag and latency p99 (microseconds) of an open-model run at `rate` sessions/s.
-fn run_lag(addr: SocketAddr, rate: f64, seconds: u64, dir: &Path) -> BenchResult<(u64, u64)> {
+/// What an open-model run measured: echo lag and latency in microseconds, and its sessions.
+struct Lag {
+    p50: u64,
+    p99: u64,
+    latency_p99: u64,
+    dropped: u64,
+    /// Sessions started, of those planned.
+    started: u64,
+    planned: u64,
+}
+
+impl Lag {
+    /// Whether the run kept up with its schedule: none dropped, all but the last moment's
+    /// sessions started (99.9%), and arrivals not piling up (a median lag under 1 ms).
+    fn kept_up(&self) -> bool {
+        self.dropped == 0 && self.started * 1000 >= self.planned * 999 && self.p50 < 1_000
+    }
+}
+
+/// The highest open-model rate (sessions/s) that keeps up, by bisection between 30% and 100%
+/// of the closed model's `capacity`, to 1/64 of that range.
+fn open_capacity(addr: SocketAddr, capacity: f64, seconds: u64, dir: &Path) -> BenchResult<f64> {
+    let (mut low, mut high) = (capacity * 0.3, capacity);
+    for _ in 0..6 {
+        let rate = ((low + high) / 2.0).round();
+        if run_lag(addr, rate, seconds, dir)?.kept_up() {
+            low = rate;
+        } else {
+            high = rate;
+        }
+    }
+    Ok(low)
+}
+
+/// An open-model run at `rate` sessions/s for `seconds`, after a second at rate 0 in which the
+/// connections open.
+fn run_lag(addr: SocketAddr, rate: f64, seconds: u64, dir: &Path) -> BenchResult<Lag> {
     let scenario = format!(
         r#"
         name = "lag"
         connections = {CONNECTIONS}
         connect_rate = 20000
-        duration = "{seconds}s"
+        duration = "{}s"
         in_flight = {IN_FLIGHT_PER_CONNECTION}
         [load]
         model = "open"
-        stages = [{{ rate = {rate}, for = "{seconds}s" }}]
+        stages = [{{ rate = 0, for = "1s" }}, {{ rate = {rate}, for = "{seconds}s" }}]
         [[session]]
         name = "echo"
         steps = [{{ request = "echo", params = {PARAMS} }}]
-        "#
+        "#,
+        seconds + 1
     );
     let summary = summary_of(start_run(addr, &scenario, dir, "lag")?, dir, "lag")?;
     let echo = &summary["commands"]["echo"];
-    let lag = echo["lag_us"]["p99"].as_u64().ok_or("no lag")?;
-    let latency = echo["latency_us"]["p99"].as_u64().ok_or("no latency")?;
-    Ok((lag, latency))
+    let sessions = &summary["sessions"];
+    let field = |value: &serde_json::Value| value.as_u64().ok_or("a missing figure");
+    Ok(Lag {
+        p50: field(&echo["lag_us"]["p50"])?,
+        p99: field(&echo["lag_us"]["p99"])?,
+        latency_p99: field(&echo["latency_us"]["p99"])?,
+        dropped: field(&sessions["dropped"])?,
+        started: field(&sessions["started"])?,
+        planned: field(&sessions["planned"])?,
+    })
 }
 
 /// RSS of the run process with `clients` idle clients, once all have connected.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the load-generator benchmark (benches/run.rs) RUNS times (default 3) and prints each run's
 # figures and their medians: echo requests per second from one generator core for the minimal
-# generator (baseline) and for amf-bench run, their ratio, the schedule lag p99 at 80% of that
-# rate, and the memory per idle simulated client. The server (`amf-bench serve`) runs on core 1;
+# generator (baseline) and for amf-bench run (closed model), their ratio, the open model's own
+# capacity, the schedule lag p99 at 80% of each capacity, and the memory per idle simulated
+# client. The server (`amf-bench serve`) runs on core 1;
 # this script pins the bench and the runs it starts to core 0.
 # Usage: scripts/bench-run.sh [RUNS] [SECONDS]
 set -euo pipefail
@@ -20,6 +21,10 @@ echo "== medians of $runs runs"
 echo "minimal generator (baseline): $(grep '^minimal generator' "$out" | awk '{ print $4 }' | median) requests/s"
 echo "amf-bench run:                $(grep '^amf-bench run' "$out" | awk '{ print $3 }' | median) requests/s"
 echo "ratio:                        $(grep '^ratio' "$out" | awk '{ print $2 }' | median)"
-echo "lag p99 at 80%:               $(grep '^lag p99' "$out" | awk '{ print $6 }' | median) us"
+echo "open-model capacity:          $(grep '^open-model capacity' "$out" | awk '{ print $3 }' | median) sessions/s"
+for of in open closed; do
+    echo "lag p99 at 80% of $of: $(grep "^lag p99 at 80% of $of:" "$out" | awk '{ print $7 }' | median) us" \
+        "at $(grep "^lag p99 at 80% of $of:" "$out" | awk '{ print $10 }' | tr -d '/s' | median)/s"
+done
 echo "idle client:                  $(grep '^idle client' "$out" | awk '{ print $3 }' | median) KiB"
 rm -f "$out"

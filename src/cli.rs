@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// No progress line (it is shown only when stderr is a terminal anyway).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Worker threads of the simulated clients (default: one per core). The arrival schedule of
+    /// an open model has a thread of its own besides these.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 /// Options of `amf-bench policy`.

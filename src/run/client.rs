@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -15,14 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{ErrorKind, Metrics, Sample};
 use super::plan;
+use super::queue::ArrivalQueue;
 use super::scenario::{Scenario, Session, Step};
 use super::template::RenderContext;
 use crate::codec::{Str, Value};
 use crate::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig};
-
-/// Session arrivals (their intended start times), shared by the clients of an open model: a
-/// multi-consumer queue, so that each arrival wakes one waiting session and no more.
-pub type ArrivalQueue = async_channel::Receiver<Instant>;
 
 /// What every client shares.
 pub struct Shared {
@@ -35,7 +34,7 @@ pub struct Shared {
     /// Cancelled when the run ends (its duration, or Ctrl-C).
     pub stop: CancellationToken,
     /// Arrivals, for an open model; none for a closed one.
-    pub arrivals: Option<ArrivalQueue>,
+    pub arrivals: Option<Arc<ArrivalQueue>>,
 }
 
 /// Messages from the server not yet awaited, newest last; old ones fall off past this many.
@@ -124,8 +123,10 @@ async fn pause_until(until: Instant, stop: &CancellationToken) -> bool {
     }
 }
 
-/// Runs the scenario's sessions in flight on one connection until the run stops (`Ok`) or the
-/// connection is lost (the first lane to see it says how).
+/// Runs the scenario's sessions on one connection, `in_flight` at once, until the run stops
+/// (`Ok`) or the connection is lost (the first session to see it says how). The sessions are
+/// futures of this one task rather than tasks of their own: one wake-up starts as many due
+/// arrivals as there are free lanes, and their requests leave in one write.
 async fn run_connection(
     peer: Peer,
     inbox: mpsc::Receiver<Incoming>,
@@ -134,25 +135,63 @@ async fn run_connection(
 ) -> Result<(), ErrorKind> {
     let mailbox = Arc::new(Mailbox::default());
     let reading = tokio::spawn(read_inbox(inbox, peer.clone(), Arc::clone(&mailbox)));
-    // Stops the other lanes when one finds the connection lost; their requests in progress fail
-    // at once (and are recorded) because the peer is closed.
+    // Stops the other sessions when one finds the connection lost; their requests in progress
+    // fail at once (and are recorded) because the peer is closed.
     let lost = shared.stop.child_token();
-    let mut lanes = tokio::task::JoinSet::new();
-    for _ in 0..shared.scenario.in_flight {
-        let mut lane = Client {
+    let mut free: Vec<Client> = (0..shared.scenario.in_flight)
+        .map(|_| Client {
             peer: peer.clone(),
             mailbox: Arc::clone(&mailbox),
             shared: Arc::clone(shared),
             stop: lost.clone(),
             render: render.lane(),
-        };
-        lanes.spawn(async move { lane.run_sessions().await });
-    }
+        })
+        .collect();
+    let mut running = FuturesUnordered::new();
+    let mut starts = Vec::with_capacity(free.len());
+    let stopped = shared.stop.cancelled();
+    tokio::pin!(stopped);
     let mut outcome = Ok(());
-    while let Some(joined) = lanes.join_next().await {
-        if let Ok(Err(kind)) = joined
-            && outcome.is_ok()
-        {
+    loop {
+        if let Some(arrivals) = &shared.arrivals {
+            arrivals.try_release();
+        }
+        tokio::select! {
+            biased;
+            Some((lane, ended)) = running.next() => {
+                if let Err(kind) = ended {
+                    outcome = Err(kind);
+                    break;
+                }
+                free.push(lane);
+            }
+            () = &mut stopped => break,
+            more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
+                if !more {
+                    break;
+                }
+                for intended in starts.drain(..) {
+                    let (Some(mut lane), Some(session)) =
+                        (free.pop(), plan::pick(&shared.scenario.sessions))
+                    else {
+                        break;
+                    };
+                    shared.metrics.session_started();
+                    running.push(async move {
+                        let ended = lane.run_session(session, intended).await;
+                        (lane, ended)
+                    });
+                }
+            }
+        }
+    }
+    if outcome.is_err() {
+        lost.cancel();
+        peer.close("the connection was lost");
+    }
+    // Sessions under way finish their step in progress (bounded by its timeout), then stop.
+    while let Some((_, ended)) = running.next().await {
+        if let (Err(kind), Ok(())) = (ended, &outcome) {
             outcome = Err(kind);
             lost.cancel();
             peer.close("the connection was lost");
@@ -161,6 +200,22 @@ async fn run_connection(
     peer.close("the run ended");
     reading.abort();
     outcome
+}
+
+/// Fills `starts` with the intended start times of up to `free` sessions: due arrivals (open
+/// model; waits for the first, then takes those already queued behind it, so one wake-up serves
+/// several) or `free` times now (closed model). False when no more will come.
+async fn next_starts(shared: &Shared, free: usize, starts: &mut Vec<Instant>) -> bool {
+    let Some(arrivals) = &shared.arrivals else {
+        starts.extend(std::iter::repeat_n(Instant::now(), free));
+        return true;
+    };
+    let Some(first) = arrivals.recv().await else {
+        return false;
+    };
+    starts.push(first);
+    arrivals.take(free - 1, starts);
+    true
 }
 
 /// Keeps the peer's inbox drained: messages go to the mailbox, and the server's own requests
@@ -216,36 +271,6 @@ fn is_error_result(result: &Value) -> bool {
 }
 
 impl Client {
-    /// Runs sessions until the run stops; an error when the connection ended first.
-    async fn run_sessions(&mut self) -> Result<(), ErrorKind> {
-        let scenario = Arc::clone(&self.shared.scenario);
-        loop {
-            let intended = match self.next_start().await {
-                Some(intended) => intended,
-                None => return Ok(()),
-            };
-            let Some(session) = plan::pick(&scenario.sessions) else {
-                return Ok(());
-            };
-            self.shared.metrics.session_started();
-            self.run_session(session, intended).await?;
-        }
-    }
-
-    /// When the next session is due: the next arrival (open model) or now (closed model).
-    async fn next_start(&self) -> Option<Instant> {
-        if self.stop.is_cancelled() {
-            return None;
-        }
-        let Some(arrivals) = &self.shared.arrivals else {
-            return Some(Instant::now());
-        };
-        tokio::select! {
-            () = self.stop.cancelled() => None,
-            arrival = arrivals.recv() => arrival.ok(),
-        }
-    }
-
     async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
         let mut due = intended;
         for step in &session.steps {

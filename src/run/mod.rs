@@ -8,6 +8,7 @@ pub mod html;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod svg;
@@ -30,6 +31,7 @@ use client::Shared;
 use metrics::Metrics;
 use plan::Arrivals;
 use progress::Progress;
+use queue::ArrivalQueue;
 use report::{Outcome, RunFacts};
 use scenario::{Load, Scenario, Step};
 use timeline::{Sampler, Timeline};
@@ -55,10 +57,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = crate::listener::runtime(args.threads)?;
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal();
@@ -155,34 +154,32 @@ pub async fn execute(
     let stop = shutdown.child_token();
     let start = Instant::now() + Duration::from_millis(10);
     let wall_start = SystemTime::now() + Duration::from_millis(10);
-    let (arrivals, queue) = match &scenario.load {
-        Load::Open { .. } => {
-            let (sender, receiver) = async_channel::bounded(queue_len(scenario.connections));
-            (Some(sender), Some(receiver))
-        }
-        Load::Closed => (None, None),
+    let arrivals = match &scenario.load {
+        Load::Open { stages, spacing } => Some(Arc::new(ArrivalQueue::new(
+            Arrivals::new(stages, *spacing, scenario.duration),
+            start,
+            queue_len(scenario.connections),
+            Arc::clone(&metrics),
+        ))),
+        Load::Closed => None,
     };
     let shared = Arc::new(Shared {
         scenario: Arc::clone(&scenario),
         target,
         metrics: Arc::clone(&metrics),
         stop: stop.clone(),
-        arrivals: queue,
+        arrivals: arrivals.clone(),
     });
     let mut clients = tokio::task::JoinSet::new();
     for index in 0..scenario.connections {
         let connect_at = start + plan::connect_offset(index, scenario.connect_rate);
         clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
     }
-    if let (Some(sender), Load::Open { stages, spacing }) = (arrivals, &scenario.load) {
-        let (arrivals, metrics, stop) = (
-            Arrivals::new(stages, *spacing, scenario.duration),
-            Arc::clone(&metrics),
-            stop.clone(),
-        );
+    if let Some(arrivals) = arrivals {
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("arrivals".into())
-            .spawn(move || schedule(arrivals, start, sender, metrics, stop))
+            .spawn(move || queue::run_schedule(&arrivals, &stop))
             .context("cannot start the arrival schedule")?;
     }
     let sampled = CancellationToken::new();
@@ -277,42 +274,6 @@ async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
     match addrs.next() {
         Some(addr) => Ok(addr),
         None => bail!("target: '{target}' resolves to no address"),
-    }
-}
-
-/// Feeds arrivals into the queue at their intended times; a full queue drops (and counts) them.
-/// It runs on a thread of its own, sleeping with the operating system's timer (tens of
-/// microseconds late) rather than tokio's, which rounds every deadline up to the next millisecond
-/// and would add that to every arrival's lag.
-fn schedule(
-    arrivals: Arrivals,
-    start: Instant,
-    queue: async_channel::Sender<Instant>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    /// The longest sleep between looks at `stop`.
-    const WATCH: Duration = Duration::from_millis(20);
-    /// The shortest sleep: arrivals closer together than this are released together, so that
-    /// at high rates the thread (and the runtime it wakes) is not woken for every arrival. This
-    /// is the most an arrival can be released late by design.
-    const GRANULE: Duration = Duration::from_micros(200);
-    let start_std = start.into_std();
-    for offset in arrivals {
-        let due = start_std + offset;
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            let now = std::time::Instant::now();
-            if now >= due {
-                break;
-            }
-            std::thread::sleep((due - now).clamp(GRANULE, WATCH));
-        }
-        if queue.try_send(start + offset).is_err() {
-            metrics.dropped();
-        }
     }
 }
 
