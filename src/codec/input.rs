@@ -117,8 +117,8 @@ impl Input {
     ) -> Result<Str, DecodeError> {
         self.check_count(what, len as u64, 1, offset)?;
         let end = self.position + len;
-        let text = utf8(&self.bytes[self.position..end])
-            .ok_or_else(|| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))?;
+        let text = std::str::from_utf8(&self.bytes[self.position..end])
+            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))?;
         // `new_inline` skips the general constructor's checks for the common short string.
         let text = if text.len() <= INLINE_CAPACITY {
             Str::new_inline(text)
@@ -140,39 +140,6 @@ impl Input {
         match self.remaining() {
             0 => Ok(()),
             count => Err(self.error(DecodeErrorKind::TrailingBytes { count })),
-        }
-    }
-}
-
-/// `bytes` as text if they are valid UTF-8. Most strings on the wire are ASCII, which `is_ascii`
-/// checks a word at a time; `str::from_utf8` goes byte by byte through short strings and costs
-/// several times as much for a typical member name.
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    match ascii::AsciiStr::from_ascii(bytes) {
-        Ok(ascii) => Some(ascii.as_str()),
-        Err(_) => std::str::from_utf8(bytes).ok(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utf8;
-
-    #[test]
-    fn text_is_checked_on_the_ascii_path_and_beyond_it() {
-        assert_eq!(utf8(b""), Some(""));
-        assert_eq!(utf8(b"player-48213"), Some("player-48213"));
-        assert_eq!(
-            utf8("h\u{e9}llo \u{1f600}".as_bytes()),
-            Some("h\u{e9}llo \u{1f600}")
-        );
-        for invalid in [
-            &b"\xff"[..],
-            b"abc\xc3",
-            b"\xed\xa0\x80",
-            b"long ascii prefix then \x80",
-        ] {
-            assert_eq!(utf8(invalid), None, "{invalid:?}");
         }
     }
 }
