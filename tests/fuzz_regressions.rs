@@ -4,9 +4,6 @@
 //! than wrong is built in its test at a size that makes the slowness unmistakable.
 
 use std::path::Path;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::Duration;
 
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{self, Format, Limits};
@@ -15,25 +12,9 @@ use amf_bench::policy::{Allow, MetaPolicy, Sniff, classify, generate};
 use amf_bench::run::scenario::Scenario;
 use bytes::Bytes;
 
-/// A hang detector, not a performance assertion: what it guards takes well under a second.
-const HANG: Duration = Duration::from_secs(10);
+mod common;
 
-/// Runs `run` on a 2 MiB stack and waits at most `HANG` for it.
-fn bounded<T: Send + 'static>(what: &str, run: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = mpsc::channel();
-    thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || {
-            // The receiver is gone only if the test already failed.
-            let _ = done.send(run());
-        })
-        .expect("spawns a thread");
-    match result.recv_timeout(HANG) {
-        Ok(value) => value,
-        Err(RecvTimeoutError::Timeout) => panic!("{what} did not finish within {HANG:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
-    }
-}
+use common::bounded::bounded;
 
 fn input(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,9 +4,7 @@
 //! frame headers are judged alone, references past their table are refused, cycles survive a
 //! round trip, and unknown externalizable classes are named in the error.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::Duration;
+mod common;
 
 use amf_bench::codec::error::Table;
 use amf_bench::codec::externals::ARRAY_COLLECTION;
@@ -20,39 +18,12 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Value as Json, json};
 use tokio_util::codec::Decoder;
 
-/// A hang detector, not a performance assertion: everything here takes milliseconds.
-const HANG: Duration = Duration::from_secs(10);
+use common::bounded::{bounded, bounded_on};
+
 /// Inputs of this size are "a megabyte" below.
 const MEGABYTE: usize = 1 << 20;
 /// Largest length or count an inline AMF3 U29 can declare.
 const U29_INLINE_MAX: u32 = (1 << 28) - 1;
-
-/// Runs `run` on a thread with `stack` bytes of stack and waits at most `HANG` for it: a runaway
-/// decode or render fails the test instead of hanging it. (A stack overflow still aborts.)
-fn bounded_on<T: Send + 'static>(
-    stack: usize,
-    what: &str,
-    run: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (done, result) = mpsc::channel();
-    thread::Builder::new()
-        .stack_size(stack)
-        .spawn(move || {
-            // The receiver is gone only if the test already failed.
-            let _ = done.send(run());
-        })
-        .expect("spawns a thread");
-    match result.recv_timeout(HANG) {
-        Ok(value) => value,
-        Err(RecvTimeoutError::Timeout) => panic!("{what} did not finish within {HANG:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
-    }
-}
-
-/// `bounded_on` a 2 MiB stack, as a server's worker thread might have.
-fn bounded<T: Send + 'static>(what: &str, run: impl FnOnce() -> T + Send + 'static) -> T {
-    bounded_on(2 << 20, what, run)
-}
 
 /// Decodes `bytes` within `HANG`, on a 2 MiB stack.
 fn decode_bounded(what: &str, bytes: &[u8], format: Format) -> Result<Value, DecodeError> {

@@ -2,6 +2,7 @@
 //! that reads and writes frames byte for byte, every wait bounded.
 #![allow(dead_code)]
 
+pub mod bounded;
 pub mod process;
 pub mod proxy;
 pub mod relay;
