@@ -18,7 +18,7 @@ for run in $(seq "$runs"); do
     echo "== run $run of $runs"
     taskset -c 0 cargo bench --quiet --bench policy -- "$PWD/$npm_dir/node_modules" "$seconds" | tee -a "$out"
 done
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/median.sh
 echo "== medians of $runs runs (exchanges per second)"
 for name in "npm policyfile" "amf-bench policy"; do
     busy="$(grep "^$name:" "$out" | awk -F'[:;]' '{ print $2 }' | awk '{ print $1 }' | median)"

@@ -21,7 +21,7 @@ for run in $(seq "$runs"); do
     echo "== run $run of $runs"
     cargo bench --quiet --bench proxy -- "$seconds" | tee -a "$out"
 done
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/median.sh
 echo "== medians of $runs runs"
 for size in 100B 1KiB 64KiB; do
     for target in direct relay socat proxy proxy-nolog; do

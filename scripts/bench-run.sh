@@ -16,7 +16,7 @@ for run in $(seq "$runs"); do
     echo "== run $run of $runs"
     taskset -c 0 cargo bench --quiet --bench run -- "$seconds" | tee -a "$out"
 done
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/median.sh
 echo "== medians of $runs runs"
 echo "minimal generator (baseline): $(grep '^minimal generator' "$out" | awk '{ print $4 }' | median) requests/s"
 echo "amf-bench run:                $(grep '^amf-bench run' "$out" | awk '{ print $3 }' | median) requests/s"

@@ -13,7 +13,7 @@ for run in $(seq "$runs"); do
     echo "== run $run of $runs"
     cargo bench --quiet --bench serve -- "$seconds" | tee -a "$out"
 done
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/median.sh
 echo "== medians of $runs runs"
 echo "frame echo (baseline): $(grep '^frame echo' "$out" | awk '{ print $4 }' | median) replies/s"
 echo "amf-bench serve echo:  $(grep '^amf-bench serve' "$out" | awk '{ print $4 }' | median) replies/s"
