@@ -12,7 +12,9 @@
 //! the same message id, so the proxy sees real request/reply pairs and matches them.
 //!
 //! Threads: the server, the relay and the load each run on a single-threaded runtime of their
-//! own; the proxy is a child process with `--threads 1` (plus its log writer thread).
+//! own; the proxy is a child process with `--threads 1` (plus its log writer thread), and so is
+//! `relay-process` (this bench run again with `AMF_BENCH_RELAY_UPSTREAM` set), which separates
+//! what the proxy's own work costs from what a process of its own costs on two cores.
 //! `scripts/bench-proxy.sh` runs this several times and reports medians.
 //!
 //! Run: `cargo bench --bench proxy [-- SECONDS]` (default 3 s per measurement). With
@@ -50,6 +52,9 @@ const LATENCY_RATE_PER_CONNECTION: u64 = 100;
 const WARM_UP: Duration = Duration::from_millis(500);
 
 fn main() -> BenchResult<()> {
+    if let Some(upstream) = std::env::var_os("AMF_BENCH_RELAY_UPSTREAM") {
+        return relay_process(upstream.to_string_lossy().parse()?);
+    }
     let seconds = std::env::args()
         .skip(1)
         .find_map(|arg| arg.parse::<f64>().ok())
@@ -71,9 +76,14 @@ fn main() -> BenchResult<()> {
             .map(|path| Socat::start(path, server.addr))
             .transpose()?;
         let log = std::env::temp_dir().join(format!("amf-bench-proxy-bench-{name}.jsonl"));
+        let relay_process = start_relay_process(server.addr)?;
         let mut proxy = start_proxy(server.addr, Some(&log))?;
         let mut unlogged = start_proxy(server.addr, None)?;
-        let mut targets = vec![("direct", server.addr), ("relay", relay.addr)];
+        let mut targets = vec![
+            ("direct", server.addr),
+            ("relay", relay.addr),
+            ("relay-process", relay_process.addr),
+        ];
         if let Some(socat) = &socat_relay {
             targets.push(("socat", socat.addr));
         }
@@ -84,6 +94,7 @@ fn main() -> BenchResult<()> {
         // Where each path's CPU time can be read: the relay's thread, the proxies' processes.
         let stats = [
             ("relay", relay.stat.clone()),
+            ("relay-process", proc_stat(relay_process.child.id())),
             ("proxy", proc_stat(proxy.child.id())),
             ("proxy-nolog", proc_stat(unlogged.child.id())),
         ];
@@ -118,6 +129,7 @@ fn main() -> BenchResult<()> {
         relay.stop();
         server.stop();
         drop(socat_relay);
+        drop(relay_process);
     }
     Ok(())
 }
@@ -128,9 +140,11 @@ fn report(name: &str, rates: &[(&str, f64)], p99s: &[(&str, f64)], dropped: u64,
             .find(|(target, _)| *target == key)
             .map_or(f64::NAN, |(_, value)| *value)
     };
-    let relay = find(rates, "relay");
-    for (target, rate) in rates {
-        println!("ratio {name} {target}/relay: {:.3}", rate / relay);
+    for baseline in ["relay", "relay-process"] {
+        let base = find(rates, baseline);
+        for (target, rate) in rates {
+            println!("ratio {name} {target}/{baseline}: {:.3}", rate / base);
+        }
     }
     let direct = find(p99s, "direct");
     for (target, p99) in p99s {
@@ -238,6 +252,25 @@ async fn copy_relay(listener: TcpListener, stop: CancellationToken, upstream: So
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     })
     .await;
+}
+
+/// `copy_relay` as a process of its own (this bench, run again), on one single-threaded runtime.
+fn start_relay_process(upstream: SocketAddr) -> BenchResult<Listening> {
+    Listening::start(
+        Command::new(std::env::current_exe()?)
+            .env("AMF_BENCH_RELAY_UPSTREAM", upstream.to_string()),
+    )
+}
+
+/// The child side of `start_relay_process`: prints where it listens, then relays until killed.
+fn relay_process(upstream: SocketAddr) -> BenchResult<()> {
+    runtime()?.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on {}", listener.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        copy_relay(listener, CancellationToken::new(), upstream).await;
+        Ok(())
+    })
 }
 
 /// socat forking a relay per connection.
