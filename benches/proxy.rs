@@ -91,7 +91,8 @@ fn main() -> BenchResult<()> {
         targets.push(("proxy-nolog", unlogged.addr));
         let mut rates = Vec::new();
         let mut p99s = Vec::new();
-        // Where each path's CPU time can be read: the relay's thread, the proxies' processes.
+        // Where each path's CPU time can be read: the in-process relay's thread, the other
+        // relay's and the proxies' processes.
         let stats = [
             ("relay", relay.stat.clone()),
             ("relay-process", proc_stat(relay_process.child.id())),
