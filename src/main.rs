@@ -11,7 +11,9 @@ use amf_bench::cli::{self, Cli};
 /// mimalloc rather than the system allocator: frames are decoded on one thread and their
 /// values, events and buffers freed on another (the proxy's log writer, the runtime's other
 /// workers), a pattern glibc's per-thread caches serve badly (the proxy spent 14% of its time in
-/// glibc's malloc and free).
+/// glibc's malloc and free). Built with `no_thp`: mimalloc otherwise asks for transparent huge
+/// pages, and the first touch of each one clears 2 MiB at once, which stalled a thread for
+/// milliseconds on a VM (see results/BENCHMARKS.md, "Where the lag tail comes from").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
