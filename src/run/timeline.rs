@@ -90,11 +90,11 @@ impl Sampler {
     ///
     /// Only taking the interval's histograms happens here, on the clients' runtime. Writing them
     /// to the log and summing them up happen on a thread of their own: compressing the histograms
-    /// took 0.2 to 16 ms a second, which on a client thread delayed every client's sends by as
+    /// took 0.1 to 16 ms a second, which on a client thread delayed every client's sends by as
     /// much (the run's largest schedule lag).
     pub async fn run(self, done: CancellationToken) -> anyhow::Result<Timeline> {
         let (sender, intervals) = std::sync::mpsc::channel();
-        let summary = Summary {
+        let timeline_writer = TimelineWriter {
             wall_start: self.wall_start,
             stages: self.stages,
             progress: self.progress,
@@ -104,7 +104,7 @@ impl Sampler {
         let (written, writer) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("timeline".into())
-            .spawn(move || written.send(summary.write(&intervals)))
+            .spawn(move || written.send(timeline_writer.write(&intervals)))
             .context("cannot start the timeline writer")?;
         let mut interval_start = self.start;
         loop {
@@ -131,13 +131,13 @@ impl Sampler {
 }
 
 /// What the writer needs: the log's start time and what the progress line shows.
-struct Summary {
+struct TimelineWriter {
     wall_start: SystemTime,
     stages: Option<Vec<Stage>>,
     progress: Progress,
 }
 
-impl Summary {
+impl TimelineWriter {
     /// Writes each interval received to the log, the points and the progress line, until the
     /// sampler hangs up.
     fn write(self, intervals: &Receiver<Interval>) -> anyhow::Result<Timeline> {
