@@ -1,7 +1,5 @@
 //! A cursor over the input shared by the AMF0 and AMF3 readers: bounds-checked reads with offsets.
 
-use bytes::Bytes;
-
 use super::error::{DecodeError, DecodeErrorKind};
 use super::value::Str;
 
@@ -13,13 +11,13 @@ pub(crate) const PREALLOCATE_AT_MOST: usize = 64;
 const INLINE_CAPACITY: usize = 23;
 
 /// The bytes being decoded and the read position.
-pub(crate) struct Input {
-    bytes: Bytes,
+pub(crate) struct Input<'a> {
+    bytes: &'a [u8],
     position: usize,
 }
 
-impl Input {
-    pub(crate) fn new(bytes: Bytes) -> Input {
+impl<'a> Input<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Input<'a> {
         Input { bytes, position: 0 }
     }
 
@@ -95,38 +93,39 @@ impl Input {
         Ok(f64::from_be_bytes(self.fixed(what)?))
     }
 
-    /// The next `len` bytes, sharing the input buffer; `offset` is where the length was declared.
+    /// The next `len` bytes; `offset` is where the length was declared.
     pub(crate) fn take(
         &mut self,
         what: &'static str,
         len: usize,
         offset: usize,
-    ) -> Result<Bytes, DecodeError> {
+    ) -> Result<&'a [u8], DecodeError> {
         self.check_count(what, len as u64, 1, offset)?;
-        let taken = self.bytes.slice(self.position..self.position + len);
+        let taken = &self.bytes[self.position..self.position + len];
         self.position += len;
         Ok(taken)
     }
 
-    /// The next `len` bytes as UTF-8 text.
+    /// The next `len` bytes as UTF-8 text, borrowed from the input.
     pub(crate) fn text(
         &mut self,
         what: &'static str,
         len: usize,
         offset: usize,
+    ) -> Result<&'a str, DecodeError> {
+        let bytes = self.take(what, len, offset)?;
+        std::str::from_utf8(bytes)
+            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))
+    }
+
+    /// `text`, copied into a `Str`.
+    pub(crate) fn owned_text(
+        &mut self,
+        what: &'static str,
+        len: usize,
+        offset: usize,
     ) -> Result<Str, DecodeError> {
-        self.check_count(what, len as u64, 1, offset)?;
-        let end = self.position + len;
-        let text = std::str::from_utf8(&self.bytes[self.position..end])
-            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))?;
-        // `new_inline` skips the general constructor's checks for the common short string.
-        let text = if text.len() <= INLINE_CAPACITY {
-            Str::new_inline(text)
-        } else {
-            Str::new(text)
-        };
-        self.position = end;
-        Ok(text)
+        self.text(what, len, offset).map(owned_str)
     }
 
     /// Hex of up to `max` bytes from the current position, for error reports.
@@ -141,5 +140,15 @@ impl Input {
             0 => Ok(()),
             count => Err(self.error(DecodeErrorKind::TrailingBytes { count })),
         }
+    }
+}
+
+/// `text` as a `Str`: `new_inline` skips the general constructor's checks for the common short
+/// string.
+pub(crate) fn owned_str(text: &str) -> Str {
+    if text.len() <= INLINE_CAPACITY {
+        Str::new_inline(text)
+    } else {
+        Str::new(text)
     }
 }

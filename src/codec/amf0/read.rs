@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::codec::DecodeOptions;
+use crate::codec::amf3::build::Owned;
 use crate::codec::amf3::read::Reader as Amf3Reader;
 use crate::codec::error::{DecodeError, DecodeErrorKind, Table};
 use crate::codec::input::{Input, PREALLOCATE_AT_MOST};
@@ -12,33 +13,36 @@ use crate::codec::value::{Array, Member, Object, Str, Value};
 
 /// Decodes exactly one AMF0 value from `bytes`; anything left over is an error.
 pub fn decode(bytes: Bytes, options: &DecodeOptions) -> Result<Value, DecodeError> {
-    let mut input = Input::new(bytes);
-    let value = Reader::new(options).read_value(&mut input)?;
+    let mut input = Input::new(&bytes);
+    let value = Reader::new(options, &bytes).read_value(&mut input)?;
     input.finish()?;
     Ok(value)
 }
 
 /// The AMF0 object table of one value being read, and the nesting depth.
-struct Reader<'o> {
+struct Reader<'o, 'a> {
     options: &'o DecodeOptions,
+    /// The buffer the input borrows from, which AMF3 byte arrays share.
+    source: &'a Bytes,
     /// Entries in the AMF0 object table so far (objects, typed objects, strict and ECMA arrays);
     /// a reference is kept as its index, never copied.
     objects: usize,
     depth: usize,
 }
 
-impl<'o> Reader<'o> {
+impl<'o, 'a> Reader<'o, 'a> {
     /// A reader with an empty object table, at the top level.
-    fn new(options: &'o DecodeOptions) -> Reader<'o> {
+    fn new(options: &'o DecodeOptions, source: &'a Bytes) -> Reader<'o, 'a> {
         Reader {
             options,
+            source,
             objects: 0,
             depth: 0,
         }
     }
 
     /// Reads one value.
-    fn read_value(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_value(&mut self, input: &mut Input<'a>) -> Result<Value, DecodeError> {
         let offset = input.position();
         let type_marker = input.u8("an AMF0 type marker")?;
         match type_marker {
@@ -77,8 +81,15 @@ impl<'o> Reader<'o> {
     /// The AMF3 value after an AVM+ switch, with tables of its own. Never inlined: the AMF3 tables
     /// take a kilobyte or two of stack, which must not be part of every level of AMF0 nesting.
     #[inline(never)]
-    fn read_avmplus(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
-        let inner = Amf3Reader::new(self.options, self.depth).read_value(input)?;
+    fn read_avmplus(&mut self, input: &mut Input<'a>) -> Result<Value, DecodeError> {
+        let inner = Amf3Reader::new(
+            self.options,
+            self.depth,
+            Owned {
+                source: self.source,
+            },
+        )
+        .read_value(input)?;
         Ok(Value::Avmplus(Box::new(inner)))
     }
 
@@ -101,7 +112,11 @@ impl<'o> Reader<'o> {
     }
 
     /// An anonymous (empty `class_name`) or typed object; its members follow.
-    fn read_object(&mut self, input: &mut Input, class_name: Str) -> Result<Value, DecodeError> {
+    fn read_object(
+        &mut self,
+        input: &mut Input<'a>,
+        class_name: Str,
+    ) -> Result<Value, DecodeError> {
         let members = self.read_members(input, 0)?;
         let anonymous = class_name.is_empty();
         Ok(Value::Object(Box::new(Object {
@@ -113,14 +128,14 @@ impl<'o> Reader<'o> {
         })))
     }
 
-    fn read_ecma_array(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_ecma_array(&mut self, input: &mut Input<'a>) -> Result<Value, DecodeError> {
         // The count is only a hint: the members end with 00 00 09 whatever it says.
         let hint = input.u32("an ECMA array count")?;
         let members = self.read_members(input, hint as usize)?;
         Ok(Value::EcmaArray(Box::new(members)))
     }
 
-    fn read_strict_array(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_strict_array(&mut self, input: &mut Input<'a>) -> Result<Value, DecodeError> {
         let offset = input.position();
         let count = input.u32("a strict array count")?;
         input.check_count("strict array count", u64::from(count), 1, offset)?;
@@ -135,7 +150,11 @@ impl<'o> Reader<'o> {
     }
 
     /// Reads (name, value) pairs up to an empty name and the object-end marker.
-    fn read_members(&mut self, input: &mut Input, hint: usize) -> Result<Vec<Member>, DecodeError> {
+    fn read_members(
+        &mut self,
+        input: &mut Input<'a>,
+        hint: usize,
+    ) -> Result<Vec<Member>, DecodeError> {
         let mut members = Vec::with_capacity(hint.min(PREALLOCATE_AT_MOST));
         loop {
             let name = short_text(input, "a member name")?;
@@ -154,7 +173,7 @@ impl<'o> Reader<'o> {
         }
     }
 
-    fn read_reference(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_reference(&mut self, input: &mut Input<'a>) -> Result<Value, DecodeError> {
         let offset = input.position();
         let index = input.u16("an AMF0 reference")?;
         if usize::from(index) >= self.objects {
@@ -182,14 +201,14 @@ fn read_date(input: &mut Input) -> Result<Value, DecodeError> {
 fn short_text(input: &mut Input, what: &'static str) -> Result<Str, DecodeError> {
     let offset = input.position();
     let len = input.u16(what)?;
-    input.text(what, usize::from(len), offset)
+    input.owned_text(what, usize::from(len), offset)
 }
 
 /// UTF-8 text after a 32-bit length.
 fn long_text(input: &mut Input, what: &'static str) -> Result<Str, DecodeError> {
     let offset = input.position();
     let len = input.u32(what)?;
-    input.text(what, len as usize, offset)
+    input.owned_text(what, len as usize, offset)
 }
 
 /// The error for a marker AMF0 reserves but that no peer may send.

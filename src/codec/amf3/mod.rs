@@ -1,5 +1,6 @@
 //! AMF3: the format of every AMF Socket frame body.
 
+pub(crate) mod build;
 pub mod read;
 mod table;
 pub(crate) mod u29;

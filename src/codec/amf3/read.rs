@@ -1,21 +1,21 @@
-//! AMF3 decoding: one value, with string, trait and object tables scoped to it.
+//! AMF3 decoding: one value, with string, trait and object tables scoped to it, into whatever a
+//! builder makes (an owned `Value`, a borrowed `View`).
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use super::build::{Build, Leaf, Owned, PlainVector};
 use super::u29;
 use crate::codec::DecodeOptions;
 use crate::codec::error::{DecodeError, DecodeErrorKind, Table};
 use crate::codec::input::{Input, PREALLOCATE_AT_MOST};
 use crate::codec::marker::amf3 as marker;
-use crate::codec::value::{
-    Array, Dictionary, Externalizable, Member, Object, ObjectVector, Str, Value, Vector,
-};
+use crate::codec::value::Value;
 
 /// Decodes exactly one AMF3 value from `bytes`; anything left over is an error.
 pub fn decode(bytes: Bytes, options: &DecodeOptions) -> Result<Value, DecodeError> {
-    let mut input = Input::new(bytes);
-    let value = Reader::new(options, 0).read_value(&mut input)?;
+    let mut input = Input::new(&bytes);
+    let value = Reader::new(options, 0, Owned { source: &bytes }).read_value(&mut input)?;
     input.finish()?;
     Ok(value)
 }
@@ -25,18 +25,19 @@ pub fn decode(bytes: Bytes, options: &DecodeOptions) -> Result<Value, DecodeErro
 const DYNAMIC_MEMBERS_EXPECTED: usize = 4;
 
 /// Class traits as sent once and then referenced by index.
-struct Traits {
-    class_name: Str,
+struct Traits<S> {
+    class_name: S,
     dynamic: bool,
     externalizable: bool,
-    sealed_names: SmallVec<[Str; 8]>,
+    sealed_names: SmallVec<[S; 8]>,
 }
 
-/// The reference tables of one AMF3 value being read.
-pub(crate) struct Reader<'o> {
+/// The reference tables of one AMF3 value being read, and the builder that assembles it.
+pub(crate) struct Reader<'o, 'a, B: Build<'a>> {
     options: &'o DecodeOptions,
-    strings: SmallVec<[Str; 32]>,
-    traits: SmallVec<[Traits; 4]>,
+    builder: B,
+    strings: SmallVec<[B::Str; 32]>,
+    traits: SmallVec<[Traits<B::Str>; 4]>,
     /// Entries in the object table so far; a reference is kept as its index, never copied.
     objects: u32,
     depth: usize,
@@ -44,15 +45,16 @@ pub(crate) struct Reader<'o> {
 
 /// A U29 header that either references an object-table entry or introduces an inline value.
 enum Header {
-    Reference(Value),
+    Reference(u32),
     Inline(u32),
 }
 
-impl<'o> Reader<'o> {
+impl<'o, 'a, B: Build<'a>> Reader<'o, 'a, B> {
     /// A reader with empty tables, already `depth` containers deep (non-zero inside AMF0).
-    pub(crate) fn new(options: &'o DecodeOptions, depth: usize) -> Reader<'o> {
+    pub(crate) fn new(options: &'o DecodeOptions, depth: usize, builder: B) -> Self {
         Reader {
             options,
+            builder,
             // On the stack while a typical RPC envelope's tables fit, on the heap beyond.
             strings: SmallVec::new(),
             traits: SmallVec::new(),
@@ -62,40 +64,41 @@ impl<'o> Reader<'o> {
     }
 
     /// Reads one value.
-    pub(crate) fn read_value(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    pub(crate) fn read_value(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let type_marker = input.u8("an AMF3 type marker")?;
         match type_marker {
-            marker::UNDEFINED => Ok(Value::Undefined),
-            marker::NULL => Ok(Value::Null),
-            marker::FALSE => Ok(Value::Bool(false)),
-            marker::TRUE => Ok(Value::Bool(true)),
-            marker::INTEGER => Ok(Value::Integer(u29::read_signed(input)?)),
-            marker::DOUBLE => Ok(Value::Double(input.f64("an AMF3 double")?)),
-            marker::STRING => Ok(Value::String(self.read_string(input, "a string")?)),
-            marker::XML_DOCUMENT => self.read_text(input, "an XMLDocument", Value::XmlDocument),
-            marker::XML => self.read_text(input, "an XML value", Value::Xml),
+            marker::UNDEFINED => Ok(self.builder.leaf(Leaf::Undefined)),
+            marker::NULL => Ok(self.builder.leaf(Leaf::Null)),
+            marker::FALSE => Ok(self.builder.leaf(Leaf::Bool(false))),
+            marker::TRUE => Ok(self.builder.leaf(Leaf::Bool(true))),
+            marker::INTEGER => {
+                let value = u29::read_signed(input)?;
+                Ok(self.builder.leaf(Leaf::Integer(value)))
+            }
+            marker::DOUBLE => {
+                let value = input.f64("an AMF3 double")?;
+                Ok(self.builder.leaf(Leaf::Double(value)))
+            }
+            marker::STRING => {
+                let text = self.read_string(input, "a string")?;
+                Ok(self.builder.string(text))
+            }
+            marker::XML_DOCUMENT => self.read_text(input, "an XMLDocument", Leaf::XmlDocument),
+            marker::XML => self.read_text(input, "an XML value", Leaf::Xml),
             marker::DATE => self.read_date(input),
             marker::BYTE_ARRAY => self.read_byte_array(input),
             marker::ARRAY => self.nested(offset, |reader| reader.read_array(input)),
             marker::OBJECT => self.nested(offset, |reader| reader.read_object(input)),
             marker::VECTOR_INT => {
-                self.read_vector(input, "a Vector.<int>", 4, Value::VectorInt, |input| {
-                    Ok(input.u32("a Vector.<int> item")? as i32)
-                })
+                self.read_plain_vector(input, "a Vector.<int>", 4, PlainVector::Int)
             }
             marker::VECTOR_UINT => {
-                self.read_vector(input, "a Vector.<uint>", 4, Value::VectorUint, |input| {
-                    input.u32("a Vector.<uint> item")
-                })
+                self.read_plain_vector(input, "a Vector.<uint>", 4, PlainVector::Uint)
             }
-            marker::VECTOR_DOUBLE => self.read_vector(
-                input,
-                "a Vector.<Number>",
-                8,
-                Value::VectorDouble,
-                |input| input.f64("a Vector.<Number> item"),
-            ),
+            marker::VECTOR_DOUBLE => {
+                self.read_plain_vector(input, "a Vector.<Number>", 8, PlainVector::Double)
+            }
             marker::VECTOR_OBJECT => self.nested(offset, |reader| reader.read_object_vector(input)),
             marker::DICTIONARY => self.nested(offset, |reader| reader.read_dictionary(input)),
             other => Err(Input::error_at(
@@ -112,8 +115,8 @@ impl<'o> Reader<'o> {
     fn nested(
         &mut self,
         offset: usize,
-        read: impl FnOnce(&mut Self) -> Result<Value, DecodeError>,
-    ) -> Result<Value, DecodeError> {
+        read: impl FnOnce(&mut Self) -> Result<B::Value, DecodeError>,
+    ) -> Result<B::Value, DecodeError> {
         let limit = self.options.limits.max_depth;
         if self.depth >= limit {
             return Err(Input::error_at(offset, DecodeErrorKind::TooDeep { limit }));
@@ -126,7 +129,7 @@ impl<'o> Reader<'o> {
 
     /// Reads the U29 of an object-table value: a reference (checked) or an inline length/count.
     /// An inline value takes the next object-table index.
-    fn header(&mut self, input: &mut Input) -> Result<Header, DecodeError> {
+    fn header(&mut self, input: &mut Input<'a>) -> Result<Header, DecodeError> {
         let offset = input.position();
         let raw = u29::read(input)?;
         if raw & 1 == 0 {
@@ -141,14 +144,23 @@ impl<'o> Reader<'o> {
                     },
                 ));
             }
-            return Ok(Header::Reference(Value::Reference(index)));
+            return Ok(Header::Reference(index));
         }
         self.objects += 1;
         Ok(Header::Inline(raw >> 1))
     }
 
+    /// The value of an object-table reference.
+    fn reference(&mut self, index: u32) -> B::Value {
+        self.builder.leaf(Leaf::Reference(index))
+    }
+
     /// Reads a string value, class name or member name through the string table.
-    fn read_string(&mut self, input: &mut Input, what: &'static str) -> Result<Str, DecodeError> {
+    fn read_string(
+        &mut self,
+        input: &mut Input<'a>,
+        what: &'static str,
+    ) -> Result<B::Str, DecodeError> {
         let offset = input.position();
         let raw = u29::read(input)?;
         if raw & 1 == 0 {
@@ -167,9 +179,10 @@ impl<'o> Reader<'o> {
         let len = (raw >> 1) as usize;
         if len == 0 {
             // The empty string is never sent by reference and never enters the table.
-            return Ok(Str::default());
+            return Ok(self.builder.str(""));
         }
         let text = input.text(what, len, offset)?;
+        let text = self.builder.str(text);
         self.strings.push(text.clone());
         Ok(text)
     }
@@ -177,62 +190,71 @@ impl<'o> Reader<'o> {
     /// XML and XMLDocument: text that lives in the object table, not the string table.
     fn read_text(
         &mut self,
-        input: &mut Input,
+        input: &mut Input<'a>,
         what: &'static str,
-        wrap: fn(Str) -> Value,
-    ) -> Result<Value, DecodeError> {
+        wrap: fn(&'a str) -> Leaf<'a>,
+    ) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         match self.header(input)? {
-            Header::Reference(reference) => Ok(reference),
-            Header::Inline(len) => Ok(wrap(input.text(what, len as usize, offset)?)),
+            Header::Reference(index) => Ok(self.reference(index)),
+            Header::Inline(len) => {
+                let text = input.text(what, len as usize, offset)?;
+                Ok(self.builder.leaf(wrap(text)))
+            }
         }
     }
 
-    fn read_date(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_date(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         match self.header(input)? {
-            Header::Reference(reference) => Ok(reference),
-            Header::Inline(_) => Ok(Value::Date(input.f64("a Date")?)),
+            Header::Reference(index) => Ok(self.reference(index)),
+            Header::Inline(_) => {
+                let ms = input.f64("a Date")?;
+                Ok(self.builder.leaf(Leaf::Date(ms)))
+            }
         }
     }
 
-    fn read_byte_array(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_byte_array(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         match self.header(input)? {
-            Header::Reference(reference) => Ok(reference),
-            Header::Inline(len) => Ok(Value::ByteArray(input.take(
-                "ByteArray length",
-                len as usize,
-                offset,
-            )?)),
+            Header::Reference(index) => Ok(self.reference(index)),
+            Header::Inline(len) => {
+                let bytes = input.take("ByteArray length", len as usize, offset)?;
+                Ok(self.builder.leaf(Leaf::ByteArray(bytes)))
+            }
         }
     }
 
-    fn read_array(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_array(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let dense_count = match self.header(input)? {
-            Header::Reference(reference) => return Ok(reference),
+            Header::Reference(index) => return Ok(self.reference(index)),
             Header::Inline(count) => count,
         };
         input.check_count("array count", u64::from(dense_count), 1, offset)?;
-        let mut assoc = Vec::new();
+        let mut assoc = self.builder.list(0);
         loop {
             let key = self.read_string(input, "an array key")?;
-            if key.is_empty() {
+            if key.as_ref().is_empty() {
                 break;
             }
-            assoc.push((key, self.read_value(input)?));
+            let value = self.read_value(input)?;
+            B::push(&mut assoc, (key, value));
         }
-        let mut dense = Vec::with_capacity((dense_count as usize).min(PREALLOCATE_AT_MOST));
+        let mut dense = self
+            .builder
+            .list((dense_count as usize).min(PREALLOCATE_AT_MOST));
         for _ in 0..dense_count {
-            dense.push(self.read_value(input)?);
+            let item = self.read_value(input)?;
+            B::push(&mut dense, item);
         }
-        Ok(Value::Array(Box::new(Array { assoc, dense })))
+        Ok(self.builder.array(assoc, dense))
     }
 
-    fn read_object(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_object(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let header_offset = input.position();
         let flags = match self.header(input)? {
-            Header::Reference(reference) => return Ok(reference),
+            Header::Reference(index) => return Ok(self.reference(index)),
             Header::Inline(flags) => flags,
         };
         let index = self.read_traits(input, flags, header_offset)?;
@@ -248,42 +270,36 @@ impl<'o> Reader<'o> {
             1,
             input.position(),
         )?;
-        // Names first (the traits stay borrowed only here), then the values in wire order.
-        let mut members: Vec<Member> = Vec::with_capacity(
+        let mut members = self.builder.list(
             sealed_count.min(PREALLOCATE_AT_MOST)
                 + if dynamic { DYNAMIC_MEMBERS_EXPECTED } else { 0 },
         );
-        members.extend(
-            traits
-                .sealed_names
-                .iter()
-                .map(|name| (name.clone(), Value::Undefined)),
-        );
-        for (_, value) in &mut members {
-            *value = self.read_value(input)?;
+        for member in 0..sealed_count {
+            // The table only grows while the value is read, so the traits stay at `index`.
+            let name = self.traits[index].sealed_names[member].clone();
+            let value = self.read_value(input)?;
+            B::push(&mut members, (name, value));
         }
         if dynamic {
             loop {
                 let name = self.read_string(input, "a member name")?;
-                if name.is_empty() {
+                if name.as_ref().is_empty() {
                     break;
                 }
-                members.push((name, self.read_value(input)?));
+                let value = self.read_value(input)?;
+                B::push(&mut members, (name, value));
             }
         }
-        Ok(Value::Object(Box::new(Object {
-            class_name,
-            sealed_count,
-            dynamic,
-            members,
-        })))
+        Ok(self
+            .builder
+            .object(class_name, sealed_count, dynamic, members))
     }
 
     /// Reads inline traits or resolves a trait reference, returning the traits' index in the table;
     /// `flags` is the object header without its inline bit, read at `offset`.
     fn read_traits(
         &mut self,
-        input: &mut Input,
+        input: &mut Input<'a>,
         flags: u32,
         offset: usize,
     ) -> Result<usize, DecodeError> {
@@ -323,81 +339,70 @@ impl<'o> Reader<'o> {
 
     fn read_externalizable(
         &mut self,
-        input: &mut Input,
-        class_name: Str,
-    ) -> Result<Value, DecodeError> {
-        if !self.options.externals.knows(&class_name) {
+        input: &mut Input<'a>,
+        class_name: B::Str,
+    ) -> Result<B::Value, DecodeError> {
+        if !self.options.externals.knows(class_name.as_ref()) {
             return Err(input.error(DecodeErrorKind::UnknownExternalizable {
-                class_name: class_name.to_string(),
+                class_name: class_name.as_ref().to_string(),
                 remaining: input.remaining(),
                 remainder_hex: input.hex_prefix(64),
             }));
         }
         let body = self.read_value(input)?;
-        Ok(Value::Externalizable(Box::new(Externalizable {
-            class_name,
-            body,
-        })))
+        Ok(self.builder.externalizable(class_name, body))
     }
 
-    /// Reads a Vector of fixed-size items.
-    fn read_vector<T>(
+    /// Reads a Vector of fixed-size items: `wrap` says which kind, given the items' bytes.
+    fn read_plain_vector(
         &mut self,
-        input: &mut Input,
+        input: &mut Input<'a>,
         what: &'static str,
         item_size: u64,
-        wrap: fn(Box<Vector<T>>) -> Value,
-        read_item: impl Fn(&mut Input) -> Result<T, DecodeError>,
-    ) -> Result<Value, DecodeError> {
+        wrap: fn(&'a [u8]) -> PlainVector<'a>,
+    ) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let count = match self.header(input)? {
-            Header::Reference(reference) => return Ok(reference),
+            Header::Reference(index) => return Ok(self.reference(index)),
             Header::Inline(count) => count,
         };
         let fixed = input.u8(what)? != 0;
         input.check_count(what, u64::from(count), item_size, offset)?;
-        let items = (0..count)
-            .map(|_| read_item(input))
-            .collect::<Result<Vec<T>, DecodeError>>()?;
-        Ok(wrap(Box::new(Vector { fixed, items })))
+        let raw = input.take(what, (u64::from(count) * item_size) as usize, offset)?;
+        Ok(self.builder.plain_vector(fixed, wrap(raw)))
     }
 
-    fn read_object_vector(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_object_vector(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let count = match self.header(input)? {
-            Header::Reference(reference) => return Ok(reference),
+            Header::Reference(index) => return Ok(self.reference(index)),
             Header::Inline(count) => count,
         };
         let fixed = input.u8("a Vector.<Object>")? != 0;
         input.check_count("Vector.<Object> count", u64::from(count), 1, offset)?;
         let type_name = self.read_string(input, "a Vector type name")?;
-        let mut items = Vec::with_capacity((count as usize).min(PREALLOCATE_AT_MOST));
+        let mut items = self.builder.list((count as usize).min(PREALLOCATE_AT_MOST));
         for _ in 0..count {
-            items.push(self.read_value(input)?);
+            let item = self.read_value(input)?;
+            B::push(&mut items, item);
         }
-        Ok(Value::VectorObject(Box::new(ObjectVector {
-            fixed,
-            type_name,
-            items,
-        })))
+        Ok(self.builder.object_vector(fixed, type_name, items))
     }
 
-    fn read_dictionary(&mut self, input: &mut Input) -> Result<Value, DecodeError> {
+    fn read_dictionary(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let count = match self.header(input)? {
-            Header::Reference(reference) => return Ok(reference),
+            Header::Reference(index) => return Ok(self.reference(index)),
             Header::Inline(count) => count,
         };
         let weak_keys = input.u8("a Dictionary")? != 0;
         input.check_count("Dictionary count", u64::from(count), 2, offset)?;
-        let mut entries = Vec::with_capacity((count as usize).min(PREALLOCATE_AT_MOST));
+        let mut entries = self.builder.list((count as usize).min(PREALLOCATE_AT_MOST));
         for _ in 0..count {
             let key = self.read_value(input)?;
-            entries.push((key, self.read_value(input)?));
+            let value = self.read_value(input)?;
+            B::push(&mut entries, (key, value));
         }
-        Ok(Value::Dictionary(Box::new(Dictionary {
-            weak_keys,
-            entries,
-        })))
+        Ok(self.builder.dictionary(weak_keys, entries))
     }
 }

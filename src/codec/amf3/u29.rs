@@ -13,7 +13,8 @@ pub(crate) const INT_MIN: i32 = -(1 << 28);
 pub(crate) const INT_MAX: i32 = (1 << 28) - 1;
 
 /// Reads a U29: three bytes of 7 bits with a continuation bit, then at most one byte of 8 bits.
-/// Non-minimal encodings are valid.
+/// Non-minimal encodings are valid. Inlined: it is on the path of every string and container.
+#[inline]
 pub(crate) fn read(input: &mut Input) -> Result<u32, DecodeError> {
     let mut value: u32 = 0;
     for _ in 0..3 {
@@ -62,13 +63,12 @@ pub(crate) fn write_signed(out: &mut impl BufMut, value: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn round_trip(value: u32) -> (u32, usize) {
         let mut out = Vec::new();
         write(&mut out, value);
         let len = out.len();
-        let mut input = Input::new(Bytes::from(out));
+        let mut input = Input::new(&out);
         (read(&mut input).expect("decodes"), len)
     }
 
@@ -94,7 +94,7 @@ mod tests {
         for value in [INT_MIN, -1, 0, 1, INT_MAX] {
             let mut out = Vec::new();
             write_signed(&mut out, value);
-            let mut input = Input::new(Bytes::from(out));
+            let mut input = Input::new(&out);
             assert_eq!(read_signed(&mut input).expect("decodes"), value);
         }
     }
