@@ -1,10 +1,11 @@
 //! Codec speed against the `amf` crate, measured in the same run: encode, decode and
-//! encode + decode of a typed RPC request envelope (263 bytes) and of the AMF3 vector corpus.
+//! encode + decode of a typed RPC request envelope (263 bytes) and of the AMF3 vector corpus, with
+//! amf-bench decoding into an owned `Value` and into a borrowed `View`.
 //! `scripts/bench.sh` runs this several times and reports the medians and ratios.
 
 use std::hint::black_box;
 
-use amf_bench::codec::{self, Limits, Str, Value};
+use amf_bench::codec::{self, Limits, Str, Value, View, ViewDecoder};
 use amf_bench::rpc::{Envelope, Request};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
@@ -66,6 +67,12 @@ fn ours_encode(value: &Value) -> Vec<u8> {
     codec::amf3::encode(value, &Limits::default()).unwrap_or_default()
 }
 
+/// Decodes into a view with a decoder kept from input to input, as a connection keeps one.
+fn view_decode(decoder: &mut ViewDecoder, bytes: &[u8]) {
+    let view = decoder.decode(black_box(bytes)).unwrap_or(View::Undefined);
+    black_box(&view);
+}
+
 fn theirs_decode(bytes: &[u8]) -> amf::amf3::Value {
     amf::amf3::Value::read_from(&mut &bytes[..]).unwrap_or(amf::amf3::Value::Undefined)
 }
@@ -97,6 +104,21 @@ fn compare(c: &mut Criterion, group_name: &str, inputs: &[Bytes]) {
     });
     group.bench_function(BenchmarkId::new("amf-bench", "encode+decode"), |b| {
         b.iter(|| each(&ours, |value| ours_decode(&Bytes::from(ours_encode(value)))))
+    });
+    let mut decoder = ViewDecoder::default();
+    group.bench_function(BenchmarkId::new("amf-bench-view", "decode"), |b| {
+        b.iter(|| {
+            for bytes in inputs {
+                view_decode(&mut decoder, bytes)
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::new("amf-bench-view", "encode+decode"), |b| {
+        b.iter(|| {
+            for value in &ours {
+                view_decode(&mut decoder, &ours_encode(black_box(value)))
+            }
+        })
     });
     group.bench_function(BenchmarkId::new("amf", "decode"), |b| {
         b.iter(|| each(inputs, |bytes| theirs_decode(bytes)))
@@ -130,7 +152,7 @@ criterion_group! {
     targets = benches
 }
 
-/// `AMF_BENCH_PROFILE=decode|encode|encode+decode` runs that operation on the envelope
+/// `AMF_BENCH_PROFILE=decode|encode|encode+decode|view-decode|encode+view-decode` runs that operation on the envelope
 /// `AMF_BENCH_PROFILE_COUNT` times (default 100,000) instead of the criterion benches, for
 /// `scripts/callgrind-codec.sh`: instruction counts repeat exactly where timings do not.
 fn profile(operation: &str) {
@@ -140,10 +162,13 @@ fn profile(operation: &str) {
         .unwrap_or(100_000);
     let value = envelope();
     let bytes = Bytes::from(ours_encode(&value));
+    let mut decoder = ViewDecoder::default();
     for _ in 0..count {
         match operation {
             "decode" => drop(black_box(ours_decode(black_box(&bytes)))),
             "encode" => drop(black_box(ours_encode(black_box(&value)))),
+            "view-decode" => view_decode(&mut decoder, &bytes),
+            "encode+view-decode" => view_decode(&mut decoder, &ours_encode(black_box(&value))),
             _ => drop(black_box(ours_decode(&Bytes::from(ours_encode(
                 black_box(&value),
             ))))),

@@ -11,7 +11,7 @@ use amf_bench::codec::externals::ARRAY_COLLECTION;
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{
     self, Array, DecodeError, DecodeErrorKind, DecodeOptions, EncodeError, ExternalRegistry,
-    Format, Limits, RenderError, Value,
+    Format, Limits, RenderError, Value, View, ViewDecoder,
 };
 use amf_bench::frame::{self, AmfSocketCodec, FrameError};
 use bytes::{Bytes, BytesMut};
@@ -108,9 +108,9 @@ fn assert_too_deep_on(
     max_depth: usize,
     offset: usize,
 ) {
-    let bytes = Bytes::copy_from_slice(bytes);
+    let owned_bytes = Bytes::copy_from_slice(bytes);
     let error = bounded_on(stack, what, move || {
-        codec::decode_with(bytes, format, &options(max_depth))
+        codec::decode_with(owned_bytes, format, &options(max_depth))
     })
     .expect_err("nesting past the limit is an error");
     assert_eq!(error.kind, DecodeErrorKind::TooDeep { limit: max_depth });
@@ -118,6 +118,16 @@ fn assert_too_deep_on(
         error.offset, offset,
         "offset of the first container past the limit"
     );
+    if format == Format::Amf3 {
+        let bytes = bytes.to_vec();
+        let view_error = bounded_on(stack, what, move || {
+            ViewDecoder::new(options(max_depth))
+                .decode(&bytes)
+                .map(|_| ())
+        })
+        .expect_err("nesting past the limit is an error in a view too");
+        assert_eq!(view_error, error, "{what} as a view");
+    }
 }
 
 /// Expects `TooDeep` at `offset(limit)`, with the default limit on a 2 MiB thread and with a limit
@@ -408,6 +418,16 @@ fn billion_laughs_decodes_in_linear_time_and_stops_at_the_budget() {
     let encoded =
         bounded("encoding", move || codec::encode(&value, Format::Amf3)).expect("encodes");
     assert_eq!(encoded, bytes);
+
+    // The borrowed view keeps references as indices too.
+    let view_levels = bounded("decoding 60 levels into a view", move || {
+        let mut decoder = ViewDecoder::default();
+        match decoder.decode(&bytes) {
+            Ok(View::Array(array)) => Some(array.dense.len()),
+            _ => None,
+        }
+    });
+    assert_eq!(view_levels, Some(60));
 
     // A few levels fit the budget and expand fully.
     let small = decode(&billion_laughs(6), Format::Amf3).expect("decodes");

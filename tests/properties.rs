@@ -1,7 +1,8 @@
 //! Properties of the AMF0/AMF3 codec over generated values and bytes: encoding then decoding keeps
 //! the canonical JSON, re-encoding a decoded value reproduces the same bytes (string, trait and
 //! object references included), arbitrary, framed and mutated bytes never make the decoder or the
-//! renderer panic, and the independent `amf` 1.0.0 crate agrees with our encoder and our decoder in
+//! renderer panic, the borrowed `View` decoder agrees with the owned one on all of those bytes, and
+//! the independent `amf` 1.0.0 crate agrees with our encoder and our decoder in
 //! both directions on every value it can represent.
 
 use std::collections::HashSet;
@@ -12,7 +13,7 @@ use amf_bench::codec::externals::ARRAY_COLLECTION;
 use amf_bench::codec::json::{canonical_json_text, to_canonical_json};
 use amf_bench::codec::{
     self, Array, Dictionary, Externalizable, Format, Limits, Member, Object, ObjectVector, Value,
-    Vector,
+    Vector, ViewDecoder,
 };
 use amf_bench::frame;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -602,6 +603,9 @@ fn check_round_trip(value: &Value, format: Format) -> Result<(), TestCaseError> 
         codec::encode(value, format).map_err(|e| TestCaseError::fail(format!("encodes: {e}")))?;
     let decoded = codec::decode(Bytes::from(encoded.clone()), format)
         .map_err(|e| TestCaseError::fail(format!("decodes {}: {e}", hex::encode(&encoded))))?;
+    if format == Format::Amf3 {
+        assert_view_agrees(&encoded, &Ok(decoded.clone()));
+    }
     prop_assert_eq!(
         render(&decoded, format),
         render(value, format),
@@ -732,7 +736,11 @@ proptest! {
 /// Decodes `bytes`; when that succeeds, renders the value (which may fail, but not panic), and
 /// checks that the value re-encodes to bytes that decode to the same canonical JSON.
 fn exercise(bytes: &[u8], format: Format) {
-    let Ok(value) = codec::decode(Bytes::copy_from_slice(bytes), format) else {
+    let decoded = codec::decode(Bytes::copy_from_slice(bytes), format);
+    if format == Format::Amf3 {
+        assert_view_agrees(bytes, &decoded);
+    }
+    let Ok(value) = decoded else {
         return;
     };
     let rendered = to_canonical_json(&value, format, &Limits::default());
@@ -755,6 +763,22 @@ fn exercise(bytes: &[u8], format: Format) {
             json_again.as_ref(),
             Ok(&json),
             "re-encoding of {}",
+            hex::encode(bytes)
+        );
+    }
+}
+
+/// The borrowed view decodes `bytes` to the same value, or fails with the same error, as the owned
+/// decoder did; twice, so that the second decode reuses the first one's arena. (Compared through
+/// `Debug`, which shows every field, because a NaN is not equal to itself.)
+fn assert_view_agrees(bytes: &[u8], owned: &Result<Value, codec::DecodeError>) {
+    let mut decoder = ViewDecoder::new(codec::DecodeOptions::default());
+    for _ in 0..2 {
+        let viewed = decoder.decode(bytes).map(|view| view.to_value());
+        assert_eq!(
+            format!("{viewed:?}"),
+            format!("{owned:?}"),
+            "view of {}",
             hex::encode(bytes)
         );
     }

@@ -1,9 +1,10 @@
 //! The shared AMF test vectors (tests/vectors/, see its README for provenance): every vector decodes
-//! to its canonical JSON or is rejected, every decodable one survives a re-encode, and the vectors
-//! written by reference-writing encoders re-encode to identical bytes.
+//! to its canonical JSON or is rejected, every decodable one survives a re-encode, the vectors
+//! written by reference-writing encoders re-encode to identical bytes, and the borrowed `View`
+//! decoder agrees with the owned one on every AMF3 vector.
 
 use amf_bench::codec::json::{canonical_json_text, to_canonical_json};
-use amf_bench::codec::{self, Format, Limits};
+use amf_bench::codec::{self, DecodeOptions, Format, Limits, ViewDecoder};
 use amf_bench::frame;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value as Json;
@@ -102,6 +103,29 @@ fn amf3_vectors() {
     let (accepted, rejected, exact) = check_file("amf3.jsonl", Format::Amf3);
     assert_eq!((accepted, rejected), (67, 33));
     assert_eq!(exact, 30, "byte-exact vectors");
+}
+
+#[test]
+fn amf3_vectors_decode_the_same_into_a_view() {
+    let mut decoder = ViewDecoder::new(DecodeOptions::default());
+    let (mut same_value, mut same_error) = (0, 0);
+    for vector in load("amf3.jsonl") {
+        let owned = codec::decode(Bytes::from(vector.bytes.clone()), Format::Amf3);
+        match (decoder.decode(&vector.bytes), owned) {
+            (Ok(view), Ok(value)) => {
+                // Through `Debug`: a NaN is not equal to itself.
+                let (viewed, owned) = (format!("{:?}", view.to_value()), format!("{value:?}"));
+                assert_eq!(viewed, owned, "{}", vector.name);
+                same_value += 1;
+            }
+            (Err(view_error), Err(error)) => {
+                assert_eq!(view_error, error, "{}", vector.name);
+                same_error += 1;
+            }
+            (view, owned) => panic!("{}: view {view:?}, owned {owned:?}", vector.name),
+        }
+    }
+    assert_eq!((same_value, same_error), (67, 33));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! What the fuzz targets share: the invariants every decoded value must keep (bounded size,
-//! rendering within limits, a strict prefix never decodes, re-encoding is stable) and a generator
+//! rendering within limits, a strict prefix never decodes, re-encoding is stable, the borrowed
+//! AMF3 view agrees with the owned value) and a generator
 //! of arbitrary AMF values driven by the fuzzer's bytes.
 
 use amf_bench::codec::externals::{ARRAY_COLLECTION, OBJECT_PROXY};
@@ -7,7 +8,7 @@ use amf_bench::codec::graph::tree_cost;
 use amf_bench::codec::json::to_canonical_json;
 use amf_bench::codec::{
     self, Array, DecodeOptions, Dictionary, Externalizable, Format, Member, Object, ObjectVector,
-    Str, Value, Vector, display,
+    Str, Value, Vector, ViewDecoder, display,
 };
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
@@ -27,7 +28,18 @@ const COMPACT_SLACK: usize = 200;
 /// the result. Returns the value, if it decoded.
 pub fn decode_and_check(data: &[u8], format: Format) -> Option<Value> {
     let options = DecodeOptions::shared_default();
-    let value = match codec::decode_with(Bytes::copy_from_slice(data), format, options) {
+    let decoded = codec::decode_with(Bytes::copy_from_slice(data), format, options);
+    if format == Format::Amf3 {
+        let mut decoder = ViewDecoder::new(options.clone());
+        let viewed = decoder.decode(data).map(|view| view.to_value());
+        // Through `Debug`, which shows every field: a NaN is not equal to itself.
+        assert_eq!(
+            format!("{viewed:?}"),
+            format!("{decoded:?}"),
+            "the view and the owned value disagree"
+        );
+    }
+    let value = match decoded {
         Ok(value) => value,
         Err(error) => {
             assert!(

@@ -17,6 +17,7 @@ mod json_sink;
 pub mod limits;
 mod marker;
 pub mod value;
+pub mod view;
 
 use std::sync::LazyLock;
 
@@ -28,6 +29,7 @@ pub use limits::Limits;
 pub use value::{
     Array, Dictionary, Externalizable, Member, Object, ObjectVector, Str, Value, Vector,
 };
+pub use view::{View, ViewDecoder};
 
 /// The two AMF versions; each has its own reference rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
