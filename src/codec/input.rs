@@ -114,8 +114,13 @@ impl<'a> Input<'a> {
         offset: usize,
     ) -> Result<&'a str, DecodeError> {
         let bytes = self.take(what, len, offset)?;
-        std::str::from_utf8(bytes)
-            .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what }))
+        // Nearly all names and values on the wire are ASCII, which is checked a word at a time;
+        // `str::from_utf8` checks short strings a byte at a time.
+        match ascii::AsciiStr::from_ascii(bytes) {
+            Ok(ascii) => Ok(ascii.as_str()),
+            Err(_) => std::str::from_utf8(bytes)
+                .map_err(|_| Self::error_at(offset, DecodeErrorKind::InvalidUtf8 { what })),
+        }
     }
 
     /// `text`, copied into a `Str`.
