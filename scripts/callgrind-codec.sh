@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Counts the instructions one envelope decode, encode and encode+decode take, with
 # valgrind's callgrind (exact and repeatable, unlike timings on a shared machine).
-# Usage: scripts/callgrind-codec.sh [OPERATION...]  (default: decode encode encode+decode)
+# Usage: scripts/callgrind-codec.sh [OPERATION...]  (default: decode encode encode+decode;
+# also view-decode and encode+view-decode)
 # Each operation runs 20,000 and 40,000 times; the difference / 20,000 is its per-operation cost,
 # free of the set-up both runs share. With CALLGRIND_KEEP=1 the 40,000-run profiles stay in
 # target/callgrind/ for callgrind_annotate.
