@@ -42,17 +42,23 @@ pub(crate) trait Build<'a> {
     /// A growing list of children.
     type List<T: 'a>;
 
+    /// Checked text as a string.
     fn str(&mut self, text: &'a str) -> Self::Str;
+    /// A value without children.
     fn leaf(&mut self, leaf: Leaf<'a>) -> Self::Value;
+    /// A string value.
     fn string(&mut self, text: Self::Str) -> Self::Value;
     /// An empty list with room for `capacity` items.
     fn list<T: 'a>(&mut self, capacity: usize) -> Self::List<T>;
+    /// Appends `item` to `list`.
     fn push<T: 'a>(list: &mut Self::List<T>, item: T);
+    /// An array from its associative and dense parts.
     fn array(
         &mut self,
         assoc: Self::List<(Self::Str, Self::Value)>,
         dense: Self::List<Self::Value>,
     ) -> Self::Value;
+    /// An object whose first `sealed_count` members are sealed.
     fn object(
         &mut self,
         class_name: Self::Str,
@@ -60,15 +66,18 @@ pub(crate) trait Build<'a> {
         dynamic: bool,
         members: Self::List<(Self::Str, Self::Value)>,
     ) -> Self::Value;
+    /// An externalizable object of a registered class.
     fn externalizable(&mut self, class_name: Self::Str, body: Self::Value) -> Self::Value;
     /// A Vector of ints, uints or doubles; its length is a whole number of items.
     fn plain_vector(&mut self, fixed: bool, items: PlainVector<'a>) -> Self::Value;
+    /// A `Vector.<T>` of objects.
     fn object_vector(
         &mut self,
         fixed: bool,
         type_name: Self::Str,
         items: Self::List<Self::Value>,
     ) -> Self::Value;
+    /// A Dictionary.
     fn dictionary(
         &mut self,
         weak_keys: bool,
