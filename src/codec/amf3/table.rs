@@ -64,6 +64,7 @@ impl<K: Key, const N: usize> RefTable<K, N> {
 
     /// The index of `key` if it was added before; otherwise adds it with the next index and
     /// returns `None`.
+    #[inline]
     pub(crate) fn find_or_add(&mut self, key: K) -> Option<u32> {
         if self.hashed.is_some() {
             return self.find_or_add_hashed(key);

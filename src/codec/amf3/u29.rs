@@ -36,6 +36,7 @@ pub(crate) fn read_signed(input: &mut Input) -> Result<i32, DecodeError> {
 }
 
 /// Writes `value` (at most `MAX`) in its shortest form.
+#[inline]
 pub(crate) fn write(out: &mut impl BufMut, value: u32) {
     debug_assert!(value <= MAX);
     match value {
