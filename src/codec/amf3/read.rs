@@ -63,12 +63,14 @@ impl<'o, 'a, B: Build<'a>> Reader<'o, 'a, B> {
         }
     }
 
-    /// Reads one value.
+    /// Reads one value. The common leaves are read inline, in the caller, so that they come
+    /// back in registers; a value returned from a call goes through memory, and reading it back
+    /// there stalled the decoder on every member.
+    #[inline(always)]
     pub(crate) fn read_value(&mut self, input: &mut Input<'a>) -> Result<B::Value, DecodeError> {
         let offset = input.position();
         let type_marker = input.u8("an AMF3 type marker")?;
         match type_marker {
-            marker::UNDEFINED => Ok(self.builder.leaf(Leaf::Undefined)),
             marker::NULL => Ok(self.builder.leaf(Leaf::Null)),
             marker::FALSE => Ok(self.builder.leaf(Leaf::Bool(false))),
             marker::TRUE => Ok(self.builder.leaf(Leaf::Bool(true))),
@@ -84,6 +86,21 @@ impl<'o, 'a, B: Build<'a>> Reader<'o, 'a, B> {
                 let text = self.read_string(input, "a string")?;
                 Ok(self.builder.string(text))
             }
+            other => self.read_other(input, offset, other),
+        }
+    }
+
+    /// Reads a value of any type but those `read_value` reads itself; its marker, at `offset`,
+    /// was read.
+    #[inline(never)]
+    fn read_other(
+        &mut self,
+        input: &mut Input<'a>,
+        offset: usize,
+        type_marker: u8,
+    ) -> Result<B::Value, DecodeError> {
+        match type_marker {
+            marker::UNDEFINED => Ok(self.builder.leaf(Leaf::Undefined)),
             marker::XML_DOCUMENT => self.read_text(input, "an XMLDocument", Leaf::XmlDocument),
             marker::XML => self.read_text(input, "an XML value", Leaf::Xml),
             marker::DATE => self.read_date(input),
