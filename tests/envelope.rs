@@ -1,9 +1,11 @@
 //! The RPC envelope against the frame vectors: built envelopes match the Ruby server's bytes,
 //! every valid envelope parses whatever its member order, and malformed ones say what is wrong.
 
-use amf_bench::codec::{self, Format, Str, Value};
+use amf_bench::codec::{self, Format, Str, Value, ViewDecoder};
 use amf_bench::frame::{self, DEFAULT_MAX_FRAME_LEN};
-use amf_bench::rpc::{Envelope, EnvelopeError, Message, Request, Response, new_message_id};
+use amf_bench::rpc::{
+    Envelope, EnvelopeError, EnvelopeHeader, Message, Request, Response, new_message_id,
+};
 use bytes::{Bytes, BytesMut};
 
 /// The frame vector with this name, as bytes.
@@ -30,6 +32,7 @@ fn parse_frame(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         .expect("valid frame")
         .expect("whole frame");
     let value = codec::decode(body, Format::Amf3).expect("decodes");
+    assert_header_agrees(&value);
     let parsed = Envelope::from_value(&value);
     assert_eq!(
         Envelope::from_owned(value),
@@ -37,6 +40,23 @@ fn parse_frame(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         "moving the payload out changes nothing"
     );
     parsed
+}
+
+/// The header read from the value's bytes decoded into a view, when they hold no object
+/// reference, is the parsed envelope's header; with references, the view reports them.
+fn assert_header_agrees(value: &Value) {
+    let bytes = codec::encode(value, Format::Amf3).expect("encodes");
+    let mut decoder = ViewDecoder::default();
+    let view = decoder.decode(&bytes).expect("decodes");
+    assert_eq!(view.contains_reference(), value.contains_reference());
+    if !view.contains_reference() {
+        let parsed = Envelope::from_value(value).ok();
+        assert_eq!(
+            EnvelopeHeader::of_view(view),
+            parsed.as_ref().map(Envelope::header),
+            "{value:?}"
+        );
+    }
 }
 
 fn object(members: Vec<(&'static str, Value)>) -> Value {
@@ -162,6 +182,7 @@ fn member_order_and_unknown_keys_do_not_matter() {
             ]),
         ),
     ]);
+    assert_header_agrees(&value);
     let envelope = Envelope::from_value(&value).expect("parses");
     assert_eq!(
         envelope,
@@ -232,6 +253,7 @@ fn malformed_envelopes_say_what_is_wrong() {
         ),
     ];
     for (value, expected) in cases {
+        assert_header_agrees(&value);
         assert_eq!(Envelope::from_value(&value), Err(expected.clone()));
         assert_eq!(Envelope::from_owned(value), Err(expected));
     }

@@ -13,9 +13,10 @@ use amf_bench::codec::externals::ARRAY_COLLECTION;
 use amf_bench::codec::json::{canonical_json_text, to_canonical_json};
 use amf_bench::codec::{
     self, Array, Dictionary, Externalizable, Format, Limits, Member, Object, ObjectVector, Value,
-    Vector, ViewDecoder,
+    Vector, View, ViewDecoder,
 };
 use amf_bench::frame;
+use amf_bench::rpc::{Envelope, EnvelopeHeader};
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -774,13 +775,26 @@ fn exercise(bytes: &[u8], format: Format) {
 fn assert_view_agrees(bytes: &[u8], owned: &Result<Value, codec::DecodeError>) {
     let mut decoder = ViewDecoder::new(codec::DecodeOptions::default());
     for _ in 0..2 {
-        let viewed = decoder.decode(bytes).map(|view| view.to_value());
+        let viewed = decoder.decode(bytes);
         assert_eq!(
-            format!("{viewed:?}"),
+            format!("{:?}", viewed.as_ref().map(View::to_value)),
             format!("{owned:?}"),
             "view of {}",
             hex::encode(bytes)
         );
+        let (Ok(view), Ok(value)) = (viewed, owned) else {
+            continue;
+        };
+        assert_eq!(view.contains_reference(), value.contains_reference());
+        if !view.contains_reference() {
+            let header = Envelope::from_value(value).ok();
+            assert_eq!(
+                EnvelopeHeader::of_view(view),
+                header.as_ref().map(Envelope::header),
+                "envelope header of {}",
+                hex::encode(bytes)
+            );
+        }
     }
 }
 

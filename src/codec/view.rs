@@ -296,6 +296,26 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Whether an object reference occurs anywhere in this value.
+    pub fn contains_reference(&self) -> bool {
+        let in_items = |items: &[View<'a>]| items.iter().any(View::contains_reference);
+        let in_members = |members: &[MemberView<'a>]| {
+            members.iter().any(|(_, value)| value.contains_reference())
+        };
+        match *self {
+            View::Reference(_) => true,
+            View::Array(array) => in_members(array.assoc) || in_items(array.dense),
+            View::Object(object) => in_members(object.members),
+            View::Externalizable(ext) => ext.body.contains_reference(),
+            View::VectorObject(vector) => in_items(vector.items),
+            View::Dictionary(dict) => dict
+                .entries
+                .iter()
+                .any(|(key, value)| key.contains_reference() || value.contains_reference()),
+            _ => false,
+        }
+    }
+
     /// The same value, owned (byte arrays copied).
     pub fn to_value(&self) -> Value {
         let owned_members = |members: &[MemberView<'a>]| -> Vec<(Str, Value)> {

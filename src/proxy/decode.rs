@@ -1,12 +1,16 @@
 //! What a tapped frame says, for the log: the AMF3 value and its RPC envelope (amf-socket), the
 //! text (xmlsocket), the bytes (raw), or why it could not be read, with its first bytes.
+//!
+//! The relay's thread only checks an AMF3 payload and reads its envelope header, decoding into
+//! a reused arena (`View`); the log's writer thread decodes it into a `Value` to render it
+//! (`Content::decode_payload`), and only when the frame is logged.
 
 use bytes::Bytes;
 
 use super::tap::{Framing, PREFIX_LEN, TapLimits, Tapped};
-use crate::codec::{DecodeOptions, Format, Str, Value, decode_with};
+use crate::codec::{DecodeOptions, Format, Str, Value, View, ViewDecoder, decode_with};
 use crate::frame::HEADER_LEN;
-use crate::rpc::Envelope;
+use crate::rpc::{Envelope, EnvelopeHeader};
 
 /// The RPC envelope of a frame, as the log shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,13 @@ pub struct Rpc {
 /// The readable content of one logged frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
+    /// An AMF Socket frame whose payload decodes, not decoded into a `Value` yet.
+    Checked {
+        /// The payload, after the length header.
+        payload: Bytes,
+        /// Its envelope, when it is one.
+        rpc: Option<Rpc>,
+    },
     /// An AMF Socket frame whose payload decoded.
     Amf {
         /// The payload.
@@ -75,15 +86,15 @@ pub struct Decoded {
     pub content: Content,
 }
 
-/// Reads a tapped item according to the framing.
+/// Reads a tapped item according to the framing; `decoder` checks AMF3 payloads.
 pub fn decode(
     tapped: &Tapped,
     framing: Framing,
     limits: &TapLimits,
-    options: &DecodeOptions,
+    decoder: &mut ViewDecoder,
 ) -> Decoded {
     let (kind, len, content) = match tapped {
-        Tapped::Frame(frame) => (EntryKind::Frame, frame.len(), read(frame, framing, options)),
+        Tapped::Frame(frame) => (EntryKind::Frame, frame.len(), read(frame, framing, decoder)),
         Tapped::Oversize { len, prefix } => (
             EntryKind::Frame,
             *len,
@@ -119,9 +130,9 @@ fn error(error: String, prefix: &Bytes) -> Content {
     }
 }
 
-fn read(frame: &Bytes, framing: Framing, options: &DecodeOptions) -> Content {
+fn read(frame: &Bytes, framing: Framing, decoder: &mut ViewDecoder) -> Content {
     match framing {
-        Framing::AmfSocket => read_amf(frame, options),
+        Framing::AmfSocket => check_amf(frame, decoder),
         Framing::Xmlsocket => {
             let text = frame.strip_suffix(b"\0").unwrap_or(frame);
             match std::str::from_utf8(text) {
@@ -133,28 +144,62 @@ fn read(frame: &Bytes, framing: Framing, options: &DecodeOptions) -> Content {
     }
 }
 
-fn read_amf(frame: &Bytes, options: &DecodeOptions) -> Content {
+fn check_amf(frame: &Bytes, decoder: &mut ViewDecoder) -> Content {
     let payload = frame.slice(HEADER_LEN.min(frame.len())..);
     if payload.is_empty() {
         return error("a zero-length frame (a protocol error)".into(), frame);
     }
-    match decode_with(payload, Format::Amf3, options) {
-        Ok(value) => Content::Amf {
-            rpc: rpc_of(&value),
-            value,
-        },
+    match decoder.decode(&payload) {
+        Ok(view) => {
+            let rpc = rpc_of_view(view);
+            Content::Checked { payload, rpc }
+        }
         Err(why) => error(format!("undecodable AMF3 payload: {why}"), frame),
     }
 }
 
+/// The envelope summary of a payload decoded into a view, if it is an envelope. References are
+/// rare in envelopes and need resolving: such a payload goes through `Value`.
+fn rpc_of_view(view: View<'_>) -> Option<Rpc> {
+    if view.contains_reference() {
+        return rpc_of(&view.to_value());
+    }
+    EnvelopeHeader::of_view(view).map(Rpc::from)
+}
+
 /// The envelope summary of a decoded payload, if it is an envelope.
 fn rpc_of(value: &Value) -> Option<Rpc> {
-    let envelope = Envelope::without_payload(value).ok()?;
-    Some(Rpc {
-        type_name: envelope.type_name(),
-        command: envelope.command().map(Str::from),
-        message_id: Str::from(envelope.message_id()),
-    })
+    Envelope::without_payload(value)
+        .ok()
+        .map(|envelope| Rpc::from(envelope.header()))
+}
+
+impl From<EnvelopeHeader<'_>> for Rpc {
+    fn from(header: EnvelopeHeader<'_>) -> Rpc {
+        Rpc {
+            type_name: header.type_name,
+            command: header.command.map(Str::from),
+            message_id: Str::from(header.message_id),
+        }
+    }
+}
+
+impl Content {
+    /// Decodes a checked payload into a `Value`, for rendering; any other content is left as
+    /// it is. The payload decoded once with the same options, so this cannot fail unless the
+    /// options differ; if it does, the content becomes the error.
+    pub fn decode_payload(&mut self, options: &DecodeOptions) {
+        let Content::Checked { payload, rpc } = self else {
+            return;
+        };
+        *self = match decode_with(payload.clone(), Format::Amf3, options) {
+            Ok(value) => Content::Amf {
+                value,
+                rpc: rpc.take(),
+            },
+            Err(why) => error(format!("undecodable AMF3 payload: {why}"), payload),
+        };
+    }
 }
 
 #[cfg(test)]
@@ -182,15 +227,69 @@ mod tests {
             &Tapped::Frame(frame),
             Framing::AmfSocket,
             &LIMITS,
-            DecodeOptions::shared_default(),
+            &mut ViewDecoder::default(),
         );
         assert_eq!(decoded.len, 112);
-        let Content::Amf { rpc: Some(rpc), .. } = decoded.content else {
-            panic!("an envelope: {decoded:?}")
+        let mut content = decoded.content;
+        let Content::Checked { rpc: Some(rpc), .. } = &content else {
+            panic!("an envelope: {content:?}")
         };
         assert_eq!(rpc.type_name, "rpcRequest");
         assert_eq!(rpc.command.as_deref(), Some("echo"));
         assert_eq!(&*rpc.message_id, "1427767342123:123456789:987654321");
+        let expected = Rpc::clone(rpc);
+        content.decode_payload(DecodeOptions::shared_default());
+        let Content::Amf { value, rpc } = content else {
+            panic!("decoded: {content:?}")
+        };
+        assert_eq!(rpc, Some(expected));
+        let params = value.as_object().and_then(|outer| outer.get("request"));
+        let text = params
+            .and_then(Value::as_object)
+            .and_then(|request| request.get("params"))
+            .and_then(Value::as_object)
+            .and_then(|params| params.get("text"));
+        assert_eq!(text.and_then(Value::as_str), Some("echo"));
+    }
+
+    #[test]
+    fn an_envelope_with_object_references_is_read_through_a_value() {
+        let named = |members: Vec<(&'static str, Value)>| {
+            Value::object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (Str::new_static(k), v))
+                    .collect(),
+            )
+        };
+        // The params refer back to the request object (object-table entry 1): a cycle.
+        let value = named(vec![
+            (
+                "request",
+                named(vec![
+                    ("command", Value::string("look")),
+                    ("messageId", Value::string("m-7")),
+                    ("params", named(vec![("parent", Value::Reference(1))])),
+                ]),
+            ),
+            ("type", Value::string("rpcRequest")),
+        ]);
+        let payload = crate::codec::encode(&value, Format::Amf3).expect("encodes");
+        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        let decoded = decode(
+            &Tapped::Frame(Bytes::from(frame)),
+            Framing::AmfSocket,
+            &LIMITS,
+            &mut ViewDecoder::default(),
+        );
+        let Content::Checked { rpc: Some(rpc), .. } = decoded.content else {
+            panic!("an envelope: {decoded:?}")
+        };
+        assert_eq!(
+            (rpc.command.as_deref(), &*rpc.message_id),
+            (Some("look"), "m-7")
+        );
     }
 
     #[test]
@@ -200,7 +299,7 @@ mod tests {
             &Tapped::Frame(frame.clone()),
             Framing::AmfSocket,
             &LIMITS,
-            DecodeOptions::shared_default(),
+            &mut ViewDecoder::default(),
         );
         let Content::Error { error, prefix } = decoded.content else {
             panic!("an error")
@@ -215,7 +314,7 @@ mod tests {
             &Tapped::Frame(Bytes::from_static(b"<hello/>\0")),
             Framing::Xmlsocket,
             &LIMITS,
-            DecodeOptions::shared_default(),
+            &mut ViewDecoder::default(),
         );
         assert_eq!(decoded.content, Content::Text("<hello/>".into()));
         assert_eq!(decoded.len, 9);

@@ -126,13 +126,13 @@ fn frame_members(entry: &FrameEntry, members: &mut Members<'_>) {
     members.uint("len", *len as u64);
     match content {
         Content::Amf { value, rpc } => {
-            if let Some(rpc) = rpc {
-                rpc_member(rpc, members);
-            }
-            if let Some(latency) = entry.latency {
-                members.uint("latency_us", latency.as_micros() as u64);
-            }
+            rpc_and_latency(rpc.as_ref(), entry, members);
             value_member(value, entry, members);
+        }
+        // Only when rendered before the log's writer decoded it: its first bytes stand in.
+        Content::Checked { payload, rpc } => {
+            rpc_and_latency(rpc.as_ref(), entry, members);
+            members.hex("hex", hex_prefix(Some(payload)));
         }
         Content::Text(text) => members.str("value", text),
         Content::Bytes(bytes) => members.hex("hex", bytes),
@@ -140,6 +140,15 @@ fn frame_members(entry: &FrameEntry, members: &mut Members<'_>) {
             members.str("error", error);
             members.hex("hex", prefix);
         }
+    }
+}
+
+fn rpc_and_latency(rpc: Option<&Rpc>, entry: &FrameEntry, members: &mut Members<'_>) {
+    if let Some(rpc) = rpc {
+        rpc_member(rpc, members);
+    }
+    if let Some(latency) = entry.latency {
+        members.uint("latency_us", latency.as_micros() as u64);
     }
 }
 
@@ -229,27 +238,37 @@ pub fn terminal_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
 }
 
 fn summary(entry: &FrameEntry) -> String {
-    match &entry.decoded.content {
-        Content::Amf { value, rpc } => {
-            let value = compact(
+    let (rpc, value) = match &entry.decoded.content {
+        Content::Amf { value, rpc } => (
+            rpc,
+            compact(
                 value,
                 Format::Amf3,
                 &Limits::default(),
                 TERMINAL_VALUE_CHARS,
-            );
-            let Some(rpc) = rpc else {
-                return value;
-            };
-            let command = rpc.command.as_deref().unwrap_or("?");
-            let latency = entry
-                .latency
-                .map(|took| format!(" in {:.3} ms", took.as_secs_f64() * 1000.0))
-                .unwrap_or_default();
-            format!(
-                "{} {command} id {}{latency} {value}",
-                rpc.type_name, rpc.message_id
-            )
-        }
+            ),
+        ),
+        Content::Checked { payload, rpc } => (rpc, hex::encode(hex_prefix(Some(payload)))),
+        other => return plain_summary(other),
+    };
+    let Some(rpc) = rpc else {
+        return value;
+    };
+    let command = rpc.command.as_deref().unwrap_or("?");
+    let latency = entry
+        .latency
+        .map(|took| format!(" in {:.3} ms", took.as_secs_f64() * 1000.0))
+        .unwrap_or_default();
+    format!(
+        "{} {command} id {}{latency} {value}",
+        rpc.type_name, rpc.message_id
+    )
+}
+
+/// The summary of content that holds no AMF payload.
+fn plain_summary(content: &Content) -> String {
+    match content {
+        Content::Amf { .. } | Content::Checked { .. } => String::new(),
         Content::Text(text) => {
             let shown: String = text.chars().take(TERMINAL_VALUE_CHARS).collect();
             format!("{shown:?}")

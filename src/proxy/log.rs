@@ -19,6 +19,7 @@ use super::decode::{Decoded, Rpc};
 use super::format::{json_line, terminal_line};
 use super::latency::LatencyBook;
 use super::record::Recorder;
+use crate::codec::DecodeOptions;
 
 /// A direction of traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -261,6 +262,8 @@ pub struct LogWriter {
     recorder: Option<Recorder>,
     stats_every: Option<Duration>,
     latency: Arc<LatencyBook>,
+    /// How logged payloads are decoded for rendering: as the relay checked them.
+    decode: DecodeOptions,
     reported_drops: u64,
     /// The JSON line being written, reused from event to event.
     line: String,
@@ -272,6 +275,7 @@ pub fn open(
     outputs: &Outputs,
     recorder: impl FnOnce(BufWriter<File>) -> io::Result<Recorder>,
     latency: Arc<LatencyBook>,
+    decode: DecodeOptions,
 ) -> io::Result<(LogSender, LogWriter)> {
     let json = outputs.json.as_ref().map(create).transpose()?;
     let recorder = outputs
@@ -299,6 +303,7 @@ pub fn open(
         recorder,
         stats_every: outputs.stats_every,
         latency,
+        decode,
         reported_drops: 0,
         line: String::new(),
     };
@@ -317,7 +322,7 @@ impl LogWriter {
     pub fn run(mut self) -> io::Result<()> {
         let mut next_stats = self.stats_every.map(|every| Instant::now() + every);
         loop {
-            let batch = match self.events.try_recv() {
+            let mut batch = match self.events.try_recv() {
                 Ok(batch) => batch,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
@@ -333,7 +338,7 @@ impl LogWriter {
                     }
                 }
             };
-            for event in &batch.events {
+            for event in &mut batch.events {
                 self.write(event)?;
             }
             self.counters
@@ -371,13 +376,16 @@ impl LogWriter {
         }
     }
 
-    fn write(&mut self, event: &Event) -> io::Result<()> {
+    fn write(&mut self, event: &mut Event) -> io::Result<()> {
         self.report_drops(event.at.wall)?;
         if let Some(recorder) = &mut self.recorder {
             recorder.write(event)?;
         }
         if !event.logged {
             return Ok(());
+        }
+        if let What::Frame(entry) = &mut event.what {
+            entry.decoded.content.decode_payload(&self.decode);
         }
         if let Some(json) = &mut self.json {
             self.line.clear();

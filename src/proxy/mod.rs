@@ -161,6 +161,7 @@ impl Proxy {
             &config.outputs,
             |out| record::Recorder::start(out, &header),
             Arc::clone(&latency),
+            config.decode.clone(),
         )
         .context("cannot open the log or recording file")?;
         let shared = Shared {

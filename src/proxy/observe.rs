@@ -12,6 +12,7 @@ use super::decode::{Content, decode};
 use super::latency::Matcher;
 use super::log::{Direction, Event, FrameEntry, Stamp, What};
 use super::tap::{Framing, Tap, Tapped};
+use crate::codec::ViewDecoder;
 
 /// What the two directions of a connection share.
 #[derive(Debug, Default)]
@@ -30,6 +31,8 @@ pub(super) struct Observer<'c> {
     state: &'c ConnState,
     tap: Tap,
     framing: Framing,
+    /// Checks AMF3 payloads, its arena reused from frame to frame.
+    decoder: ViewDecoder,
     tapped: Vec<Tapped>,
     /// Events of the chunk being observed, queued together at its end.
     pending: Vec<Event>,
@@ -53,6 +56,7 @@ impl<'c> Observer<'c> {
             state,
             tap: Tap::new(framing, shared.config.limits),
             framing,
+            decoder: ViewDecoder::new(shared.config.decode.clone()),
             tapped: Vec::new(),
             pending: Vec::new(),
             seq: 0,
@@ -101,15 +105,15 @@ impl<'c> Observer<'c> {
 
     fn log(&mut self, tapped: Tapped, at: Stamp) {
         let config = &self.shared.config;
-        let mut decoded = decode(&tapped, self.framing, &config.limits, &config.decode);
+        let mut decoded = decode(&tapped, self.framing, &config.limits, &mut self.decoder);
         self.seq += 1;
         let mut latency = None;
-        if let Content::Amf { rpc: Some(rpc), .. } = &mut decoded.content {
+        if let Content::Checked { rpc: Some(rpc), .. } = &mut decoded.content {
             let mut matcher = self.state.matcher.lock().unwrap_or_else(|p| p.into_inner());
             latency = matcher.observe(self.dir, rpc, at.mono, &self.shared.latency);
         }
         let rpc = match &decoded.content {
-            Content::Amf { rpc, .. } => rpc.as_ref(),
+            Content::Checked { rpc, .. } => rpc.as_ref(),
             _ => None,
         };
         let logged = self.shared.logging && config.filter.shows_frame(self.conn, self.dir, rpc);

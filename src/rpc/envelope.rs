@@ -6,7 +6,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::graph::{ObjectTable, detach, shift_references};
-use crate::codec::{Format, Limits, Object, RenderError, Str, Value};
+use crate::codec::{Format, Limits, Object, RenderError, Str, Value, View};
 
 /// The command of the keepalive request both sides send.
 pub const PING_COMMAND: &str = "amf_socket_ping";
@@ -51,6 +51,51 @@ pub enum Envelope {
     Response(Response),
     /// `type: "rpcMessage"`.
     Message(Message),
+}
+
+/// What identifies an envelope, borrowed: its type, message id and command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeHeader<'a> {
+    /// `rpcRequest`, `rpcResponse` or `rpcMessage`.
+    pub type_name: &'static str,
+    /// The message id.
+    pub message_id: &'a str,
+    /// The command of a request or message.
+    pub command: Option<&'a str>,
+}
+
+impl<'a> EnvelopeHeader<'a> {
+    /// Reads the header of a frame decoded into a view, copying nothing. For a view without
+    /// object references (see `View::contains_reference`) it accepts exactly the envelopes
+    /// `Envelope::from_value` accepts; a view with them needs `from_value`, which resolves them.
+    pub fn of_view(view: View<'a>) -> Option<EnvelopeHeader<'a>> {
+        let outer = view.as_object()?;
+        let Some(View::String(type_name)) = outer.get("type") else {
+            return None;
+        };
+        let kind = [REQUEST, RESPONSE, MESSAGE]
+            .into_iter()
+            .find(|kind| kind.type_name == type_name)?;
+        let body = outer.get(kind.body)?.as_object()?;
+        let Some(View::String(message_id)) = body.get("messageId") else {
+            return None;
+        };
+        let payload = body.get(kind.payload_key)?;
+        let command = if kind.type_name == RESPONSE.type_name {
+            None
+        } else {
+            let Some(View::String(command)) = body.get("command") else {
+                return None;
+            };
+            payload.as_object()?;
+            Some(command)
+        };
+        Some(EnvelopeHeader {
+            type_name: kind.type_name,
+            message_id,
+            command,
+        })
+    }
 }
 
 /// Why a value is not a valid envelope.
@@ -199,6 +244,15 @@ impl Envelope {
                 Value::String(Str::new_static(kind.type_name)),
             ),
         ])
+    }
+
+    /// Its type, message id and command.
+    pub fn header(&self) -> EnvelopeHeader<'_> {
+        EnvelopeHeader {
+            type_name: self.type_name(),
+            message_id: self.message_id(),
+            command: self.command(),
+        }
     }
 
     /// The envelope's type as on the wire: `rpcRequest`, `rpcResponse` or `rpcMessage`.

@@ -8,7 +8,8 @@ pub mod toml_value;
 pub mod wire;
 
 pub use envelope::{
-    Envelope, EnvelopeError, Message, PING_COMMAND, Request, Response, new_message_id,
+    Envelope, EnvelopeError, EnvelopeHeader, Message, PING_COMMAND, Request, Response,
+    new_message_id,
 };
 pub use peer::{CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig};
 pub use wire::{Encoding, WireError};
