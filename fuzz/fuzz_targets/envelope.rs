@@ -1,12 +1,13 @@
 //! Fuzz target: a frame payload to an RPC envelope, as AMF3 and as JSON. Parsing a borrowed value
-//! and an owned one must agree; an envelope must re-encode, and its encoding must decode to an
+//! and an owned one must agree, and so must the header read from a `View` where the payload holds
+//! no object reference; an envelope must re-encode, and its encoding must decode to an
 //! envelope that encodes to the same bytes (AMF3) or has the same type, id and command (JSON).
 #![no_main]
 
-use amf_bench::codec::{self, DecodeOptions, Format};
+use amf_bench::codec::{self, DecodeOptions, Format, ViewDecoder};
 use amf_bench::frame::{DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
-use amf_bench::rpc::Envelope;
 use amf_bench::rpc::wire::{Encoding, decode_envelope, encode_envelope};
+use amf_bench::rpc::{Envelope, EnvelopeHeader};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -56,6 +57,17 @@ fuzz_target!(|data: &[u8]| {
             }
             (Err(borrowed), Err(owned)) => assert_eq!(borrowed, owned),
             _ => panic!("from_value gave {borrowed:?} but from_owned gave {owned:?}"),
+        }
+        let mut decoder = ViewDecoder::new(options.clone());
+        let view = decoder
+            .decode(data)
+            .unwrap_or_else(|error| panic!("decodes into a Value but not a View: {error}"));
+        if !view.contains_reference() {
+            assert_eq!(
+                EnvelopeHeader::of_view(view),
+                borrowed.as_ref().ok().map(Envelope::header),
+                "the header read from a View differs from the envelope's"
+            );
         }
     }
     for encoding in [Encoding::Amf3, Encoding::Json] {
