@@ -388,6 +388,29 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_not_decoded_yet_shows_its_envelope_and_first_bytes() {
+        let rpc = Rpc {
+            type_name: "rpcRequest",
+            command: Some(Str::from("echo")),
+            message_id: Str::from("m-1"),
+        };
+        let checked = Content::Checked {
+            payload: Bytes::from_static(&[0x0a, 0x0b, 0x01]),
+            rpc: Some(rpc),
+        };
+        let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112,
+            "rpc": {"type": "rpcRequest", "command": "echo", "messageId": "m-1"}, "hex": "0a0b01"});
+        assert_eq!(line(frame(checked.clone(), None)), format!("{expected}\n"));
+        let mut terminal = Vec::new();
+        terminal_line(&event(frame(checked, None)), &mut terminal).expect("writes");
+        let terminal = String::from_utf8(terminal).expect("UTF-8");
+        assert!(
+            terminal.ends_with("<- 112 B rpcRequest echo id m-1 0a0b01\n"),
+            "{terminal}"
+        );
+    }
+
+    #[test]
     fn a_value_that_cannot_be_rendered_gives_the_error_instead() {
         let amf = Content::Amf {
             value: Value::array(vec![Value::Reference(5)]),
