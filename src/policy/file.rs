@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::lint::MASTER_POLICY_PORT;
+
 /// Why an `--allow` rule or a meta-policy value is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -124,15 +126,29 @@ impl MetaPolicy {
 
 /// A policy file granting `allows`, with the meta-policy stated explicitly.
 pub fn generate(allows: &[Allow], meta: MetaPolicy) -> String {
+    write_policy(allows, Some(meta))
+}
+
+/// The policy `serve` and `proxy` answer inline on `port`: as `generate` writes it, with the
+/// meta-policy only on the master policy's port, as Flash Player reads `<site-control>` nowhere
+/// else (and `policy lint` warns about one served on another port).
+pub fn generate_for_port(allows: &[Allow], port: u16) -> String {
+    let meta = (port == MASTER_POLICY_PORT).then_some(MetaPolicy::MasterOnly);
+    write_policy(allows, meta)
+}
+
+fn write_policy(allows: &[Allow], meta: Option<MetaPolicy>) -> String {
     let mut policy = String::from(
         "<?xml version=\"1.0\"?>\n\
          <!DOCTYPE cross-domain-policy SYSTEM \"/xml/dtds/cross-domain-policy.dtd\">\n\
          <cross-domain-policy>\n",
     );
-    policy.push_str(&format!(
-        "  <site-control permitted-cross-domain-policies=\"{}\"/>\n",
-        meta.as_str()
-    ));
+    if let Some(meta) = meta {
+        policy.push_str(&format!(
+            "  <site-control permitted-cross-domain-policies=\"{}\"/>\n",
+            meta.as_str()
+        ));
+    }
     for allow in allows {
         // Both parts were validated to hold no XML metacharacters.
         policy.push_str(&format!(

@@ -397,6 +397,20 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_served_inline_is_clean_for_its_port() {
+        for rules in [vec![], vec![Allow::any_domain_to("9000-9010")]] {
+            let source = crate::policy::PolicySource::Allow(rules);
+            for port in [9000, MASTER_POLICY_PORT] {
+                let policy = source.render(port).expect("a policy");
+                let text = std::str::from_utf8(&policy).expect("UTF-8");
+                assert_eq!(lint(text, Some(port)), vec![], "{text}");
+                let site_control = text.contains("<site-control");
+                assert_eq!(site_control, port == MASTER_POLICY_PORT, "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn a_generated_policy_is_clean() {
         let policy = generate(&[Allow::any_domain_to("9000-9010")], MetaPolicy::MasterOnly);
         assert_eq!(lint(&policy, None), vec![]);

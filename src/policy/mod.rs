@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use file::{Allow, MetaPolicy, PolicyError, generate};
+pub use file::{Allow, MetaPolicy, PolicyError, generate, generate_for_port};
 
 /// Where the policy answered on a shared port (serve's, or the proxy's) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +40,11 @@ impl PolicySource {
         match self {
             PolicySource::Off => None,
             PolicySource::Allow(rules) if rules.is_empty() => Some(
-                generate(&[Allow::any_domain_to(port)], MetaPolicy::MasterOnly)
+                generate_for_port(&[Allow::any_domain_to(port)], port)
                     .into_bytes()
                     .into(),
             ),
-            PolicySource::Allow(rules) => {
-                Some(generate(rules, MetaPolicy::MasterOnly).into_bytes().into())
-            }
+            PolicySource::Allow(rules) => Some(generate_for_port(rules, port).into_bytes().into()),
             PolicySource::Text(text) => Some(text.as_bytes().into()),
         }
     }
