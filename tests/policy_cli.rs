@@ -213,3 +213,38 @@ fn an_inherited_systemd_socket_is_served() {
         "the inherited socket is used: {said:?}"
     );
 }
+
+#[test]
+fn serve_lints_the_policy_it_generates_for_its_port() {
+    let stderr_path = temp_file("serve-stderr.txt", "");
+    let mut child = common::process::amf_bench()
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-ping"])
+        .args(["--allow", "*:80", "--allow", "*:1024-65535"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("creates"))
+        .spawn()
+        .expect("starts amf-bench serve");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("reads the listening line");
+    let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
+    let checked = addr
+        .as_deref()
+        .map(|addr| run_bounded(&["policy", "check", addr, "--timeout", "5"]));
+    common::process::signal(child.id(), "-TERM");
+    common::process::wait_exit(&mut child, Duration::from_secs(20));
+    let addr = addr.unwrap_or_else(|| panic!("a listening line, got {line:?}"));
+    let port = addr.rsplit(':').next().expect("a port");
+    let stdout = checked
+        .map(|output| text(&output.stdout))
+        .unwrap_or_default();
+    // A policy served inline, off port 843, states no meta-policy: Flash Player would ignore it.
+    assert!(stdout.contains("to-ports=\"1024-65535\""), "{stdout}");
+    assert!(!stdout.contains("site-control"), "{stdout}");
+    let stderr = std::fs::read_to_string(&stderr_path).expect("reads stderr");
+    let expected = format!("served on port {port}: to-ports '80' grants ports below 1024");
+    assert!(stderr.contains(&expected), "{stderr}");
+    let warnings = stderr.lines().filter(|line| line.contains("WARN")).count();
+    assert_eq!(warnings, 1, "only the ignored grant is named: {stderr}");
+    let _ = std::fs::remove_file(stderr_path);
+}

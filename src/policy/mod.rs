@@ -48,6 +48,24 @@ impl PolicySource {
             PolicySource::Text(text) => Some(text.as_bytes().into()),
         }
     }
+
+    /// Logs, as warnings, what `policy lint` finds in the policy generated from `--allow` rules
+    /// for the port it is served on, such as grants Flash Player ignores there. (A policy file is
+    /// linted when it is read; the default policy grants exactly the served port.)
+    pub fn warn_about_generated(&self, port: u16) {
+        let PolicySource::Allow(rules) = self else {
+            return;
+        };
+        if rules.is_empty() {
+            return;
+        }
+        for finding in lint::lint(&generate_for_port(rules, port), Some(port)) {
+            tracing::warn!(
+                "the policy generated from --allow, served on port {port}: {}",
+                finding.message
+            );
+        }
+    }
 }
 
 /// What Flash Player sends, before its terminating NUL.

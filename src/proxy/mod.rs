@@ -164,6 +164,7 @@ impl Proxy {
             config.decode.clone(),
         )
         .context("cannot open the log or recording file")?;
+        config.policy.warn_about_generated(addr.port());
         let shared = Shared {
             policy: config.policy.render(addr.port()),
             recording: config.outputs.record.is_some(),
