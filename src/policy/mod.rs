@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use file::{Allow, MetaPolicy, PolicyError, generate, generate_for_port};
+use file::generate_for_port;
+pub use file::{Allow, MetaPolicy, PolicyError, generate};
 
 /// Where the policy answered on a shared port (serve's, or the proxy's) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -249,7 +249,14 @@ fn summary(entry: &FrameEntry) -> String {
             ),
         ),
         Content::Checked { payload, rpc } => (rpc, hex::encode(hex_prefix(Some(payload)))),
-        other => return plain_summary(other),
+        Content::Text(text) => {
+            let shown: String = text.chars().take(TERMINAL_VALUE_CHARS).collect();
+            return format!("{shown:?}");
+        }
+        Content::Bytes(bytes) => return hex::encode(hex_prefix(Some(bytes))),
+        Content::Error { error, prefix } => {
+            return format!("!! {error} [{}]", hex::encode(prefix));
+        }
     };
     let Some(rpc) = rpc else {
         return value;
@@ -263,19 +270,6 @@ fn summary(entry: &FrameEntry) -> String {
         "{} {command} id {}{latency} {value}",
         rpc.type_name, rpc.message_id
     )
-}
-
-/// The summary of content that holds no AMF payload.
-fn plain_summary(content: &Content) -> String {
-    match content {
-        Content::Amf { .. } | Content::Checked { .. } => String::new(),
-        Content::Text(text) => {
-            let shown: String = text.chars().take(TERMINAL_VALUE_CHARS).collect();
-            format!("{shown:?}")
-        }
-        Content::Bytes(bytes) => hex::encode(hex_prefix(Some(bytes))),
-        Content::Error { error, prefix } => format!("!! {error} [{}]", hex::encode(prefix)),
-    }
 }
 
 #[cfg(test)]
