@@ -223,7 +223,9 @@ impl<'v> Writer<'v> {
         self.object_markers.push(type_marker);
     }
 
-    /// Writes a string through the string table (without a marker).
+    /// Writes a string through the string table (without a marker). Inlined in its callers: an
+    /// envelope writes some twenty strings, and the call cost 8% of encoding one (callgrind).
+    #[inline(always)]
     fn write_string(&mut self, text: &'v str, out: &mut impl BufMut) -> Result<(), EncodeError> {
         if text.is_empty() {
             u29::write(out, 1);
