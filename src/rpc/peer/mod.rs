@@ -7,22 +7,28 @@
 //! requests and messages makes the reader stop reading, so a peer that floods us meets TCP
 //! back-pressure instead of growing our memory.
 
+mod ping;
+mod read;
+mod write;
+
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Envelope, Message, Request, Response, new_message_id};
-use super::wire::{Encoding, WireError, decode_envelope, encode_envelope};
+use super::wire::{Encoding, WireError, encode_envelope};
 use crate::codec::{DecodeOptions, Str, Value};
-use crate::frame::{self, FrameError, HEADER_LEN};
+use crate::frame::{self, FrameError};
+use ping::ping_loop;
+use read::ReadLoop;
+use write::write_loop;
 
 /// Periodic pings to the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,245 +438,4 @@ impl Peer {
     pub fn pending_requests(&self) -> usize {
         self.shared.pending().waiters.len()
     }
-}
-
-/// Room made for a read into an empty buffer: an idle connection holds this much, no more.
-const FIRST_READ: usize = 512;
-/// Room made for a read that continues a frame, or follows a read that filled its room.
-const READ_CHUNK: usize = 8192;
-
-/// The reading half: frames in, replies routed, pings answered, the rest to the inbox.
-struct ReadLoop {
-    shared: Arc<Shared>,
-    inbox: mpsc::Sender<Incoming>,
-    decode: Arc<DecodeOptions>,
-    ping_reply: Value,
-}
-
-impl ReadLoop {
-    async fn run<R: AsyncRead + Unpin>(self, reader: R, buffer: BytesMut) {
-        let life = Arc::clone(&self.shared.life);
-        let outcome = tokio::select! {
-            outcome = self.read_frames(reader, buffer) => outcome,
-            () = life.abort.cancelled() => Ok(()),
-            () = life.finish.cancelled() => Ok(()),
-            () = life.stop_reading.cancelled() => Ok(()),
-        };
-        match outcome {
-            Ok(()) => {
-                life.record(CloseReason::PeerClosed);
-                // Replies can no longer arrive.
-                self.shared.fail_pending(&life.reason());
-            }
-            Err(reason) => self.shared.abort(reason),
-        }
-        life.input_done.cancel();
-    }
-
-    /// Reads until the peer closes between frames (`Ok`) or something goes wrong.
-    async fn read_frames<R: AsyncRead + Unpin>(
-        &self,
-        mut reader: R,
-        mut buffer: BytesMut,
-    ) -> Result<(), CloseReason> {
-        // Whether the last read filled its room: more is probably waiting.
-        let mut busy = false;
-        loop {
-            while let Some(payload) = frame::split_frame(&mut buffer, self.shared.max_frame_len)
-                .map_err(|error| CloseReason::BadFrame(Arc::new(error)))?
-            {
-                let envelope = decode_envelope(payload, self.shared.encoding, &self.decode)
-                    .map_err(|error| CloseReason::BadPayload(Arc::new(error)))?;
-                self.dispatch(envelope).await?;
-            }
-            if buffer.is_empty() && !busy {
-                // Between frames on a quiet connection, wait with a small buffer, so idle
-                // connections cost little and a past big frame costs nothing later.
-                buffer = BytesMut::with_capacity(FIRST_READ);
-            } else {
-                buffer.reserve(READ_CHUNK);
-            }
-            let room = buffer.capacity() - buffer.len();
-            let read = reader
-                .read_buf(&mut buffer)
-                .await
-                .map_err(|error| CloseReason::Io(Arc::new(error)))?;
-            if read == 0 {
-                return match torn_frame(&buffer, self.shared.max_frame_len) {
-                    Some(torn) => Err(torn),
-                    None => Ok(()),
-                };
-            }
-            busy = read == room;
-        }
-    }
-
-    async fn dispatch(&self, envelope: Envelope) -> Result<(), CloseReason> {
-        let incoming = match envelope {
-            Envelope::Response(response) => {
-                let waiter = self.shared.pending().waiters.remove(&response.message_id);
-                // A reply nobody waits for (timed out, or never asked) is dropped.
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(Ok(response.result));
-                }
-                return Ok(());
-            }
-            Envelope::Request(request) if request.is_ping() => {
-                self.shared.pings_answered.fetch_add(1, Ordering::Relaxed);
-                let pong = Response {
-                    message_id: request.message_id,
-                    result: self.ping_reply.clone(),
-                };
-                return match self.shared.send_frame(Envelope::Response(pong)).await {
-                    Ok(()) => Ok(()),
-                    Err(CallError::Closed(reason)) => Err(reason),
-                    // A pong always encodes; if it could not, dropping it is the peer's problem.
-                    Err(_) => Ok(()),
-                };
-            }
-            Envelope::Request(request) => Incoming::Request(Box::new(request)),
-            Envelope::Message(message) => Incoming::Message(Box::new(message)),
-        };
-        // An owner that dropped the inbox does not want requests: they are dropped.
-        let _ = self.inbox.send(incoming).await;
-        Ok(())
-    }
-}
-
-/// The reason for bytes left over at end of input, if any.
-fn torn_frame(buffer: &[u8], max_frame_len: usize) -> Option<CloseReason> {
-    if buffer.is_empty() {
-        return None;
-    }
-    let expected = match frame::parse_header(buffer, max_frame_len) {
-        Ok(Some(len)) => HEADER_LEN + len,
-        _ => HEADER_LEN,
-    };
-    Some(CloseReason::TornFrame {
-        received: buffer.len(),
-        expected,
-    })
-}
-
-/// Frames queued together are written with one system call, up to this many bytes.
-const BATCH_BYTES: usize = 64 * 1024;
-
-/// The writing half: frames from the outbox to the socket, until every sender is gone, a
-/// graceful close (refuse new frames, write those queued within `flush_timeout`, then shut
-/// down), or an abort (stop now). A write in progress is never abandoned for a graceful close,
-/// so the peer never sees half a frame followed by another.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut outbox: mpsc::Receiver<Bytes>,
-    life: &Lifecycle,
-    flush_timeout: Duration,
-) {
-    let mut batch = BytesMut::new();
-    let mut flush_by: Option<tokio::time::Instant> = None;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = life.abort.cancelled() => return,
-            () = life.finish.cancelled(), if flush_by.is_none() => {
-                flush_by = Some(tokio::time::Instant::now() + flush_timeout);
-                outbox.close();
-                continue;
-            }
-            frame = outbox.recv() => frame,
-        };
-        let Some(frame) = next else { break };
-        gather(frame, &mut outbox, &mut batch).await;
-        let written = tokio::select! {
-            () = life.abort.cancelled() => return,
-            written = by_deadline(flush_by, write_batch(&mut writer, &batch)) => written,
-        };
-        if let Err(error) = written {
-            if flush_by.is_none() {
-                life.record(CloseReason::Io(Arc::new(error)));
-                life.abort.cancel();
-            }
-            return;
-        }
-    }
-    tokio::select! {
-        _ = by_deadline(flush_by, writer.shutdown()) => {}
-        () = life.abort.cancelled() => {}
-    }
-}
-
-/// Writes one batch and flushes it: a no-op on TCP, while a buffering writer (a WebSocket
-/// stream, which sends a message on flush) must not hold frames back.
-async fn write_batch<W: AsyncWrite + Unpin>(writer: &mut W, batch: &[u8]) -> io::Result<()> {
-    writer.write_all(batch).await?;
-    writer.flush().await
-}
-
-/// Puts `first` and the frames queued behind it into `batch`, for one write.
-async fn gather(first: Bytes, outbox: &mut mpsc::Receiver<Bytes>, batch: &mut BytesMut) {
-    batch.clear();
-    batch.extend_from_slice(&first);
-    if outbox.is_empty() {
-        // Let the tasks woken with this one (the other requests answered by the same read)
-        // queue their frames first, so that one system call carries them all.
-        tokio::task::yield_now().await;
-    }
-    while batch.len() < BATCH_BYTES {
-        match outbox.try_recv() {
-            Ok(more) => batch.extend_from_slice(&more),
-            Err(_) => break,
-        }
-    }
-}
-
-/// Runs `io`, failing with `TimedOut` at `deadline` if there is one.
-async fn by_deadline<F: Future<Output = io::Result<()>>>(
-    deadline: Option<tokio::time::Instant>,
-    io: F,
-) -> io::Result<()> {
-    match deadline {
-        None => io.await,
-        Some(deadline) => tokio::time::timeout_at(deadline, io)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-    }
-}
-
-/// Pings the peer every `interval`; a ping unanswered after `timeout` aborts the connection.
-async fn ping_loop(peer: Peer, config: PingConfig) {
-    let life = Arc::clone(&peer.shared.life);
-    let start = tokio::time::Instant::now() + config.interval;
-    let mut ticker = tokio::time::interval_at(start, config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight = JoinSet::new();
-    let mut last_round_trip = 0.0;
-    loop {
-        tokio::select! {
-            () = life.abort.cancelled() => break,
-            () = life.finish.cancelled() => break,
-            () = life.input_done.cancelled() => break,
-            _ = ticker.tick() => {
-                let peer = peer.clone();
-                in_flight.spawn(async move { ping_once(&peer, last_round_trip, config.timeout).await });
-            }
-            Some(joined) = in_flight.join_next() => match joined {
-                Ok(Ok(round_trip)) => last_round_trip = round_trip,
-                Ok(Err(CallError::Timeout(after))) => {
-                    peer.abort(CloseReason::PingTimeout(after));
-                    break;
-                }
-                _ => {}
-            },
-        }
-    }
-}
-
-/// Sends one ping and returns its round trip in seconds.
-async fn ping_once(peer: &Peer, last_round_trip: f64, timeout: Duration) -> Result<f64, CallError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-    let sent = Instant::now();
-    let ping = Request::ping(Str::default(), now, last_round_trip);
-    peer.call(ping.command, ping.params, Some(timeout)).await?;
-    Ok(sent.elapsed().as_secs_f64())
 }
