@@ -9,7 +9,9 @@
 //!   found by bisection between 30% and 100% of the closed model's rate; an open model costs
 //!   more per session (a session waits for its arrival rather than following the last reply);
 //! - the schedule lag p99 of open-model runs at 80% of each capacity, after a second at rate 0
-//!   in which every connection opens (the lag of the schedule, not of the connection ramp);
+//!   in which every connection opens (the lag of the schedule, not of the connection ramp),
+//!   with the server's reply time p99 and the time the hypervisor took from each core (steal)
+//!   during the run, the two things the lag tail follows on a shared virtual machine;
 //! - the memory of an idle simulated client: RSS of a run with 10,000 idle clients against one
 //!   with a single client, both sampled after every client has connected.
 //!
@@ -46,10 +48,21 @@ fn main() -> BenchResult<()> {
     let open = open_capacity(server.addr, capacity, seconds, &scratch)?;
     println!("open-model capacity:          {open:.0} sessions/s");
     for (rate, of) in [(open * 0.8, "open"), (capacity * 0.8, "closed")] {
+        let steal_before = steal_ms();
         let lag = run_lag(server.addr, rate.round(), seconds, &scratch)?;
+        let steal = steal_ms().zip(steal_before).map(|(after, before)| {
+            let [core0, core1] = [0, 1].map(|core| after[core].saturating_sub(before[core]));
+            format!(", steal core 0 {core0} ms, core 1 {core1} ms")
+        });
         println!(
-            "lag p99 at 80% of {of}: {} us at {rate:.0}/s (p50 {} us, latency p99 {} us, dropped {})",
-            lag.p99, lag.p50, lag.latency_p99, lag.dropped
+            "lag p99 at 80% of {of}: {} us at {rate:.0}/s (p50 {} us, latency p99 {} us, \
+             service p99 {} us, dropped {}{})",
+            lag.p99,
+            lag.p50,
+            lag.latency_p99,
+            lag.service_p99,
+            lag.dropped,
+            steal.unwrap_or_default()
         );
     }
 
@@ -133,6 +146,8 @@ struct Lag {
     p50: u64,
     p99: u64,
     latency_p99: u64,
+    /// The server's reply time p99: when it is long, lag follows (arrivals wait for a lane).
+    service_p99: u64,
     dropped: u64,
     /// Sessions started, of those planned.
     started: u64,
@@ -189,10 +204,25 @@ fn run_lag(addr: SocketAddr, rate: f64, seconds: u64, dir: &Path) -> BenchResult
         p50: field(&echo["lag_us"]["p50"])?,
         p99: field(&echo["lag_us"]["p99"])?,
         latency_p99: field(&echo["latency_us"]["p99"])?,
+        service_p99: field(&echo["service_us"]["p99"])?,
         dropped: field(&sessions["dropped"])?,
         started: field(&sessions["started"])?,
         planned: field(&sessions["planned"])?,
     })
+}
+
+/// Milliseconds the hypervisor ran something else while cores 0 and 1 had work ("steal" in
+/// /proc/stat, in ticks of 10 ms), or `None` where that is not readable. A core that loses
+/// hundreds of ms in a run stalls the server or the generator on it, whatever either does.
+fn steal_ms() -> Option<[u64; 2]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let steal_of = |core: &str| -> Option<u64> {
+        let line = stat
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(core))?;
+        Some(line.split_whitespace().nth(8)?.parse::<u64>().ok()? * 10)
+    };
+    Some([steal_of("cpu0")?, steal_of("cpu1")?])
 }
 
 /// RSS of the run process with `clients` idle clients, once all have connected.
