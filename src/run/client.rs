@@ -273,8 +273,11 @@ fn is_error_result(result: &Value) -> bool {
 impl Client {
     async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
         let mut due = intended;
-        for step in &session.steps {
-            if self.stop.is_cancelled() {
+        for (index, step) in session.steps.iter().enumerate() {
+            // A session counted as started runs its first step even if the run stopped since
+            // (on another thread, before this future was first polled): otherwise it would be
+            // started with nothing recorded. Later steps are skipped once the run stops.
+            if index > 0 && self.stop.is_cancelled() {
                 return Ok(());
             }
             due = self.run_step(step, due).await?;
