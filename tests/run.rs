@@ -82,6 +82,51 @@ async fn the_smoke_scenario_runs_without_errors() {
         );
     }
     assert!(result.html.contains("<svg") && result.html.contains("by percentile"));
+    assert_eq!(summary["generator"]["threads"], 2, "{summary:#}");
+    let busy = summary["generator"]["busy_percent"].as_f64().expect("busy");
+    assert!(busy > 0.0 && busy <= 100.0, "{summary:#}");
+    assert!(result.table.contains("generator: 2 worker thread(s) busy"));
+}
+
+/// A closed model with nothing to wait for keeps its one worker busy all the time: the run says
+/// its own queueing is in the latencies.
+#[test]
+fn a_saturated_generator_is_reported() {
+    let scenario = Scenario::parse(
+        r#"
+        name = "flat-out"
+        connections = 20
+        duration = "500ms"
+        in_flight = 4
+        [load]
+        model = "closed"
+        [[session]]
+        name = "echo"
+        steps = [{ request = "echo", params = { text = "hi" } }]
+        "#,
+    )
+    .expect("valid");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let result = runtime
+        .block_on(execute(
+            scenario,
+            CancellationToken::new(),
+            Progress::hidden(),
+        ))
+        .expect("runs");
+    let generator = &result.summary["generator"];
+    assert_eq!(generator["saturated"], true, "{generator}");
+    assert!(
+        result.table.contains(
+            "warning: the generator's 1 worker thread(s), shared with the embedded server, were busy"
+        ),
+        "{}",
+        result.table
+    );
 }
 
 /// Requests per command tag, summed over the intervals of `latency.hlog`.

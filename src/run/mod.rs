@@ -2,6 +2,7 @@
 //! embedded `amf-bench serve`), latency measured from intended send times, results written to
 //! `results/<name>-<UTC time>/`, thresholds deciding the exit status.
 
+pub mod busy;
 pub mod client;
 pub mod data;
 pub mod html;
@@ -170,6 +171,7 @@ pub async fn execute(
         stop: stop.clone(),
         arrivals: arrivals.clone(),
     });
+    let busy_clock = busy::BusyClock::start();
     let mut clients = tokio::task::JoinSet::new();
     for index in 0..scenario.connections {
         let connect_at = start + plan::connect_offset(index, scenario.connect_rate);
@@ -202,10 +204,12 @@ pub async fn execute(
     }
     let interrupted = shutdown.is_cancelled();
     let elapsed = start.elapsed();
+    let (generator_busy, generator_threads) = busy_clock.read();
     stop.cancel();
     finish_clients(clients, longest_wait(&scenario)).await;
     sampled.cancel();
     let timeline = sampler.await.context("the sampler failed")??;
+    let embedded_server = embedded.is_some();
     if let Some((stop_server, handle)) = embedded {
         stop_server.cancel();
         let _ = handle.await;
@@ -224,6 +228,9 @@ pub async fn execute(
         elapsed,
         planned_sessions,
         interrupted,
+        generator_busy,
+        generator_threads,
+        embedded_server,
     };
     let outcomes = report::evaluate(&thresholds, &recorded, &facts);
     let summary = report::summary(&scenario, &recorded, &facts, &outcomes);

@@ -22,6 +22,12 @@ pub struct RunFacts {
     pub planned_sessions: Option<u64>,
     /// Whether Ctrl-C ended the run early.
     pub interrupted: bool,
+    /// The share (0 to 1) of its workers' time the generator's runtime was busy.
+    pub generator_busy: f64,
+    /// The runtime's worker threads.
+    pub generator_threads: usize,
+    /// Whether the server was the embedded one, on the same workers.
+    pub embedded_server: bool,
 }
 
 const PERCENTILES: [(&str, f64); 5] = [
@@ -129,6 +135,11 @@ pub fn summary(
             "lost": error_table(&recorded.disconnects),
             "connect_us": recorded.connect.as_ref().map(percentiles),
         },
+        "generator": {
+            "threads": facts.generator_threads,
+            "busy_percent": facts.generator_busy * 100.0,
+            "saturated": facts.generator_busy >= super::busy::SATURATED,
+        },
         "error_rate_percent": error_rate(recorded),
         "commands": commands,
         "thresholds": thresholds.iter().map(|outcome| json!({
@@ -173,6 +184,19 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
         error_rate(recorded),
         facts.elapsed.as_secs_f64(),
     );
+    let _ = writeln!(
+        text,
+        "generator: {} worker thread(s) busy {:.0}% of the run",
+        facts.generator_threads,
+        facts.generator_busy * 100.0
+    );
+    if let Some(warning) = super::busy::warning(
+        facts.generator_busy,
+        facts.generator_threads,
+        facts.embedded_server,
+    ) {
+        let _ = writeln!(text, "warning: {warning}");
+    }
     text
 }
 
