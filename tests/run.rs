@@ -86,6 +86,7 @@ async fn the_smoke_scenario_runs_without_errors() {
     let busy = summary["generator"]["busy_percent"].as_f64().expect("busy");
     assert!(busy > 0.0 && busy <= 100.0, "{summary:#}");
     assert!(result.table.contains("generator: 2 worker thread(s) busy"));
+    assert!(result.html.contains("<th>generator busy (%)</th>"));
 }
 
 /// A closed model with nothing to wait for keeps its one worker busy all the time: the run says

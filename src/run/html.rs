@@ -67,6 +67,8 @@ fn facts(summary: &Json) -> String {
         ("connections planned", &summary["connections"]["planned"]),
         ("connections made", &summary["connections"]["connected"]),
         ("error rate (%)", &summary["error_rate_percent"]),
+        ("generator threads", &summary["generator"]["threads"]),
+        ("generator busy (%)", &summary["generator"]["busy_percent"]),
     ];
     let mut html = String::from("<table>");
     for (label, value) in rows {
