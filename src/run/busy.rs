@@ -27,6 +27,8 @@ impl BusyClock {
     }
 
     /// The workers' share of time busy since `start`, 0 to 1, and how many workers there are.
+    /// A worker adds its busy time to the runtime's count when it parks or every few dozen tasks,
+    /// so a read during a run misses at most that last stretch.
     pub fn read(&self) -> (f64, usize) {
         let (workers, busy) = workers_busy();
         let busy = busy.saturating_sub(self.busy_at_start);
@@ -110,6 +112,8 @@ mod tests {
             }
         });
         spin.await.expect("the spinning task");
+        // A worker reports its busy time when it parks: let it go idle first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let (busy, workers) = clock.read();
         assert_eq!(workers, 2);
         // One of two workers spun the whole time: about half, whatever the other did (a slow
