@@ -10,8 +10,9 @@
 //!   more per session (a session waits for its arrival rather than following the last reply);
 //! - the schedule lag p99 of open-model runs at 80% of each capacity, after a second at rate 0
 //!   in which every connection opens (the lag of the schedule, not of the connection ramp),
-//!   with the server's reply time p99 and the time the hypervisor took from each core (steal)
-//!   during the run, the two things the lag tail follows on a shared virtual machine;
+//!   with the server's reply time p99, the generator's busy share and the time the hypervisor
+//!   took from each core (steal) during the run, what the lag tail may follow on a shared
+//!   virtual machine;
 //! - the memory of an idle simulated client: RSS of a run with 10,000 idle clients against one
 //!   with a single client, both sampled after every client has connected.
 //!
@@ -56,12 +57,13 @@ fn main() -> BenchResult<()> {
         });
         println!(
             "lag p99 at 80% of {of}: {} us at {rate:.0}/s (p50 {} us, latency p99 {} us, \
-             service p99 {} us, dropped {}{})",
+             service p99 {} us, dropped {}, generator busy {:.0}%{})",
             lag.p99,
             lag.p50,
             lag.latency_p99,
             lag.service_p99,
             lag.dropped,
+            lag.busy_percent,
             steal.unwrap_or_default()
         );
     }
@@ -148,6 +150,8 @@ struct Lag {
     latency_p99: u64,
     /// The server's reply time p99: when it is long, lag follows (arrivals wait for a lane).
     service_p99: u64,
+    /// The share of the run the generator's worker was busy, in percent.
+    busy_percent: f64,
     dropped: u64,
     /// Sessions started, of those planned.
     started: u64,
@@ -205,6 +209,9 @@ fn run_lag(addr: SocketAddr, rate: f64, seconds: u64, dir: &Path) -> BenchResult
         p99: field(&echo["lag_us"]["p99"])?,
         latency_p99: field(&echo["latency_us"]["p99"])?,
         service_p99: field(&echo["service_us"]["p99"])?,
+        busy_percent: summary["generator"]["busy_percent"]
+            .as_f64()
+            .ok_or("a missing figure")?,
         dropped: field(&sessions["dropped"])?,
         started: field(&sessions["started"])?,
         planned: field(&sessions["planned"])?,
