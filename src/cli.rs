@@ -350,6 +350,9 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs the parsed command line; the exit code on success, or the error `main` prints.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Where this fails the old limit stays: `run` then names it if its clients do not fit, and
+    // the servers report the accepts it refuses.
+    let _ = crate::open_files::raise_to_hard_limit();
     match cli.command {
         Command::Decode(args) => crate::decode::run(&args),
         Command::Serve(args) => crate::serve::command::run(&args),

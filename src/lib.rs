@@ -8,7 +8,7 @@
 //! - `proxy`: the transparent proxy that logs each frame decoded and measures latency passively;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
 //! - `ws`: WebSocket as a byte-stream transport (Ruffle's socket proxy), for serve and proxy;
-//! - `listener`, `shutdown`, `sniff`, `logging`: what the servers share;
+//! - `listener`, `shutdown`, `sniff`, `logging`, `open_files`: what the servers and `run` share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod decode;
 pub mod frame;
 pub mod listener;
 pub mod logging;
+pub mod open_files;
 pub mod policy;
 pub mod proxy;
 pub mod rpc;

@@ -4,13 +4,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use amf_bench::run::progress::Progress;
 use amf_bench::run::scenario::Scenario;
 use amf_bench::run::{RunResult, execute};
-use common::process::{Listening, amf_bench, run_bounded, signal, wait_exit};
+use common::process::{Listening, amf_bench, run_bounded, run_bounded_command, signal, wait_exit};
 use common::{TestServer, config};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
@@ -225,6 +225,77 @@ fn scenario_errors_exit_2_naming_the_key() {
         "{stderr}"
     );
     let _ = std::fs::remove_file(file);
+}
+
+/// `amf-bench run SCENARIO --quiet --out OUT` started by a shell that first ran `ulimit LIMIT`.
+fn run_under_ulimit(limit: &str, scenario: &std::path::Path, out: &std::path::Path) -> Output {
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit {limit} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_amf-bench"),
+        "run",
+        scenario.to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    run_bounded_command(command)
+}
+
+/// A one-second closed-model echo scenario of `connections` clients on the embedded server.
+fn echo_clients(name: &str, connections: usize) -> PathBuf {
+    let file = temp_path(&format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\nconnections = {connections}\nconnect_rate = 5000\nduration = \"1s\"\n\
+         [load]\nmodel = \"closed\"\n[[session]]\nname = \"echo\"\n\
+         steps = [{{ request = \"echo\" }}, {{ think = \"50ms\" }}]\n"
+    );
+    std::fs::write(&file, text).expect("writes");
+    file
+}
+
+#[test]
+fn clients_past_the_open_file_limit_exit_2_naming_it() {
+    let file = echo_clients("files-over", 100);
+    let out = temp_path("files-over-out");
+    // 100 clients and the embedded server's 100 ends need 264 files with the reserve.
+    let output = run_under_ulimit("-n 200", &file, &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("connections = 100: the clients need 264 open files at once")
+            && stderr.contains("this process may open 200"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no results for a run that never started");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().expect("reads the limit");
+    // 150 clients on the embedded server need 364 files, more than the soft limit set below.
+    assert!(
+        hard >= 364,
+        "this test needs a hard open-file limit of 364, not {hard}"
+    );
+    let file = echo_clients("files-raised", 150);
+    let out = temp_path("files-raised-out");
+    let output = run_under_ulimit("-S -n 100", &file, &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let summary: Json =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
+            .expect("JSON");
+    assert_eq!(summary["connections"]["connected"], 150, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["errors"],
+        serde_json::json!({}),
+        "{summary:#}"
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]

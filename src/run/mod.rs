@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
+use crate::open_files;
 use crate::serve::{ServeConfig, Server};
 use client::Shared;
 use metrics::Metrics;
@@ -131,6 +132,7 @@ pub async fn execute(
     progress: Progress,
 ) -> anyhow::Result<RunResult> {
     let thresholds = report::parse_thresholds(&scenario)?;
+    check_open_files(&scenario, open_files::current_limit())?;
     let (embedded, target, target_name) = match &scenario.target {
         Some(target) => (None, resolve(target).await?, target.clone()),
         None => {
@@ -244,6 +246,34 @@ pub async fn execute(
     })
 }
 
+/// Fails, before any connection opens, when the clients (and the embedded server's end of each)
+/// cannot all be open at once under the open-file `limit`: past it, connections fail by the
+/// hundred with the accepts the server refuses, and the run measures nothing it was meant to.
+fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<()> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let (per_client, why, remedy) = match scenario.target {
+        Some(_) => (1, "its socket", ""),
+        None => (
+            2,
+            "its socket and the embedded server's end of it",
+            ", or run the server in a process of its own and give its address as `target`",
+        ),
+    };
+    let needed = scenario.connections as u64 * per_client + open_files::RESERVED;
+    if needed > limit {
+        bail!(
+            "connections = {}: the clients need {needed} open files at once ({per_client} per \
+             client, {why}, and {} more), but this process may open {limit}; raise the limit \
+             (`ulimit -n`, up to the hard limit `ulimit -Hn`), lower connections{remedy}",
+            scenario.connections,
+            open_files::RESERVED,
+        );
+    }
+    Ok(())
+}
+
 /// Fails unless every source address can be bound here, so that a typo or a foreign address is
 /// one clear error rather than every connection failing.
 fn check_source_addresses(addresses: &[std::net::IpAddr]) -> anyhow::Result<()> {
@@ -290,4 +320,38 @@ async fn finish_clients(mut clients: tokio::task::JoinSet<()>, timeout: Duration
     while let Ok(Some(_)) = tokio::time::timeout_at(deadline, clients.join_next()).await {}
     clients.abort_all();
     while clients.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(target: &str, connections: usize) -> Scenario {
+        Scenario::parse(&format!(
+            "name = \"files\"\n{target}connections = {connections}\nduration = \"1s\"\n\
+             [load]\nmodel = \"closed\"\n[[session]]\nname = \"idle\"\nsteps = [{{ think = \"1s\" }}]\n"
+        ))
+        .expect("parses")
+    }
+
+    #[test]
+    fn clients_need_one_file_each_against_a_target_and_two_on_the_embedded_server() {
+        let target = "target = \"127.0.0.1:9\"\n";
+        assert!(check_open_files(&scenario(target, 936), Some(1000)).is_ok());
+        let error = check_open_files(&scenario(target, 937), Some(1000)).expect_err("over");
+        assert!(
+            error.to_string().starts_with(
+                "connections = 937: the clients need 1001 open files at once (1 per client, \
+                 its socket, and 64 more), but this process may open 1000"
+            ),
+            "{error}"
+        );
+        assert!(check_open_files(&scenario("", 468), Some(1000)).is_ok());
+        let error = check_open_files(&scenario("", 469), Some(1000)).expect_err("over");
+        assert!(
+            error.to_string().contains("give its address as `target`"),
+            "{error}"
+        );
+        assert!(check_open_files(&scenario("", 1_000_000), None).is_ok());
+    }
 }

@@ -37,8 +37,14 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
 /// Runs `amf-bench ARGS` to completion within 20 s (killing it after), so a server that starts
 /// when it should have refused fails the test instead of hanging it.
 pub fn run_bounded(args: &[&str]) -> Output {
-    let mut child = amf_bench()
-        .args(args)
+    let mut command = amf_bench();
+    command.args(args);
+    run_bounded_command(command)
+}
+
+/// `run_bounded` for any command, e.g. the binary started by a shell that set a limit first.
+pub fn run_bounded_command(mut command: Command) -> Output {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

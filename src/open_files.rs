@@ -1,0 +1,39 @@
+//! The limit on open files: every connection is one, and the usual default soft limit (1,024)
+//! is below what `run`, `serve` and `proxy` are for. The binary raises the soft limit to the hard
+//! one at start-up (as Go programs do), and `run` checks that its clients fit before opening any.
+
+use std::io;
+
+/// Files a process keeps open besides its connections (standard streams, the runtime's event
+/// descriptors, the results being written), with room to spare.
+pub const RESERVED: u64 = 64;
+
+/// Raises this process's soft limit on open files to its hard limit and returns the limit now
+/// in force (unchanged where the platform has no such limit).
+pub fn raise_to_hard_limit() -> io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// This process's soft limit on open files, or `None` where there is none to read.
+pub fn current_limit() -> Option<u64> {
+    if !rlimit::Resource::NOFILE.is_supported() {
+        return None;
+    }
+    rlimit::Resource::NOFILE
+        .get()
+        .ok()
+        .map(|(soft, _hard)| soft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raised_limit_is_the_one_in_force() {
+        let raised = raise_to_hard_limit().expect("reads and sets the limit");
+        assert_eq!(current_limit(), Some(raised));
+        let (_, hard) = rlimit::Resource::NOFILE.get().expect("reads the limit");
+        assert_eq!(raised, hard);
+    }
+}
