@@ -265,8 +265,9 @@ fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<(
     if needed > limit {
         bail!(
             "connections = {}: the clients need {needed} open files at once ({per_client} per \
-             client, {why}, and {} more), but this process may open {limit}; raise the limit \
-             (`ulimit -n`, up to the hard limit `ulimit -Hn`), lower connections{remedy}",
+             client, {why}, and {} more), but this process may open {limit}; raise the hard \
+             limit (`ulimit -Hn`: amf-bench raises its own soft limit up to it), lower \
+             connections{remedy}",
             scenario.connections,
             open_files::RESERVED,
         );
