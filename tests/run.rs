@@ -299,6 +299,59 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
 }
 
 #[test]
+fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
+    // A port that was just free: nothing listens there, so every connect is refused.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binds");
+    let file = temp_path("refused.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"refused\"\ntarget = \"{refused}\"\nconnections = 5\nduration = \"1s\"\n\
+             [load]\nmodel = \"closed\"\n[[session]]\nname = \"echo\"\n\
+             steps = [{{ request = \"echo\" }}]\n[thresholds]\n\
+             error_rate = \"< 1%\"\n\"echo.p99\" = \"< 1s\"\n"
+        ),
+    )
+    .expect("writes");
+    let out = temp_path("refused-out");
+    let output = run_bounded(&[
+        "run",
+        file.to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("threshold error_rate < 1%: measured 100.000% ... FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("threshold echo.p99 < 1s: nothing measured ... FAILED"),
+        "{stdout}"
+    );
+    let summary: Json =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
+            .expect("JSON");
+    assert_eq!(summary["error_rate_percent"], 100.0, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["errors"]["connect_refused"], 5,
+        "{summary:#}"
+    );
+    assert_eq!(summary["thresholds"][0]["name"], "echo.p99", "{summary:#}");
+    assert_eq!(
+        summary["thresholds"][0]["measured"],
+        Json::Null,
+        "{summary:#}"
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
 fn ctrl_c_stops_early_and_still_writes_results() {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")

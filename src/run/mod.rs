@@ -74,9 +74,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     print!("{}", result.table);
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
+        // A latency of a command that never ended is infinite: say so rather than "infms".
+        let measured = if outcome.measured.is_finite() {
+            format!("measured {:.3}{}", outcome.measured, outcome.unit)
+        } else {
+            "nothing measured".to_string()
+        };
         println!(
-            "threshold {} {}: measured {:.3}{} ... {verdict}",
-            outcome.name, outcome.condition, outcome.measured, outcome.unit
+            "threshold {} {}: {measured} ... {verdict}",
+            outcome.name, outcome.condition
         );
     }
     println!("results: {}", out.display());
