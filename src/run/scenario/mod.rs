@@ -1,93 +1,19 @@
-//! The TOML scenario: its schema (unknown keys rejected), and its validation into a `Scenario`
-//! whose errors name the key, the value and what was expected.
+//! The TOML scenario: its schema (unknown keys rejected, in `file`), and its validation (in
+//! `validate`) into a `Scenario` whose errors name the key, the value and what was expected.
 
-use std::collections::BTreeMap;
+mod file;
+mod validate;
+
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
 
-use super::data::{CsvTable, RowOrder};
 use super::template::Template;
 use crate::codec::Str;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScenarioFile {
-    name: String,
-    target: Option<String>,
-    connections: u64,
-    connect_rate: Option<f64>,
-    duration: String,
-    #[serde(default = "default_timeout")]
-    timeout: String,
-    in_flight: Option<u64>,
-    reconnect: Option<String>,
-    source_addresses: Option<Vec<String>>,
-    load: LoadFile,
-    #[serde(default)]
-    csv: BTreeMap<String, CsvFile>,
-    session: Vec<SessionFile>,
-    #[serde(default)]
-    thresholds: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CsvFile {
-    file: String,
-    order: Option<String>,
-}
-
-fn default_timeout() -> String {
-    "10s".into()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadFile {
-    model: String,
-    #[serde(default)]
-    stages: Vec<StageFile>,
-    arrivals: Option<String>,
-    seed: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StageFile {
-    from: Option<f64>,
-    rate: f64,
-    #[serde(rename = "for")]
-    lasting: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionFile {
-    name: String,
-    #[serde(default = "one")]
-    weight: u32,
-    steps: Vec<StepFile>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StepFile {
-    request: Option<String>,
-    message: Option<String>,
-    wait_message: Option<String>,
-    think: Option<String>,
-    params: Option<toml::Value>,
-    timeout: Option<String>,
-}
+use file::ScenarioFile;
+use validate::{csv_sources, duration_at, spacing, stages, validate_session};
 
 /// A validated scenario.
 #[derive(Debug, Clone)]
@@ -255,46 +181,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .filter(|duration| *duration <= MAX_DURATION)
 }
 
-fn duration_at(key: &str, text: &str) -> anyhow::Result<Duration> {
-    parse_duration(text).with_context(|| {
-        format!(
-            "{key}: '{text}' is not a duration; expected a number and a unit, e.g. 200ms, 30s, 2m, \
-             of at most 8760h"
-        )
-    })
-}
-
-fn think_at(key: &str, text: &str) -> anyhow::Result<Think> {
-    let expected = || {
-        format!(
-            "{key}: '{text}' is not a think time; expected e.g. 200ms, exp(200ms) or uniform(1s,5s)"
-        )
-    };
-    let inner = |prefix: &str| {
-        text.strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(')'))
-    };
-    if let Some(mean) = inner("exp(") {
-        return Ok(Think::Exponential(
-            parse_duration(mean).with_context(expected)?,
-        ));
-    }
-    if let Some(bounds) = inner("uniform(") {
-        let (low, high) = bounds.split_once(',').with_context(expected)?;
-        let (low, high) = (
-            parse_duration(low).with_context(expected)?,
-            parse_duration(high).with_context(expected)?,
-        );
-        if low > high {
-            bail!("{key}: '{text}': the lower bound is above the upper one");
-        }
-        return Ok(Think::Uniform(low, high));
-    }
-    parse_duration(text)
-        .map(Think::Fixed)
-        .with_context(expected)
-}
-
 impl Scenario {
     /// Reads and validates a scenario file; its CSV files are found relative to it.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
@@ -397,164 +283,6 @@ impl Scenario {
             thresholds: file.thresholds.into_iter().collect(),
         })
     }
-}
-
-fn csv_sources(
-    files: &BTreeMap<String, CsvFile>,
-    base: &Path,
-) -> anyhow::Result<Vec<Arc<CsvTable>>> {
-    files
-        .iter()
-        .map(|(name, file)| {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                bail!("csv.{name}: a CSV name is letters, digits and '_'");
-            }
-            let order = match &file.order {
-                Some(text) => RowOrder::parse(&format!("csv.{name}.order"), text)?,
-                None => RowOrder::Client,
-            };
-            let path = base.join(&file.file);
-            let table = CsvTable::load(name, &path, order, &format!("csv.{name}.file"))?;
-            Ok(Arc::new(table))
-        })
-        .collect()
-}
-
-fn spacing(load: &LoadFile) -> anyhow::Result<Spacing> {
-    match load.arrivals.as_deref() {
-        None | Some("even") if load.seed.is_some() => {
-            bail!("load.seed: only Poisson arrivals take a seed (arrivals = \"poisson\")")
-        }
-        None | Some("even") => Ok(Spacing::Even),
-        Some("poisson") => Ok(Spacing::Poisson {
-            seed: load.seed.unwrap_or(DEFAULT_SEED),
-        }),
-        Some(other) => {
-            bail!("load.arrivals: '{other}' is not a spacing; expected \"even\" or \"poisson\"")
-        }
-    }
-}
-
-fn stage_rate(key: &str, rate: f64) -> anyhow::Result<f64> {
-    if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
-        bail!("{key}: {rate} must be sessions per second, 0 to 10000000");
-    }
-    Ok(rate)
-}
-
-fn stages(stages: &[StageFile]) -> anyhow::Result<Vec<Stage>> {
-    if stages.is_empty() {
-        bail!(
-            "load.stages: an open model needs stages, e.g. stages = [{{ rate = 100, for = \"10s\" }}]"
-        );
-    }
-    stages
-        .iter()
-        .enumerate()
-        .map(|(index, stage)| {
-            let key = format!("load.stages[{index}]");
-            let to = stage_rate(&format!("{key}.rate"), stage.rate)?;
-            let from = match stage.from {
-                Some(from) => stage_rate(&format!("{key}.from"), from)?,
-                None => to,
-            };
-            Ok(Stage {
-                from,
-                to,
-                length: duration_at(&format!("{key}.for"), &stage.lasting)?,
-            })
-        })
-        .collect()
-}
-
-fn validate_session(
-    index: usize,
-    session: &SessionFile,
-    default_timeout: Duration,
-    sources: &[Arc<CsvTable>],
-) -> anyhow::Result<Session> {
-    let steps = session
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(step_index, step)| {
-            validate_step(
-                &format!("session[{index}].steps[{step_index}]"),
-                step,
-                default_timeout,
-                sources,
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if steps.is_empty() {
-        bail!("session[{index}].steps: a session needs at least one step");
-    }
-    Ok(Session {
-        name: session.name.clone(),
-        weight: session.weight,
-        steps,
-    })
-}
-
-fn validate_step(
-    key: &str,
-    step: &StepFile,
-    default_timeout: Duration,
-    sources: &[Arc<CsvTable>],
-) -> anyhow::Result<Step> {
-    let kinds = [
-        &step.request,
-        &step.message,
-        &step.wait_message,
-        &step.think,
-    ];
-    if kinds.iter().filter(|kind| kind.is_some()).count() != 1 {
-        bail!("{key}: a step is exactly one of request, message, wait_message or think");
-    }
-    let timeout = match &step.timeout {
-        Some(text) => duration_at(&format!("{key}.timeout"), text)?,
-        None => default_timeout,
-    };
-    let params = || -> anyhow::Result<Template> {
-        let empty = toml::Value::Table(toml::Table::new());
-        Ok(Template::parse(
-            step.params.as_ref().unwrap_or(&empty),
-            &format!("{key}.params"),
-            sources,
-        )?)
-    };
-    let no_params = |kind: &str| {
-        if step.params.is_some() {
-            bail!("{key}.params: a {kind} step takes no params");
-        }
-        Ok(())
-    };
-    if let Some(command) = &step.request {
-        return Ok(Step::Request {
-            command: Str::from(command.as_str()),
-            params: params()?,
-            timeout,
-        });
-    }
-    if step.timeout.is_some() && (step.message.is_some() || step.think.is_some()) {
-        bail!("{key}.timeout: only request and wait_message steps take a timeout");
-    }
-    if let Some(command) = &step.message {
-        return Ok(Step::Message {
-            command: Str::from(command.as_str()),
-            params: params()?,
-        });
-    }
-    if let Some(command) = &step.wait_message {
-        no_params("wait_message")?;
-        return Ok(Step::WaitMessage {
-            command: Str::from(command.as_str()),
-            timeout,
-        });
-    }
-    no_params("think")?;
-    let think = step.think.as_deref().unwrap_or_default();
-    Ok(Step::Think(think_at(&format!("{key}.think"), think)?))
 }
 
 #[cfg(test)]
