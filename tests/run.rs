@@ -176,6 +176,12 @@ async fn latency_counts_from_the_intended_start() {
     assert!(lag_max > 900_000, "{sleep:#}");
 }
 
+/// The `summary.json` a run wrote into `out`.
+fn written_summary(out: &std::path::Path) -> Json {
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("written");
+    serde_json::from_str(&text).expect("JSON")
+}
+
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("amf-bench-run-{}-{name}", std::process::id()))
 }
@@ -202,9 +208,7 @@ fn a_failed_threshold_exits_1_and_results_are_written() {
         "{stdout}"
     );
     assert!(stdout.contains("FAILED"), "{stdout}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     assert_eq!(summary["thresholds"][1]["ok"], false, "{summary:#}");
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
@@ -285,9 +289,7 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let output = run_under_ulimit("-S -n 100", &file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     assert_eq!(summary["connections"]["connected"], 150, "{summary:#}");
     assert_eq!(
         summary["connections"]["errors"],
@@ -333,9 +335,7 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
         stdout.contains("threshold echo.p99 < 1s: nothing measured ... FAILED"),
         "{stdout}"
     );
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     assert_eq!(summary["error_rate_percent"], 100.0, "{summary:#}");
     assert_eq!(
         summary["connections"]["errors"]["connect_refused"], 5,
@@ -374,9 +374,7 @@ fn ctrl_c_stops_early_and_still_writes_results() {
     signal(child.id(), "-INT");
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     assert_eq!(summary["interrupted"], true);
     assert!(
         summary["duration_s"].as_f64().is_some_and(|s| s < 30.0),
@@ -586,9 +584,7 @@ fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "ended on time: {took:?}");
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     let lost: u64 = summary["connections"]["lost"]
         .as_object()
         .expect("lost")
@@ -778,9 +774,7 @@ fn threads_sets_the_workers_and_rejects_zero() {
         scenario("smoke.toml").to_str().expect("utf-8"),
     ]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("written"))
-            .expect("JSON");
+    let summary = written_summary(&out);
     assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
     let _ = std::fs::remove_dir_all(out);
 }
