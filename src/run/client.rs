@@ -380,6 +380,17 @@ pub async fn open_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Resu
     socket.connect(target).await
 }
 
+/// The kind a failed connect is counted as: only the server's refusal is `connect_refused`; a
+/// machine out of local ports or files must not look like a server turning clients away.
+fn connect_error_kind(error: &io::Error) -> ErrorKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        io::ErrorKind::ConnectionReset => ErrorKind::Reset,
+        io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+        _ => ErrorKind::ConnectFailed,
+    }
+}
+
 async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<Incoming>)> {
     let started = Instant::now();
     let sources = &shared.scenario.source_addresses;
@@ -389,11 +400,7 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
     let stream = match attempt {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            let kind = match error.kind() {
-                std::io::ErrorKind::ConnectionReset => ErrorKind::Reset,
-                _ => ErrorKind::ConnectRefused,
-            };
-            shared.metrics.connected(Err(kind));
+            shared.metrics.connected(Err(connect_error_kind(&error)));
             return None;
         }
         Err(_) => {
@@ -409,4 +416,34 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
         ..PeerConfig::default()
     };
     Some(Peer::start(reader, writer, bytes::BytesMut::new(), config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_by_the_server_counts_as_connect_refused() {
+        let kind = |error: io::ErrorKind| connect_error_kind(&io::Error::from(error));
+        assert_eq!(
+            kind(io::ErrorKind::ConnectionRefused),
+            ErrorKind::ConnectRefused
+        );
+        assert_eq!(kind(io::ErrorKind::ConnectionReset), ErrorKind::Reset);
+        assert_eq!(kind(io::ErrorKind::TimedOut), ErrorKind::ConnectTimeout);
+        // Out of local ports (EADDRNOTAVAIL), no route, out of files (EMFILE): this machine's.
+        assert_eq!(
+            kind(io::ErrorKind::AddrNotAvailable),
+            ErrorKind::ConnectFailed
+        );
+        assert_eq!(
+            kind(io::ErrorKind::HostUnreachable),
+            ErrorKind::ConnectFailed
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            connect_error_kind(&io::Error::from_raw_os_error(24)),
+            ErrorKind::ConnectFailed
+        );
+    }
 }

@@ -21,6 +21,9 @@ const MAX_MICROS: u64 = 60_000_000;
 pub enum ErrorKind {
     /// The connection was refused.
     ConnectRefused,
+    /// Connecting failed here, not at the server: no local port or file left, no route, or
+    /// another error of this machine's.
+    ConnectFailed,
     /// Connecting took longer than the scenario's timeout.
     ConnectTimeout,
     /// The connection was reset.
@@ -40,6 +43,7 @@ impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectFailed => "connect_failed",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Timeout => "timeout",
