@@ -139,6 +139,7 @@ pub async fn execute(
 ) -> anyhow::Result<RunResult> {
     let thresholds = report::parse_thresholds(&scenario)?;
     check_open_files(&scenario, open_files::current_limit())?;
+    check_local_ports(&scenario, local_port_count())?;
     let (embedded, target, target_name) = match &scenario.target {
         Some(target) => (None, resolve(target).await?, target.clone()),
         None => {
@@ -281,6 +282,39 @@ fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<(
     Ok(())
 }
 
+/// How many local ports the kernel hands out to outgoing connections (Linux's
+/// `ip_local_port_range`), where that can be read.
+fn local_port_count() -> Option<u64> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = range
+        .split_whitespace()
+        .map(|bound| bound.parse::<u64>().ok());
+    let (Some(Some(low)), Some(Some(high))) = (bounds.next(), bounds.next()) else {
+        return None;
+    };
+    Some(high.saturating_sub(low) + 1)
+}
+
+/// Fails, before any connection opens, when the clients need more local ports than one source
+/// address has for the target (`ports` each): past it, every further connect fails here.
+fn check_local_ports(scenario: &Scenario, ports: Option<u64>) -> anyhow::Result<()> {
+    let Some(ports) = ports else {
+        return Ok(());
+    };
+    let sources = scenario.source_addresses.len().max(1) as u64;
+    if scenario.connections as u64 > ports * sources {
+        bail!(
+            "connections = {}: one source address has {ports} local ports for the target \
+             (ip_local_port_range), so {} clients need at least {} addresses; list them in \
+             source_addresses (e.g. \"127.0.0.2\", \"127.0.0.3\" for a target on 127.0.0.1)",
+            scenario.connections,
+            scenario.connections,
+            (scenario.connections as u64).div_ceil(ports)
+        );
+    }
+    Ok(())
+}
+
 /// Fails unless every source address can be bound here, so that a typo or a foreign address is
 /// one clear error rather than every connection failing.
 fn check_source_addresses(addresses: &[std::net::IpAddr]) -> anyhow::Result<()> {
@@ -333,9 +367,10 @@ async fn finish_clients(mut clients: tokio::task::JoinSet<()>, timeout: Duration
 mod tests {
     use super::*;
 
-    fn scenario(target: &str, connections: usize) -> Scenario {
+    /// A closed-model scenario of `connections` idle clients, with the keys of `extra`.
+    fn scenario(extra: &str, connections: usize) -> Scenario {
         Scenario::parse(&format!(
-            "name = \"files\"\n{target}connections = {connections}\nduration = \"1s\"\n\
+            "name = \"files\"\n{extra}connections = {connections}\nduration = \"1s\"\n\
              [load]\nmodel = \"closed\"\n[[session]]\nname = \"idle\"\nsteps = [{{ think = \"1s\" }}]\n"
         ))
         .expect("parses")
@@ -360,5 +395,29 @@ mod tests {
             "{error}"
         );
         assert!(check_open_files(&scenario("", 1_000_000), None).is_ok());
+    }
+
+    #[test]
+    fn clients_past_one_address_s_ports_need_more_source_addresses() {
+        assert!(check_local_ports(&scenario("", 28_232), Some(28_232)).is_ok());
+        let error = check_local_ports(&scenario("", 28_233), Some(28_232)).expect_err("over");
+        assert!(
+            error.to_string().starts_with(
+                "connections = 28233: one source address has 28232 local ports for the target \
+                 (ip_local_port_range), so 28233 clients need at least 2 addresses"
+            ),
+            "{error}"
+        );
+        let two_sources = "source_addresses = [\"127.0.0.1\", \"127.0.0.2\"]\n";
+        assert!(check_local_ports(&scenario(two_sources, 56_464), Some(28_232)).is_ok());
+        assert!(check_local_ports(&scenario(two_sources, 56_465), Some(28_232)).is_err());
+        assert!(check_local_ports(&scenario("", 1_000_000), None).is_ok());
+    }
+
+    #[test]
+    fn this_machine_s_local_port_range_is_read() {
+        if std::path::Path::new("/proc/sys/net/ipv4/ip_local_port_range").exists() {
+            assert!(local_port_count().is_some_and(|ports| ports > 0));
+        }
     }
 }
