@@ -25,6 +25,22 @@ pub fn current_limit() -> Option<u64> {
         .map(|(soft, _hard)| soft)
 }
 
+/// Warns at start-up when `connections` at `per_connection` files each would not fit under the
+/// limit: past it, accepts fail one by one while the server runs.
+pub fn warn_if_short(connections: u64, per_connection: u64) {
+    let Some(limit) = current_limit() else {
+        return;
+    };
+    let needed = connections * per_connection + RESERVED;
+    if needed > limit {
+        tracing::warn!(
+            "--max-connections {connections} needs {needed} open files ({per_connection} per \
+             connection, and {RESERVED} more), but this process may open {limit}; accepts past \
+             that will fail: raise the hard limit (`ulimit -Hn`) or lower --max-connections"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,6 +147,7 @@ fn listeners(args: &PolicyServeArgs) -> anyhow::Result<Vec<TcpListener>> {
 
 fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
+    crate::open_files::warn_if_short(u64::from(args.max_connections), 1);
     let policy = load_policy(args)?;
     runtime()?.block_on(async {
         let store = Arc::new(PolicyStore::new(&policy));

@@ -97,6 +97,8 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
 pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
+    // A client and its upstream: two files per connection.
+    crate::open_files::warn_if_short(u64::from(args.max_connections), 2);
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
         let shutdown = crate::shutdown::on_signal();

@@ -63,6 +63,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
+    crate::open_files::warn_if_short(u64::from(args.max_connections), 1);
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
         let shutdown = crate::shutdown::on_signal();

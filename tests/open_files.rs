@@ -1,0 +1,70 @@
+//! The open-file limit as the servers meet it: started under a low limit, `serve` and `proxy` warn
+//! when their `--max-connections` cannot all be open at once, and say nothing when they can.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::process::run_bounded_command;
+
+/// `amf-bench ARGS` under `ulimit -n 200`, stopped with SIGTERM after a second.
+fn under_200_files(args: &[&str]) -> Output {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            "ulimit -n 200 && exec timeout -s TERM 1 \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_amf-bench"),
+        ])
+        .args(args);
+    run_bounded_command(command)
+}
+
+#[test]
+fn servers_warn_when_their_connections_cannot_all_be_open() {
+    let serve = under_200_files(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "500",
+    ]);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        stderr.contains(
+            "--max-connections 500 needs 564 open files (1 per connection, and 64 more), but \
+             this process may open 200"
+        ),
+        "{stderr}"
+    );
+    // The proxy holds a client's socket and its upstream's.
+    let proxy = under_200_files(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+        "--max-connections",
+        "100",
+    ]);
+    let stderr = String::from_utf8_lossy(&proxy.stderr);
+    assert!(
+        stderr.contains("--max-connections 100 needs 264 open files (2 per connection"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn servers_whose_connections_fit_say_nothing_of_it() {
+    let serve = under_200_files(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "100",
+    ]);
+    let stdout = String::from_utf8_lossy(&serve.stdout);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stdout.starts_with("listening on 127.0.0.1:"), "{stdout}");
+    assert!(!stderr.contains("open files"), "{stderr}");
+}
