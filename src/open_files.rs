@@ -1,6 +1,7 @@
 //! The limit on open files: every connection is one, and the usual default soft limit (1,024)
 //! is below what `run`, `serve` and `proxy` are for. The binary raises the soft limit to the hard
-//! one at start-up (as Go programs do), and `run` checks that its clients fit before opening any.
+//! one at start-up (as Go programs do); `run` checks that its clients fit before opening any, and
+//! the servers warn when their `--max-connections` cannot all be open.
 
 use std::io;
 
