@@ -143,11 +143,7 @@ pub async fn execute(
     let (embedded, target, target_name) = match &scenario.target {
         Some(target) => (None, resolve(target).await?, target.clone()),
         None => {
-            let server = Server::bind(ServeConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                ..ServeConfig::default()
-            })
-            .await?;
+            let server = Server::bind(embedded_server_config(&scenario)).await?;
             let addr = server.local_addr()?;
             let stop = CancellationToken::new();
             let handle = tokio::spawn(server.run(stop.clone()));
@@ -251,6 +247,17 @@ pub async fn execute(
         timeline,
         html,
     })
+}
+
+/// The embedded server: on loopback, serving every client at once (its default cap, 10,000
+/// connections, would leave the rest waiting in the listen backlog).
+fn embedded_server_config(scenario: &Scenario) -> ServeConfig {
+    let defaults = ServeConfig::default();
+    ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_connections: scenario.connections.max(defaults.max_connections),
+        ..defaults
+    }
 }
 
 /// Fails, before any connection opens, when the clients (and the embedded server's end of each)
@@ -412,6 +419,18 @@ mod tests {
         assert!(check_local_ports(&scenario(two_sources, 56_464), Some(28_232)).is_ok());
         assert!(check_local_ports(&scenario(two_sources, 56_465), Some(28_232)).is_err());
         assert!(check_local_ports(&scenario("", 1_000_000), None).is_ok());
+    }
+
+    #[test]
+    fn the_embedded_server_takes_every_client_at_once() {
+        let config = embedded_server_config(&scenario("", 50_000));
+        assert_eq!(config.max_connections, 50_000);
+        assert!(config.listen.ip().is_loopback() && config.listen.port() == 0);
+        let small = embedded_server_config(&scenario("", 10));
+        assert_eq!(
+            small.max_connections,
+            ServeConfig::default().max_connections
+        );
     }
 
     #[test]
