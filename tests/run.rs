@@ -296,6 +296,11 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         serde_json::json!({}),
         "{summary:#}"
     );
+    assert_eq!(
+        summary["connections"]["first_error"],
+        Json::Null,
+        "{summary:#}"
+    );
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
 }
@@ -337,6 +342,17 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
     );
     let summary = written_summary(&out);
     assert_eq!(summary["error_rate_percent"], 100.0, "{summary:#}");
+    let first_error = summary["connections"]["first_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        first_error.starts_with("connect_refused: ") && first_error.contains("refused"),
+        "{summary:#}"
+    );
+    assert!(
+        stdout.contains(&format!("first connect error: {first_error}\n")),
+        "{stdout}"
+    );
     assert_eq!(
         summary["connections"]["errors"]["connect_refused"], 5,
         "{summary:#}"

@@ -400,15 +400,20 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
     let stream = match attempt {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            shared.metrics.connected(Err(connect_error_kind(&error)));
+            shared
+                .metrics
+                .connect_failed(connect_error_kind(&error), &error);
             return None;
         }
         Err(_) => {
-            shared.metrics.connected(Err(ErrorKind::ConnectTimeout));
+            let waited = format!("no connection within {:?}", shared.scenario.timeout);
+            shared
+                .metrics
+                .connect_failed(ErrorKind::ConnectTimeout, &waited);
             return None;
         }
     };
-    shared.metrics.connected(Ok(started.elapsed()));
+    shared.metrics.connected(started.elapsed());
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let config = PeerConfig {

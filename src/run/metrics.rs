@@ -145,6 +145,9 @@ pub struct Recorded {
     pub connect: Option<Histogram<u64>>,
     /// Connection attempts that failed, by kind.
     pub connect_errors: BTreeMap<ErrorKind, u64>,
+    /// The first failed attempt's error, as the system worded it: the kind alone does not say
+    /// which of this machine's limits `connect_failed` met.
+    pub first_connect_error: Option<String>,
     /// Connections that ended during the run, by kind.
     pub disconnects: BTreeMap<ErrorKind, u64>,
     /// Sessions started.
@@ -195,15 +198,22 @@ impl Metrics {
         });
     }
 
-    /// Records a connection attempt.
-    pub fn connected(&self, outcome: Result<Duration, ErrorKind>) {
-        self.with(|recorded| match outcome {
-            Ok(took) => {
-                let histogram = recorded.connect.get_or_insert_with(|| self.empty.clone());
-                let _ = histogram.record(micros(took));
-                recorded.connected_now += 1;
+    /// Records a connection attempt that succeeded in `took`.
+    pub fn connected(&self, took: Duration) {
+        self.with(|recorded| {
+            let histogram = recorded.connect.get_or_insert_with(|| self.empty.clone());
+            let _ = histogram.record(micros(took));
+            recorded.connected_now += 1;
+        });
+    }
+
+    /// Records a connection attempt that failed, with the error's own words.
+    pub fn connect_failed(&self, kind: ErrorKind, error: &dyn std::fmt::Display) {
+        self.with(|recorded| {
+            *recorded.connect_errors.entry(kind).or_default() += 1;
+            if recorded.first_connect_error.is_none() {
+                recorded.first_connect_error = Some(format!("{}: {error}", kind.name()));
             }
-            Err(kind) => *recorded.connect_errors.entry(kind).or_default() += 1,
         });
     }
 

@@ -134,6 +134,7 @@ pub fn summary(
             "connected": recorded.connect.as_ref().map_or(0, Histogram::len),
             "reconnects": recorded.reconnects,
             "errors": error_table(&recorded.connect_errors),
+            "first_error": recorded.first_connect_error,
             "lost": error_table(&recorded.disconnects),
             "connect_us": recorded.connect.as_ref().map(percentiles),
         },
@@ -186,6 +187,9 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
         error_rate(recorded),
         facts.elapsed.as_secs_f64(),
     );
+    if let Some(error) = &recorded.first_connect_error {
+        let _ = writeln!(text, "first connect error: {error}");
+    }
     let _ = writeln!(
         text,
         "generator: {} worker thread(s) busy {:.0}% of the run",
