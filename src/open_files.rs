@@ -9,6 +9,13 @@ use std::io;
 /// descriptors, the results being written), with room to spare.
 pub const RESERVED: u64 = 64;
 
+/// Files `connections` need at once, at `per_connection` each, with the reserve.
+pub fn needed(connections: u64, per_connection: u64) -> u64 {
+    connections
+        .saturating_mul(per_connection)
+        .saturating_add(RESERVED)
+}
+
 /// Raises this process's soft limit on open files to its hard limit and returns the limit now
 /// in force (unchanged where the platform has no such limit).
 pub fn raise_to_hard_limit() -> io::Result<u64> {
@@ -32,7 +39,7 @@ pub fn warn_if_short(connections: u64, per_connection: u64) {
     let Some(limit) = current_limit() else {
         return;
     };
-    let needed = connections * per_connection + RESERVED;
+    let needed = needed(connections, per_connection);
     if needed > limit {
         tracing::warn!(
             "--max-connections {connections} needs {needed} open files ({per_connection} per \

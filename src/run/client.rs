@@ -406,7 +406,8 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
             return None;
         }
         Err(_) => {
-            let waited = format!("no connection within {:?}", shared.scenario.timeout);
+            // Worded only if it is the first: `connect_failed` keeps one message.
+            let waited = format_args!("no connection within {:?}", shared.scenario.timeout);
             shared
                 .metrics
                 .connect_failed(ErrorKind::ConnectTimeout, &waited);

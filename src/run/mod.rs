@@ -275,7 +275,7 @@ fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<(
             ", or run the server in a process of its own and give its address as `target`",
         ),
     };
-    let needed = scenario.connections as u64 * per_client + open_files::RESERVED;
+    let needed = open_files::needed(scenario.connections as u64, per_client);
     if needed > limit {
         bail!(
             "connections = {}: the clients need {needed} open files at once ({per_client} per \
