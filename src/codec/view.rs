@@ -206,6 +206,11 @@ impl<'a> Build<'a> for InArena<'a> {
         list.push(item);
     }
 
+    // Inlined, the view goes from registers to where it is kept; returned from a call, it went
+    // through memory, and the wider reload of its narrower stores stalled every object read
+    // (`perf annotate`). Not in debug builds, whose frames it would swell past the depth limit's
+    // stack budget.
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn array(
         &mut self,
         assoc: ArenaVec<'a, MemberView<'a>>,
@@ -217,6 +222,7 @@ impl<'a> Build<'a> for InArena<'a> {
         }))
     }
 
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn object(
         &mut self,
         class_name: &'a str,
