@@ -112,7 +112,9 @@ impl Writer {
     #[inline(never)]
     fn write_avmplus(&mut self, value: &Value, out: &mut impl BufMut) -> Result<(), EncodeError> {
         out.put_u8(marker::AVMPLUS);
-        Amf3Writer::new(self.max_depth, self.depth).write_value(value, out)
+        Amf3Writer::new(self.max_depth, self.depth)
+            .write_value(value, out)
+            .map_err(|error| *error)
     }
 
     fn write_reference(&mut self, index: u32, out: &mut impl BufMut) -> Result<(), EncodeError> {

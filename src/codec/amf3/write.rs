@@ -35,8 +35,14 @@ pub fn encode_into(
     limits: &Limits,
     out: &mut impl BufMut,
 ) -> Result<(), EncodeError> {
-    Writer::new(limits.max_depth, 0).write_value(value, out)
+    Writer::new(limits.max_depth, 0)
+        .write_value(value, out)
+        .map_err(|error| *error)
 }
+
+/// The writer's result: the error boxed, so that the result fits a register and every call's
+/// check reads no memory.
+pub(crate) type Written = Result<(), Box<EncodeError>>;
 
 /// What makes two objects share traits: a trait reference is written when all of it matches.
 #[derive(Clone, Copy)]
@@ -105,11 +111,7 @@ impl<'v> Writer<'v> {
     }
 
     /// Writes one value.
-    pub(crate) fn write_value(
-        &mut self,
-        value: &'v Value,
-        out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    pub(crate) fn write_value(&mut self, value: &'v Value, out: &mut impl BufMut) -> Written {
         match value {
             Value::Undefined => out.put_u8(marker::UNDEFINED),
             Value::Null => out.put_u8(marker::NULL),
@@ -192,7 +194,8 @@ impl<'v> Writer<'v> {
                     return Err(EncodeError::DanglingReference {
                         index: *index,
                         written: self.object_markers.len(),
-                    });
+                    }
+                    .into());
                 };
                 out.put_u8(target_marker);
                 u29::write(out, index << 1);
@@ -202,14 +205,12 @@ impl<'v> Writer<'v> {
     }
 
     /// Runs `write` one container deeper, failing at the depth limit before recursing.
-    fn nested(
-        &mut self,
-        write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
-    ) -> Result<(), EncodeError> {
+    fn nested(&mut self, write: impl FnOnce(&mut Self) -> Written) -> Written {
         if self.depth >= self.max_depth {
             return Err(EncodeError::TooDeep {
                 limit: self.max_depth,
-            });
+            }
+            .into());
         }
         self.depth += 1;
         let result = write(self);
@@ -226,7 +227,7 @@ impl<'v> Writer<'v> {
     /// Writes a string through the string table (without a marker). Inlined in its callers: an
     /// envelope writes some twenty strings, and the call cost 8% of encoding one (callgrind).
     #[inline(always)]
-    fn write_string(&mut self, text: &'v str, out: &mut impl BufMut) -> Result<(), EncodeError> {
+    fn write_string(&mut self, text: &'v str, out: &mut impl BufMut) -> Written {
         if text.is_empty() {
             u29::write(out, 1);
             return Ok(());
@@ -242,12 +243,7 @@ impl<'v> Writer<'v> {
     }
 
     /// XML and XMLDocument: object-table entries whose text bypasses the string table.
-    fn write_text(
-        &mut self,
-        type_marker: u8,
-        text: &str,
-        out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    fn write_text(&mut self, type_marker: u8, text: &str, out: &mut impl BufMut) -> Written {
         self.begin_entry(type_marker, out);
         write_inline_len("XML text", text.len(), out)?;
         out.put_slice(text.as_bytes());
@@ -259,7 +255,7 @@ impl<'v> Writer<'v> {
         assoc: &'v [Member],
         dense: &'v [Value],
         out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    ) -> Written {
         self.begin_entry(marker::ARRAY, out);
         write_inline_len("array", dense.len(), out)?;
         self.write_dynamic_members(assoc, out)?;
@@ -269,14 +265,10 @@ impl<'v> Writer<'v> {
     }
 
     /// Writes named values ended by the empty string.
-    fn write_dynamic_members(
-        &mut self,
-        members: &'v [Member],
-        out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    fn write_dynamic_members(&mut self, members: &'v [Member], out: &mut impl BufMut) -> Written {
         for (name, value) in members {
             if name.is_empty() {
-                return Err(EncodeError::EmptyKey);
+                return Err(EncodeError::EmptyKey.into());
             }
             self.write_string(name, out)?;
             self.write_value(value, out)?;
@@ -285,18 +277,15 @@ impl<'v> Writer<'v> {
         Ok(())
     }
 
-    fn write_object(
-        &mut self,
-        object: &'v Object,
-        out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    fn write_object(&mut self, object: &'v Object, out: &mut impl BufMut) -> Written {
         let members = &object.members;
         if object.sealed_count > members.len() {
             return Err(EncodeError::SealedCountTooLarge {
                 class_name: object.class_name.to_string(),
                 sealed_count: object.sealed_count,
                 members: members.len(),
-            });
+            }
+            .into());
         }
         let (sealed, dynamic) = members.split_at(object.sealed_count);
         self.begin_entry(marker::OBJECT, out);
@@ -320,16 +309,13 @@ impl<'v> Writer<'v> {
     }
 
     /// Writes a trait reference, or the traits inline when these have not been written yet.
-    fn write_traits(
-        &mut self,
-        key: TraitKey<'v>,
-        out: &mut impl BufMut,
-    ) -> Result<(), EncodeError> {
+    fn write_traits(&mut self, key: TraitKey<'v>, out: &mut impl BufMut) -> Written {
         if key.sealed.len() > MAX_SEALED {
             return Err(EncodeError::TooLong {
                 what: "sealed member list",
                 len: key.sealed.len(),
-            });
+            }
+            .into());
         }
         let flags = if key.externalizable {
             0b0111
@@ -354,7 +340,7 @@ impl<'v> Writer<'v> {
         vector: &Vector<T>,
         out: &mut impl BufMut,
         write_item: impl Fn(&mut dyn BufMut, &T),
-    ) -> Result<(), EncodeError> {
+    ) -> Written {
         self.begin_entry(type_marker, out);
         write_inline_len("Vector", vector.items.len(), out)?;
         out.put_u8(u8::from(vector.fixed));
