@@ -712,9 +712,10 @@ async fn client_sockets_come_from_the_listed_source_addresses() {
 
 #[test]
 fn an_arrival_never_waits_behind_a_busy_lane_while_another_is_free() {
-    // Arrivals every 100 ms, each a 300 ms request: three busy at a time and a fourth lane free,
+    // Arrivals every 250 ms, each a 750 ms request: three busy at a time and a fourth lane free,
     // on one connection or the other. An arrival that waited behind a busy lane would show
-    // about 100 ms of lag or more.
+    // about 250 ms of lag or more; the bound leaves twice the worst lag a loaded 2-core machine
+    // has shown (74 ms) for noise.
     let result = run_text(
         r#"
         name = "free_lane"
@@ -723,17 +724,20 @@ fn an_arrival_never_waits_behind_a_busy_lane_while_another_is_free() {
         duration = "2s"
         [load]
         model = "open"
-        stages = [{ rate = 10, for = "2s" }]
+        stages = [{ rate = 4, for = "2s" }]
         [[session]]
         name = "s"
-        steps = [{ request = "sleep", params = { ms = 300 } }]
+        steps = [{ request = "sleep", params = { ms = 750 } }]
         "#,
     );
     let summary = &result.summary;
     assert_eq!(summary["sessions"]["dropped"], 0, "{summary:#}");
     assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
     let lag = &summary["commands"]["sleep"]["lag_us"];
-    assert!(lag["max"].as_u64().is_some_and(|max| max < 60_000), "{lag}");
+    assert!(
+        lag["max"].as_u64().is_some_and(|max| max < 150_000),
+        "{lag}"
+    );
 }
 
 #[test]
