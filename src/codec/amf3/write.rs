@@ -110,10 +110,11 @@ impl<'v> Writer<'v> {
         }
     }
 
-    /// Writes one value.
+    /// Writes one value. The common leaves are written inline, in the caller; the rest in
+    /// `write_other`, so that a member's integer or string costs no call.
+    #[inline(always)]
     pub(crate) fn write_value(&mut self, value: &'v Value, out: &mut impl BufMut) -> Written {
         match value {
-            Value::Undefined => out.put_u8(marker::UNDEFINED),
             Value::Null => out.put_u8(marker::NULL),
             Value::Bool(false) => out.put_u8(marker::FALSE),
             Value::Bool(true) => out.put_u8(marker::TRUE),
@@ -121,12 +122,29 @@ impl<'v> Writer<'v> {
                 out.put_u8(marker::INTEGER);
                 u29::write_signed(out, *n);
             }
-            Value::Integer(n) => write_double(out, f64::from(*n)),
             Value::Double(n) => write_double(out, *n),
             Value::String(text) => {
                 out.put_u8(marker::STRING);
                 self.write_string(text, out)?;
             }
+            other => self.write_other(other, out)?,
+        }
+        Ok(())
+    }
+
+    /// Writes a value of any type but the leaves `write_value` writes itself.
+    #[inline(never)]
+    fn write_other(&mut self, value: &'v Value, out: &mut impl BufMut) -> Written {
+        match value {
+            Value::Undefined => out.put_u8(marker::UNDEFINED),
+            Value::Integer(n) if !(u29::INT_MIN..=u29::INT_MAX).contains(n) => {
+                write_double(out, f64::from(*n))
+            }
+            Value::Null
+            | Value::Bool(_)
+            | Value::Integer(_)
+            | Value::Double(_)
+            | Value::String(_) => self.write_value(value, out)?,
             Value::XmlDocument(text) => self.write_text(marker::XML_DOCUMENT, text, out)?,
             Value::Xml(text) => self.write_text(marker::XML, text, out)?,
             Value::Date(ms) => {
