@@ -108,9 +108,10 @@ pub struct PolicyServeArgs {
     /// Seconds one exchange may take, from accept to close; a silent client is closed then.
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_seconds)]
     pub timeout: std::time::Duration,
-    /// Connections handled at once; further clients wait in the listen backlog.
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    /// Connections handled at once; further clients wait in the listen backlog [default: 10000,
+    /// or as many as the open-file limit allows].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 /// Options of `amf-bench policy lint`.
@@ -194,9 +195,10 @@ pub struct ServeArgs {
     /// Do not ping clients (and so never close a silent one).
     #[arg(long)]
     pub no_ping: bool,
-    /// Connections served at once; further clients wait in the listen backlog.
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    /// Connections served at once; further clients wait in the listen backlog [default: 10000, or
+    /// as many as the open-file limit allows].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
     /// Requests of one connection handled at once; beyond this the connection is not read until
     /// one finishes.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -312,9 +314,10 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
     pub connect_timeout: std::time::Duration,
     /// Connections relayed at once (over --listen and --ws-listen together); further clients wait
-    /// in the listen backlog.
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    /// in the listen backlog [default: 10000, or as many as the open-file limit allows at two
+    /// files each].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,

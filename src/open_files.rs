@@ -1,13 +1,18 @@
 //! The limit on open files: every connection is one, and the usual default soft limit (1,024)
 //! is below what `run`, `serve` and `proxy` are for. The binary raises the soft limit to the hard
-//! one at start-up (as Go programs do); `run` checks that its clients fit before opening any, and
-//! the servers warn when their `--max-connections` cannot all be open.
+//! one at start-up (as Go programs do); `run` checks that its clients fit before opening any; the
+//! servers hold as many connections as the limit allows by default, and warn when a
+//! `--max-connections` given on the command line cannot all be open.
 
 use std::io;
 
 /// Files a process keeps open besides its connections (standard streams, the runtime's event
 /// descriptors, the results being written), with room to spare.
 pub const RESERVED: u64 = 64;
+
+/// Connections a server holds at once when `--max-connections` is not given, where the open-file
+/// limit allows that many.
+pub const DEFAULT_CONNECTIONS: u32 = 10_000;
 
 /// Files `connections` need at once, at `per_connection` each, with the reserve.
 pub fn needed(connections: u64, per_connection: u64) -> u64 {
@@ -49,9 +54,54 @@ pub fn warn_if_short(connections: u64, per_connection: u64) {
     }
 }
 
+/// The connections a server holds at once, at `per_connection` files each: `explicit` when the
+/// command line gives it (with a warning when they cannot all be open), otherwise
+/// `DEFAULT_CONNECTIONS` lowered to what the open-file limit allows.
+pub fn max_connections(explicit: Option<u32>, per_connection: u64) -> usize {
+    match explicit {
+        Some(connections) => {
+            warn_if_short(u64::from(connections), per_connection);
+            connections as usize
+        }
+        None => {
+            let limit = current_limit();
+            let connections = default_connections(limit, per_connection);
+            if connections < DEFAULT_CONNECTIONS as usize {
+                tracing::info!(
+                    "holding at most {connections} connections at once: the open-file limit \
+                     ({} files) allows that many at {per_connection} per connection; \
+                     --max-connections sets another bound",
+                    limit.unwrap_or_default()
+                );
+            }
+            connections
+        }
+    }
+}
+
+/// `DEFAULT_CONNECTIONS`, or fewer where `limit` cannot hold them (at least one).
+fn default_connections(limit: Option<u64>, per_connection: u64) -> usize {
+    let fit = limit.map_or(u64::MAX, |limit| {
+        limit.saturating_sub(RESERVED) / per_connection.max(1)
+    });
+    fit.clamp(1, u64::from(DEFAULT_CONNECTIONS)) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_bound_fits_under_the_limit() {
+        assert_eq!(default_connections(None, 2), 10_000);
+        assert_eq!(default_connections(Some(1_048_576), 2), 10_000);
+        // This machine's kind: a hard limit of 20,000 cannot hold 10,000 proxied connections.
+        assert_eq!(default_connections(Some(20_000), 2), 9_968);
+        assert_eq!(default_connections(Some(20_000), 1), 10_000);
+        assert!(needed(9_968, 2) <= 20_000);
+        assert_eq!(default_connections(Some(1_024), 1), 960);
+        assert_eq!(default_connections(Some(10), 2), 1);
+    }
 
     #[test]
     fn the_raised_limit_is_the_one_in_force() {

@@ -1,5 +1,6 @@
 //! The open-file limit as the servers meet it: started under a low limit, `serve` and `proxy` warn
-//! when their `--max-connections` cannot all be open at once, and say nothing when they can.
+//! when a `--max-connections` they are given cannot all be open at once, say nothing when it can,
+//! and without one hold only as many connections as the limit allows.
 
 mod common;
 
@@ -67,4 +68,37 @@ fn servers_whose_connections_fit_say_nothing_of_it() {
     let stderr = String::from_utf8_lossy(&serve.stderr);
     assert!(stdout.starts_with("listening on 127.0.0.1:"), "{stdout}");
     assert!(!stderr.contains("open files"), "{stderr}");
+}
+
+#[test]
+fn without_a_bound_the_servers_hold_what_the_limit_allows() {
+    // 200 files, 64 kept in reserve: 136 served connections, or 68 proxied ones (two files each).
+    let serve = under_200_files(&["serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        stderr.contains("holding at most 136 connections at once: the open-file limit (200 files)"),
+        "{stderr}"
+    );
+    let proxy = under_200_files(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+    ]);
+    let stderr = String::from_utf8_lossy(&proxy.stderr);
+    assert!(
+        stderr.contains("holding at most 68 connections at once")
+            && stderr.contains("at 2 per connection"),
+        "{stderr}"
+    );
+    let policy = under_200_files(&["policy", "--listen", "127.0.0.1:0", "--allow", "*:9000"]);
+    let stderr = String::from_utf8_lossy(&policy.stderr);
+    assert!(
+        stderr.contains("holding at most 136 connections"),
+        "{stderr}"
+    );
+    for stderr in [&serve.stderr, &proxy.stderr, &policy.stderr] {
+        assert!(!String::from_utf8_lossy(stderr).contains("needs"));
+    }
 }

@@ -147,12 +147,11 @@ fn listeners(args: &PolicyServeArgs) -> anyhow::Result<Vec<TcpListener>> {
 
 fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
-    crate::open_files::warn_if_short(u64::from(args.max_connections), 1);
     let policy = load_policy(args)?;
     runtime()?.block_on(async {
         let store = Arc::new(PolicyStore::new(&policy));
         let config = PolicyServerConfig {
-            max_connections: args.max_connections as usize,
+            max_connections: crate::open_files::max_connections(args.max_connections, 1),
             deadline: args.timeout,
         };
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);

@@ -59,7 +59,8 @@ pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
             queue_bytes: args.log_queue,
         },
         buffer_size: args.buffer,
-        max_connections: args.max_connections as usize,
+        // A client and its upstream: two files per connection.
+        max_connections: crate::open_files::max_connections(args.max_connections, 2),
         ws_listen: args.websocket.ws_listen,
         ws_on_tcp: args.websocket.ws_on_tcp,
         websocket: args.websocket.config(args.max_frame)?,
@@ -97,8 +98,6 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
 pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    // A client and its upstream: two files per connection.
-    crate::open_files::warn_if_short(u64::from(args.max_connections), 2);
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
         let shutdown = crate::shutdown::on_signal();

@@ -35,7 +35,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     }
     Ok(ServeConfig {
         listen: args.listen,
-        max_connections: args.max_connections as usize,
+        max_connections: crate::open_files::max_connections(args.max_connections, 1),
         max_in_flight: args.max_in_flight as usize,
         peer: PeerConfig {
             encoding: args.encoding,
@@ -63,7 +63,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    crate::open_files::warn_if_short(u64::from(args.max_connections), 1);
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
         let shutdown = crate::shutdown::on_signal();
