@@ -7,7 +7,8 @@
 //! For each frame size (100 B, 1 KiB, 64 KiB): **throughput**, with 50 connections keeping 4
 //! requests each in flight, in replies per second and MB/s each way; and **latency** at a
 //! moderate fixed rate (10 connections, one request at a time, 1,000 requests per second in all),
-//! p50 and p99 round trips from an HdrHistogram. The server is a frame-level stand-in: it
+//! p50 and p99 round trips from an HdrHistogram, once the relays and proxies are idle again
+//! after the throughput test (the logged proxy's writer may still be draining its queue). The server is a frame-level stand-in: it
 //! answers the n-th request of a connection with a pre-encoded reply of the same size carrying
 //! the same message id, so the proxy sees real request/reply pairs and matches them.
 //!
@@ -50,6 +51,11 @@ const IN_FLIGHT: usize = 4;
 const LATENCY_CONNECTIONS: usize = 10;
 const LATENCY_RATE_PER_CONNECTION: u64 = 100;
 const WARM_UP: Duration = Duration::from_millis(500);
+/// How often `settle` reads the CPU time, what counts as idle over that span (one clock tick of
+/// the stat files), and the longest it waits.
+const SETTLE_STEP: Duration = Duration::from_millis(200);
+const SETTLE_IDLE: Duration = Duration::from_millis(10);
+const SETTLE_MAX: Duration = Duration::from_secs(30);
 
 fn main() -> BenchResult<()> {
     if let Some(upstream) = std::env::var_os("AMF_BENCH_RELAY_UPSTREAM") {
@@ -105,6 +111,11 @@ fn main() -> BenchResult<()> {
                 .find(|(t, _)| t == target)
                 .map(|(_, stat)| stat);
             let (rate, cpu) = throughput(*addr, &frames, measure, stat)?;
+            let waited = settle(&stats)?;
+            println!(
+                "settle {name} {target}: {} ms until the relays and proxies were idle",
+                waited.as_millis()
+            );
             let latency = latency(*addr, &frames, measure)?;
             println!(
                 "throughput {name} {target}: {rate:.0} replies/s, {:.1} MB/s each way",
@@ -414,6 +425,25 @@ fn throughput(
         while tasks.join_next().await.is_some() {}
         Ok((rate, cpu))
     })
+}
+
+/// Waits, at most `SETTLE_MAX`, until the relays and proxies (their `stat` files) stop using CPU:
+/// after a throughput test the logged proxy's writer may still be draining its queue for a
+/// while, and the latency test that follows is meant to measure a moderate load, not that.
+/// Returns the time waited.
+fn settle(stats: &[(&str, PathBuf)]) -> BenchResult<Duration> {
+    let started = Instant::now();
+    let used = || -> BenchResult<Duration> { stats.iter().map(|(_, stat)| cpu_time(stat)).sum() };
+    let mut before = used()?;
+    while started.elapsed() < SETTLE_MAX {
+        std::thread::sleep(SETTLE_STEP);
+        let now = used()?;
+        if now.saturating_sub(before) <= SETTLE_IDLE {
+            break;
+        }
+        before = now;
+    }
+    Ok(started.elapsed())
 }
 
 /// The stat file of process `pid`.
