@@ -157,7 +157,7 @@ pub struct DecodeArgs {
     #[arg(long)]
     pub json: bool,
     /// Largest frame payload accepted with --framed, in bytes.
-    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers accepted.
     #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
@@ -204,7 +204,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// Largest frame payload accepted or sent, in bytes.
-    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers accepted in a frame.
     #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
@@ -299,7 +299,7 @@ pub struct ProxyArgs {
     pub max_decode: usize,
     /// A frame header declaring more than this loses the framing (the rest of that direction is
     /// relayed undecoded).
-    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers decoded.
     #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
@@ -324,6 +324,15 @@ pub struct ProxyArgs {
     /// WebSocket clients.
     #[command(flatten)]
     pub websocket: WsArgs,
+}
+
+/// A cap on frame payloads: at least one byte (an empty frame is always an error), at most what
+/// the 4-byte length header can declare.
+fn parse_frame_cap(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|cap| (1..=u32::MAX as usize).contains(cap))
+        .ok_or_else(|| format!("'{text}' is not a byte count from 1 to {}", u32::MAX))
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.

@@ -120,6 +120,9 @@ fn usage_and_input_errors_exit_2() {
     let output = amf_bench(&["decode", "--hex"], b"0g");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid hex"));
+    let output = amf_bench(&["decode", "--framed", "--max-frame", "0"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("'0' is not a byte count from 1 to"));
 }
 
 #[test]
@@ -133,8 +136,17 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
+        // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
+        (
+            &["serve", "--max-frame", "0"],
+            "'0' is not a byte count from 1 to 4294967295",
+        ),
+        (
+            &["serve", "--max-frame", "4294967296"],
+            "'4294967296' is not a byte count from 1 to 4294967295",
+        ),
         (
             &["serve", "--allow", "*:99999"],
             "'99999' is not a port list",
