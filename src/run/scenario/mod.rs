@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use super::template::Template;
 use crate::codec::Str;
 use file::ScenarioFile;
-use validate::{csv_sources, duration_at, spacing, stages, validate_session};
+use validate::{csv_sources, duration_at, positive_duration_at, spacing, stages, validate_session};
 
 /// A validated scenario.
 #[derive(Debug, Clone)]
@@ -238,7 +238,7 @@ impl Scenario {
         if file.session.is_empty() {
             bail!("session: at least one [[session]] is needed");
         }
-        let timeout = duration_at("timeout", &file.timeout)?;
+        let timeout = positive_duration_at("timeout", &file.timeout)?;
         let in_flight = file.in_flight.unwrap_or(1);
         if !(1..=MAX_IN_FLIGHT).contains(&in_flight) {
             bail!("in_flight: {in_flight} is out of range; expected 1 to {MAX_IN_FLIGHT}");
@@ -273,7 +273,7 @@ impl Scenario {
             target: file.target,
             connections: file.connections as usize,
             connect_rate,
-            duration: duration_at("duration", &file.duration)?,
+            duration: positive_duration_at("duration", &file.duration)?,
             timeout,
             in_flight: in_flight as usize,
             reconnect,
@@ -419,6 +419,26 @@ mod tests {
                 "connections = 20",
                 "connections = 20\nsource_addresses = [\"127.0.0.2\", \"localhost\"]",
                 "source_addresses[1]: 'localhost' is not an IP address",
+            ),
+            (
+                "duration = \"2s\"",
+                "duration = \"0s\"",
+                "duration: '0s' is zero; expected a duration above zero",
+            ),
+            (
+                "connections = 20",
+                "connections = 20\ntimeout = \"0ms\"",
+                "timeout: '0ms' is zero",
+            ),
+            (
+                "timeout = \"2s\"",
+                "timeout = \"0s\"",
+                "session[0].steps[2].timeout: '0s' is zero",
+            ),
+            (
+                "{ rate = 50, for = \"1s\" }",
+                "{ rate = 1e300, for = \"1s\" }",
+                "load.stages[1].rate: 1e300 must be sessions per second, 0 to 10000000",
             ),
             (
                 "\"{{random_int(1,50)}}\"",

@@ -23,6 +23,25 @@ pub(super) fn duration_at(key: &str, text: &str) -> anyhow::Result<Duration> {
     })
 }
 
+/// `duration_at` for a run's length and timeouts, where zero would end the run, or fail every
+/// request and wait, before it began.
+pub(super) fn positive_duration_at(key: &str, text: &str) -> anyhow::Result<Duration> {
+    let duration = duration_at(key, text)?;
+    if duration.is_zero() {
+        bail!("{key}: '{text}' is zero; expected a duration above zero, e.g. 200ms or 30s");
+    }
+    Ok(duration)
+}
+
+/// A rate as the scenario gave it, in exponent form when its digits would fill the line.
+fn shown_rate(rate: f64) -> String {
+    if rate.is_finite() && rate.abs() >= 1e9 {
+        format!("{rate:e}")
+    } else {
+        rate.to_string()
+    }
+}
+
 fn think_at(key: &str, text: &str) -> anyhow::Result<Think> {
     let expected = || {
         format!(
@@ -92,7 +111,10 @@ pub(super) fn spacing(load: &LoadFile) -> anyhow::Result<Spacing> {
 
 fn stage_rate(key: &str, rate: f64) -> anyhow::Result<f64> {
     if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
-        bail!("{key}: {rate} must be sessions per second, 0 to 10000000");
+        bail!(
+            "{key}: {} must be sessions per second, 0 to 10000000",
+            shown_rate(rate)
+        );
     }
     Ok(rate)
 }
@@ -167,7 +189,7 @@ fn validate_step(
         bail!("{key}: a step is exactly one of request, message, wait_message or think");
     }
     let timeout = match &step.timeout {
-        Some(text) => duration_at(&format!("{key}.timeout"), text)?,
+        Some(text) => positive_duration_at(&format!("{key}.timeout"), text)?,
         None => default_timeout,
     };
     let params = || -> anyhow::Result<Template> {
