@@ -160,7 +160,7 @@ pub struct DecodeArgs {
     #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers accepted.
-    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
+    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS", value_parser = parse_max_depth)]
     pub max_depth: usize,
 }
 
@@ -207,7 +207,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers accepted in a frame.
-    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
+    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS", value_parser = parse_max_depth)]
     pub max_depth: usize,
     /// On Ctrl-C or SIGTERM, seconds to let in-flight requests finish before closing.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
@@ -302,7 +302,7 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]
     pub max_frame: usize,
     /// Deepest nesting of containers decoded.
-    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS")]
+    #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS", value_parser = parse_max_depth)]
     pub max_depth: usize,
     /// Relay buffer per direction per connection, in bytes: a slow reader holds at most this.
     #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES", value_parser = parse_buffer_size)]
@@ -324,6 +324,21 @@ pub struct ProxyArgs {
     /// WebSocket clients.
     #[command(flatten)]
     pub websocket: WsArgs,
+}
+
+/// A depth limit: 1 to `Limits::MAX_SAFE_DEPTH`, since deeper values from a peer could overflow a
+/// worker thread's stack, which aborts the whole process.
+fn parse_max_depth(text: &str) -> Result<usize, String> {
+    let most = crate::codec::Limits::MAX_SAFE_DEPTH;
+    text.parse::<usize>()
+        .ok()
+        .filter(|depth| (1..=most).contains(depth))
+        .ok_or_else(|| {
+            format!(
+                "'{text}' is not a depth from 1 to {most} (deeper values could overflow a \
+                 thread's stack)"
+            )
+        })
 }
 
 /// A cap on frame payloads: at least one byte (an empty frame is always an error), at most what

@@ -120,6 +120,10 @@ fn usage_and_input_errors_exit_2() {
     let output = amf_bench(&["decode", "--hex"], b"0g");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid hex"));
+    // Values nested deeper could overflow a thread's stack and abort the process.
+    let output = amf_bench(&["decode", "--max-depth", "513"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("'513' is not a depth from 1 to 512"));
     let output = amf_bench(&["decode", "--framed", "--max-frame", "0"], b"");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("'0' is not a byte count from 1 to"));
@@ -136,12 +140,16 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
             &["serve", "--max-frame", "0"],
             "'0' is not a byte count from 1 to 4294967295",
+        ),
+        (
+            &["serve", "--max-depth", "100000"],
+            "is not a depth from 1 to 512",
         ),
         (
             &["serve", "--max-frame", "4294967296"],

@@ -236,6 +236,110 @@ fn limit_of_1000_fits_a_2_mib_stack() {
     }
 }
 
+/// Values exactly `depth` containers deep, complete (so they decode), of the kinds that cost the
+/// most stack per level.
+fn complete_nestings(depth: usize) -> Vec<(&'static str, Vec<u8>, Format)> {
+    let inner = depth - 1;
+    vec![
+        (
+            "AMF3 arrays",
+            concat(&[&[0x09, 0x03, 0x01].repeat(inner), &[0x09, 0x01, 0x01]]),
+            Format::Amf3,
+        ),
+        // Anonymous dynamic objects, member "a" holding the next; the innermost holds null, then
+        // every object's member list ends.
+        (
+            "AMF3 anonymous objects",
+            concat(&[
+                &[0x0a, 0x0b, 0x01, 0x03, 0x61],
+                &[0x0a, 0x01, 0x00].repeat(inner),
+                &[0x01],
+                &[0x01].repeat(depth),
+            ]),
+            Format::Amf3,
+        ),
+        // Typed objects of class "C" with one sealed member "a", by trait reference after the first.
+        (
+            "AMF3 typed objects",
+            concat(&[
+                &[0x0a, 0x13, 0x03, 0x43, 0x03, 0x61],
+                &[0x0a, 0x01].repeat(inner),
+                &[0x01],
+            ]),
+            Format::Amf3,
+        ),
+        (
+            "AMF0 objects",
+            concat(&[
+                &[0x03, 0x00, 0x01, 0x61].repeat(depth),
+                &[0x05],
+                &[0x00, 0x00, 0x09].repeat(depth),
+            ]),
+            Format::Amf0,
+        ),
+    ]
+}
+
+/// The deepest `--max-depth` the command line accepts is safe for a server: a value that deep
+/// decodes (owned and as a view), encodes back to the same bytes, renders as JSON and as text,
+/// and drops, on a 2 MiB thread in optimized builds (where 1,200 levels still pass and 1,500
+/// overflow). Debug builds spend several times the stack per level (512 levels need more than 3
+/// MiB), so there the thread gets 8 MiB; the point of the test is the optimized build.
+#[test]
+fn the_deepest_limit_the_command_line_accepts_fits_a_worker_stack() {
+    let depth = Limits::MAX_SAFE_DEPTH;
+    let stack = if cfg!(debug_assertions) {
+        8 << 20
+    } else {
+        2 << 20
+    };
+    let limits = Limits {
+        max_depth: depth,
+        ..Limits::default()
+    };
+    for (what, bytes, format) in complete_nestings(depth) {
+        let view_bytes = bytes.clone();
+        bounded_on(stack, what, move || {
+            let value = codec::decode_with(Bytes::from(bytes.clone()), format, &options(depth))
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+            let encoded = match format {
+                Format::Amf0 => codec::amf0::encode(&value, &limits),
+                Format::Amf3 => codec::amf3::encode(&value, &limits),
+            };
+            assert_eq!(encoded.as_deref(), Ok(&bytes[..]), "{what} re-encoded");
+            let json = codec::json::canonical_json_text(&value, format, &limits)
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+            assert!(json.len() > depth, "{what}: {json}");
+            codec::display::tree(&value, format, &limits)
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+            assert!(!codec::display::compact(&value, format, &limits, 200).is_empty());
+        });
+        if format == Format::Amf3 {
+            bounded_on(stack, what, move || {
+                let mut decoder = ViewDecoder::new(options(depth));
+                let outer = decoder
+                    .decode(&view_bytes)
+                    .map(|view| matches!(view, View::Array(_) | View::Object(_)));
+                assert_eq!(outer, Ok(true), "{what} as a view");
+            });
+        }
+        // One level deeper is refused, not attempted.
+        let (_, deeper, _) = complete_nestings(depth + 1)
+            .into_iter()
+            .find(|(name, _, _)| *name == what)
+            .expect("the same kind");
+        let error = bounded_on(stack, what, move || {
+            codec::decode_with(Bytes::from(deeper), format, &options(depth))
+        })
+        .expect_err("one level too deep");
+        assert_eq!(
+            error.kind,
+            DecodeErrorKind::TooDeep { limit: depth },
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn switching_to_amf3_does_not_reset_the_depth() {
     // 100 strict arrays, the AVM+ switch, then AMF3 arrays: the limit counts both.

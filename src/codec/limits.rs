@@ -8,7 +8,8 @@
 pub struct Limits {
     /// Deepest container nesting accepted, when decoding, encoding or resolving references.
     /// Each level costs up to about 5.5 KiB of stack in a debug build (less in release), so the
-    /// default fits a 2 MiB thread with room to spare; raise it only with a bigger stack.
+    /// default fits a 2 MiB thread with room to spare; beyond `MAX_SAFE_DEPTH`, only with a
+    /// bigger stack.
     pub max_depth: usize,
     /// Resolving references (canonical JSON, readable text) may produce at most this many times
     /// the nodes and string bytes of the value as decoded...
@@ -20,6 +21,11 @@ pub struct Limits {
 impl Limits {
     /// The default depth limit: far above any real RPC payload, far below any stack limit.
     pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+    /// The deepest limit the command line accepts: in optimized builds a value this deep decodes,
+    /// encodes, renders and drops on a 2 MiB thread (a server's worker) with room to spare, where
+    /// nested objects, the costliest, overflow such a stack from about 1,000 levels on.
+    pub const MAX_SAFE_DEPTH: usize = 512;
 
     /// The work budget for resolving references in a value of `size` nodes.
     pub fn expansion_budget(&self, size: usize) -> usize {
