@@ -307,8 +307,9 @@ pub struct ProxyArgs {
     /// Relay buffer per direction per connection, in bytes: a slow reader holds at most this.
     #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES", value_parser = parse_buffer_size)]
     pub buffer: usize,
-    /// Bytes of events the log may fall behind by before it drops (and counts) events.
-    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    /// Bytes of events the log may fall behind by before it drops (and counts) events; at least
+    /// 64 KiB.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES", value_parser = parse_log_queue)]
     pub log_queue: usize,
     /// Seconds to wait for the upstream to accept a connection.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
@@ -348,6 +349,15 @@ fn parse_frame_cap(text: &str) -> Result<usize, String> {
         .ok()
         .filter(|cap| (1..=u32::MAX as usize).contains(cap))
         .ok_or_else(|| format!("'{text}' is not a byte count from 1 to {}", u32::MAX))
+}
+
+/// The log's queue: at least 64 KiB, since a queue that cannot hold a few events logs nothing
+/// at all.
+fn parse_log_queue(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|size| *size >= 64 * 1024)
+        .ok_or_else(|| format!("'{text}' is not a byte count of at least 65536"))
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.

@@ -630,6 +630,10 @@ fn bad_options_are_refused_with_what_was_wrong() {
         "/nonexistent/dir/log",
     );
     refused(
+        &["--upstream", "127.0.0.1:1", "--log-queue", "0"],
+        "'0' is not a byte count of at least 65536",
+    );
+    refused(
         &["--upstream", "127.0.0.1:1", "--max-depth", "0"],
         "'0' is not a depth from 1 to 512",
     );
