@@ -603,6 +603,61 @@ async fn a_log_that_falls_behind_drops_entries_never_traffic() {
     let _ = std::fs::remove_file(log);
 }
 
+#[tokio::test]
+async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
+    // An upstream that reads everything and answers nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let upstream = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accepts");
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+        sink.len()
+    });
+    let log = temp_path("skipped-large.jsonl");
+    let mut config = proxy_config(upstream_addr, Some(log.clone()));
+    // Far below the frames: only what a skipped frame's entry holds (a message and its first
+    // bytes) may count against it, not the frame's length.
+    config.outputs.queue_bytes = 64 * 1024;
+    let proxy = TestProxy::start(config).await;
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connects");
+    let big = 1 << 20;
+    let mut bytes = (big as u32).to_be_bytes().to_vec();
+    bytes.resize(4 + big, 0x0a);
+    // A second frame that the stream ends inside.
+    bytes.extend_from_slice(&(big as u32).to_be_bytes());
+    bytes.resize(bytes.len() + big / 2, 0x0a);
+    client.write_all(&bytes).await.expect("writes");
+    client.shutdown().await.expect("half-closes");
+    let relayed = tokio::time::timeout(WAIT, upstream)
+        .await
+        .expect("in time")
+        .expect("the upstream task ends");
+    assert_eq!(relayed, bytes.len(), "every byte relayed");
+    drop(client);
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    assert_eq!(summary.log_dropped, 0, "{summary:?}");
+    let entries = read_log(&log);
+    let skipped = entries
+        .iter()
+        .find(|e| e["event"] == "frame")
+        .expect("the large frame is logged");
+    assert_eq!(skipped["len"], 4 + big);
+    assert!(
+        skipped["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("above the decode cap")),
+        "{skipped}"
+    );
+    let truncated = entries
+        .iter()
+        .find(|e| e["event"] == "truncated")
+        .expect("the cut-off frame is logged");
+    assert_eq!(truncated["len"], 4 + big / 2, "{truncated}");
+    let _ = std::fs::remove_file(log);
+}
+
 /// Runs `amf-bench proxy --listen 127.0.0.1:0 ARGS`, which must exit 2 naming `expected`.
 fn refused(args: &[&str], expected: &str) {
     let mut all = vec!["proxy", "--listen", "127.0.0.1:0"];

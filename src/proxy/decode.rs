@@ -86,6 +86,18 @@ pub struct Decoded {
     pub content: Content,
 }
 
+impl Decoded {
+    /// Bytes this entry keeps until the log writes it: about the frame's length when its content
+    /// is kept (a value decoded from it is about as large), only the message and the first bytes
+    /// when the frame was skipped, cut off or not readable.
+    pub fn held(&self) -> usize {
+        match &self.content {
+            Content::Error { error, prefix } => error.len() + prefix.len(),
+            _ => self.len,
+        }
+    }
+}
+
 /// Reads a tapped item according to the framing; `decoder` checks AMF3 payloads.
 pub fn decode(
     tapped: &Tapped,

@@ -145,8 +145,8 @@ impl Event {
     fn cost(&self) -> usize {
         const BASE: usize = 256;
         BASE + match &self.what {
-            // The decoded value is about as large as the frame; the raw bytes come on top.
-            What::Frame(entry) => entry.decoded.len + entry.raw.as_ref().map_or(0, Bytes::len),
+            // What the entry holds (not what the frame declared); the raw bytes come on top.
+            What::Frame(entry) => entry.decoded.held() + entry.raw.as_ref().map_or(0, Bytes::len),
             What::Chunk { bytes, .. } => bytes.len(),
             _ => 0,
         }
