@@ -13,6 +13,10 @@ use crate::codec::{self, EncodeError, Limits, Value};
 pub const HEADER_LEN: usize = 4;
 /// The default cap on a frame's payload length: far above any RPC, far below any harm.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+/// Room reserved ahead for the rest of an incomplete frame, at most (a read's worth): a header
+/// alone must not make us allocate what it declares (16 MiB for four bytes, on every
+/// connection), so a larger frame's buffer grows, doubling, as its bytes arrive.
+pub const RESERVE_AHEAD_AT_MOST: usize = 8 * 1024;
 
 /// A framing protocol error.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +70,7 @@ pub fn split_frame(buffer: &mut BytesMut, max_len: usize) -> Result<Option<Bytes
     };
     let total = HEADER_LEN + len;
     if buffer.len() < total {
-        buffer.reserve(total - buffer.len());
+        buffer.reserve((total - buffer.len()).min(RESERVE_AHEAD_AT_MOST));
         return Ok(None);
     }
     buffer.advance(HEADER_LEN);
@@ -143,6 +147,28 @@ mod tests {
         let mut buffer = BytesMut::from(&[0u8, 0, 0, 3, 0x01, 0x01][..]);
         assert!(matches!(split_frame(&mut buffer, 16), Ok(None)));
         assert_eq!(buffer.len(), 6, "an incomplete frame stays in the buffer");
+    }
+
+    #[test]
+    fn a_header_alone_reserves_a_bounded_room() {
+        let mut buffer = BytesMut::from(&[0x00, 0xff, 0xff, 0xff, 0x0a][..]);
+        assert!(matches!(
+            split_frame(&mut buffer, DEFAULT_MAX_FRAME_LEN),
+            Ok(None)
+        ));
+        assert!(
+            buffer.capacity() >= RESERVE_AHEAD_AT_MOST,
+            "room to read into"
+        );
+        assert!(
+            buffer.capacity() < 2 * RESERVE_AHEAD_AT_MOST,
+            "{} bytes reserved for a frame whose bytes have not come",
+            buffer.capacity()
+        );
+        // A small frame still gets all its room at once.
+        let mut buffer = BytesMut::from(&[0, 0, 0x10, 0, 0x0a][..]);
+        assert!(matches!(split_frame(&mut buffer, 1 << 20), Ok(None)));
+        assert!(buffer.capacity() >= 4 + 0x1000);
     }
 
     #[test]

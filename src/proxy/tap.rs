@@ -6,6 +6,11 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::{FrameError, HEADER_LEN, parse_header};
 
+/// Room reserved ahead for a frame being collected for decoding, at most: a header alone must
+/// not make us allocate all it declares (up to `--max-decode`, on both directions of every
+/// connection), while frames up to this size, the common ones, still arrive into one buffer.
+const COLLECT_AHEAD_AT_MOST: usize = 64 * 1024;
+
 /// Bytes of a skipped or broken frame kept for the log, as hex.
 pub const PREFIX_LEN: usize = 64;
 
@@ -159,7 +164,7 @@ impl Tap {
         match parse_header(&self.buffer, self.limits.max_frame) {
             Ok(None) => {}
             Ok(Some(len)) if HEADER_LEN + len <= self.limits.max_decode => {
-                self.buffer.reserve(len);
+                self.buffer.reserve(len.min(COLLECT_AHEAD_AT_MOST));
                 self.state = State::Collecting {
                     want: Some(HEADER_LEN + len),
                 };
@@ -294,6 +299,32 @@ mod tests {
 
     fn frame(bytes: &[u8]) -> Tapped {
         Tapped::Frame(Bytes::copy_from_slice(bytes))
+    }
+
+    #[test]
+    fn a_header_alone_reserves_a_bounded_room() {
+        let limits = TapLimits {
+            max_decode: 1 << 20,
+            max_frame: 16 << 20,
+        };
+        let mut tap = Tap::new(Framing::AmfSocket, limits);
+        let mut seen = Vec::new();
+        // A header declaring the largest frame decoded, and one byte of it.
+        tap.feed(&[0x00, 0x0f, 0xff, 0xfc, 0x0a], &mut |tapped| {
+            seen.push(tapped)
+        });
+        assert!(seen.is_empty());
+        assert!(
+            tap.buffer.capacity() < 2 * COLLECT_AHEAD_AT_MOST,
+            "{} bytes reserved for a frame whose bytes have not come",
+            tap.buffer.capacity()
+        );
+        // The frame still arrives whole as its bytes come.
+        let rest = vec![0x0a; (1 << 20) - 5];
+        for piece in rest.chunks(16 * 1024) {
+            tap.feed(piece, &mut |tapped| seen.push(tapped));
+        }
+        assert!(matches!(&seen[..], [Tapped::Frame(frame)] if frame.len() == 1 << 20));
     }
 
     #[test]
