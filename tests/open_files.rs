@@ -21,6 +21,18 @@ fn under_200_files(args: &[&str]) -> Output {
     run_bounded_command(command)
 }
 
+/// `amf-bench proxy` to a closed port, with `args`, under `ulimit -n 200`.
+fn proxy_under_200_files(args: &[&str]) -> Output {
+    let proxy = [
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+    ];
+    under_200_files(&[&proxy[..], args].concat())
+}
+
 #[test]
 fn servers_warn_when_their_connections_cannot_all_be_open() {
     let serve = under_200_files(&[
@@ -39,15 +51,7 @@ fn servers_warn_when_their_connections_cannot_all_be_open() {
         "{stderr}"
     );
     // The proxy holds a client's socket and its upstream's.
-    let proxy = under_200_files(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "127.0.0.1:9",
-        "--max-connections",
-        "100",
-    ]);
+    let proxy = proxy_under_200_files(&["--max-connections", "100"]);
     let stderr = String::from_utf8_lossy(&proxy.stderr);
     assert!(
         stderr.contains("--max-connections 100 needs 264 open files (2 per connection"),
@@ -79,13 +83,7 @@ fn without_a_bound_the_servers_hold_what_the_limit_allows() {
         stderr.contains("holding at most 136 connections at once: the open-file limit (200 files)"),
         "{stderr}"
     );
-    let proxy = under_200_files(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "127.0.0.1:9",
-    ]);
+    let proxy = proxy_under_200_files(&[]);
     let stderr = String::from_utf8_lossy(&proxy.stderr);
     assert!(
         stderr.contains("holding at most 68 connections at once")

@@ -680,30 +680,24 @@ fn bad_options_are_refused_with_what_was_wrong() {
         &[&["--upstream", "127.0.0.1:1"][..], &decode_above_frame].concat(),
         "--max-decode (100)",
     );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--log", "/nonexistent/dir/log"],
-        "/nonexistent/dir/log",
-    );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--log-queue", "0"],
-        "'0' is not a byte count of at least 65536",
-    );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--max-depth", "0"],
-        "'0' is not a depth from 1 to 512",
-    );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--max-frame", "0"],
-        "'0' is not a byte count from 1 to 4294967295",
-    );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--buffer", "10"],
-        "from 1024 to 16777216",
-    );
-    refused(
-        &["--upstream", "127.0.0.1:1", "--stats-every", "0"],
-        "above zero",
-    );
+    for (flag, value, expected) in [
+        ("--log", "/nonexistent/dir/log", "/nonexistent/dir/log"),
+        (
+            "--log-queue",
+            "0",
+            "'0' is not a byte count of at least 65536",
+        ),
+        ("--max-depth", "0", "'0' is not a depth from 1 to 512"),
+        (
+            "--max-frame",
+            "0",
+            "'0' is not a byte count from 1 to 4294967295",
+        ),
+        ("--buffer", "10", "from 1024 to 16777216"),
+        ("--stats-every", "0", "above zero"),
+    ] {
+        refused(&["--upstream", "127.0.0.1:1", flag, value], expected);
+    }
     refused(
         &[
             "--upstream",
