@@ -327,45 +327,53 @@ pub struct ProxyArgs {
     pub websocket: WsArgs,
 }
 
+/// `text` as a number within `range`, or an error saying it is not `expected`.
+fn parse_within(
+    text: &str,
+    range: std::ops::RangeInclusive<usize>,
+    expected: &str,
+) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|number| range.contains(number))
+        .ok_or_else(|| format!("'{text}' is not {expected}"))
+}
+
 /// A depth limit: 1 to `Limits::MAX_SAFE_DEPTH`, since deeper values from a peer could overflow a
 /// worker thread's stack, which aborts the whole process.
 fn parse_max_depth(text: &str) -> Result<usize, String> {
     let most = crate::codec::Limits::MAX_SAFE_DEPTH;
-    text.parse::<usize>()
-        .ok()
-        .filter(|depth| (1..=most).contains(depth))
-        .ok_or_else(|| {
-            format!(
-                "'{text}' is not a depth from 1 to {most} (deeper values could overflow a \
-                 thread's stack)"
-            )
-        })
+    parse_within(
+        text,
+        1..=most,
+        &format!("a depth from 1 to {most} (deeper values could overflow a thread's stack)"),
+    )
 }
 
 /// A cap on frame payloads: at least one byte (an empty frame is always an error), at most what
 /// the 4-byte length header can declare.
 fn parse_frame_cap(text: &str) -> Result<usize, String> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|cap| (1..=u32::MAX as usize).contains(cap))
-        .ok_or_else(|| format!("'{text}' is not a byte count from 1 to {}", u32::MAX))
+    let most = u32::MAX as usize;
+    parse_within(text, 1..=most, &format!("a byte count from 1 to {most}"))
 }
 
 /// The log's queue: at least 64 KiB, since a queue that cannot hold a few events logs nothing
 /// at all.
 fn parse_log_queue(text: &str) -> Result<usize, String> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|size| *size >= 64 * 1024)
-        .ok_or_else(|| format!("'{text}' is not a byte count of at least 65536"))
+    parse_within(
+        text,
+        64 * 1024..=usize::MAX,
+        "a byte count of at least 65536",
+    )
 }
 
 /// A relay buffer size: 1 KiB to 16 MiB.
 fn parse_buffer_size(text: &str) -> Result<usize, String> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|size| (1024..=16 * 1024 * 1024).contains(size))
-        .ok_or_else(|| format!("'{text}' is not a byte count from 1024 to 16777216"))
+    parse_within(
+        text,
+        1024..=16 * 1024 * 1024,
+        "a byte count from 1024 to 16777216",
+    )
 }
 
 /// A number of seconds above zero.

@@ -40,7 +40,7 @@ pub fn current_limit() -> Option<u64> {
 
 /// Warns at start-up when `connections` at `per_connection` files each would not fit under the
 /// limit: past it, accepts fail one by one while the server runs.
-pub fn warn_if_short(connections: u64, per_connection: u64) {
+fn warn_if_short(connections: u64, per_connection: u64) {
     let Some(limit) = current_limit() else {
         return;
     };
