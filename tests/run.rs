@@ -340,6 +340,11 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
         stdout.contains("threshold echo.p99 < 1s: nothing measured ... FAILED"),
         "{stdout}"
     );
+    // A closed model plans no sessions, so the line claims no share of a plan.
+    assert!(
+        stdout.contains("sessions: 0 started, 0 dropped; connections: 0 connected, 5 failed"),
+        "{stdout}"
+    );
     let summary = written_summary(&out);
     assert_eq!(summary["error_rate_percent"], 100.0, "{summary:#}");
     let first_error = summary["connections"]["first_error"]

@@ -87,6 +87,14 @@ pub fn achieved_percent(recorded: &Recorded, facts: &RunFacts) -> f64 {
     }
 }
 
+/// " (N% of plan)" after the sessions started, or nothing for a closed model, which plans none.
+fn share_of_plan(recorded: &Recorded, facts: &RunFacts) -> String {
+    match facts.planned_sessions {
+        Some(_) => format!(" ({:.1}% of plan)", achieved_percent(recorded, facts)),
+        None => String::new(),
+    }
+}
+
 /// The `summary.json` document.
 pub fn summary(
     scenario: &Scenario,
@@ -177,9 +185,9 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
     }
     let _ = writeln!(
         text,
-        "sessions: {} started ({:.1}% of plan), {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
+        "sessions: {} started{}, {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
         recorded.sessions_started,
-        achieved_percent(recorded, facts),
+        share_of_plan(recorded, facts),
         recorded.dropped,
         recorded.connect.as_ref().map_or(0, Histogram::len),
         recorded.connect_errors.values().sum::<u64>(),
