@@ -55,26 +55,31 @@ fn warn_if_short(connections: u64, per_connection: u64) {
 }
 
 /// The connections a server holds at once, at `per_connection` files each: `explicit` when the
-/// command line gives it (with a warning when they cannot all be open), otherwise
-/// `DEFAULT_CONNECTIONS` lowered to what the open-file limit allows.
+/// command line gives it, otherwise `DEFAULT_CONNECTIONS` lowered to what the open-file limit
+/// allows.
 pub fn max_connections(explicit: Option<u32>, per_connection: u64) -> usize {
     match explicit {
-        Some(connections) => {
-            warn_if_short(u64::from(connections), per_connection);
-            connections as usize
-        }
+        Some(connections) => connections as usize,
+        None => default_connections(current_limit(), per_connection),
+    }
+}
+
+/// Says what bounds the server's connections when the open-file limit matters: a warning when an
+/// `explicit` bound cannot all be open, a note when the default was lowered to fit. Called once
+/// the server listens, so that a start-up error is the only thing a failed start prints.
+pub fn explain_bound(explicit: Option<u32>, per_connection: u64) {
+    match explicit {
+        Some(connections) => warn_if_short(u64::from(connections), per_connection),
         None => {
-            let limit = current_limit();
-            let connections = default_connections(limit, per_connection);
+            let connections = max_connections(None, per_connection);
             if connections < DEFAULT_CONNECTIONS as usize {
                 tracing::info!(
                     "holding at most {connections} connections at once: the open-file limit \
                      ({} files) allows that many at {per_connection} per connection; \
                      --max-connections sets another bound",
-                    limit.unwrap_or_default()
+                    current_limit().unwrap_or_default()
                 );
             }
-            connections
         }
     }
 }

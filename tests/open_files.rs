@@ -1,6 +1,6 @@
 //! The open-file limit as the servers meet it: started under a low limit, `serve` and `proxy` warn
 //! when a `--max-connections` they are given cannot all be open at once, say nothing when it can,
-//! and without one hold only as many connections as the limit allows.
+//! and without one hold only as many connections as the limit allows, saying so once they listen.
 
 mod common;
 
@@ -99,4 +99,16 @@ fn without_a_bound_the_servers_hold_what_the_limit_allows() {
     for stderr in [&serve.stderr, &proxy.stderr, &policy.stderr] {
         assert!(!String::from_utf8_lossy(stderr).contains("needs"));
     }
+}
+
+#[test]
+fn a_failed_start_prints_its_error_alone() {
+    let proxy = proxy_under_200_files(&["--log", "/nonexistent/amf-bench/proxy.jsonl"]);
+    let stderr = String::from_utf8_lossy(&proxy.stderr);
+    assert_eq!(proxy.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot open the log or recording file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("holding at most"), "{stderr}");
 }

@@ -14,6 +14,7 @@ use super::lint::{Finding, MASTER_POLICY_PORT, has_errors, lint};
 use super::server::{PolicyServer, PolicyServerConfig, PolicyStore, bind};
 use super::{check, generate};
 use crate::cli::{PolicyAction, PolicyArgs, PolicyCheckArgs, PolicyLintArgs, PolicyServeArgs};
+use crate::open_files;
 
 /// Runs `amf-bench policy` and its subcommands.
 pub fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
@@ -151,7 +152,7 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = Arc::new(PolicyStore::new(&policy));
         let config = PolicyServerConfig {
-            max_connections: crate::open_files::max_connections(args.max_connections, 1),
+            max_connections: open_files::max_connections(args.max_connections, 1),
             deadline: args.timeout,
         };
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
@@ -162,6 +163,7 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
         drop(out);
+        open_files::explain_bound(args.max_connections, 1);
         if let Some(path) = args.policy.clone() {
             tokio::spawn(reload_on_hangup(path, store, shutdown.clone()));
         }

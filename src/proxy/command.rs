@@ -11,10 +11,14 @@ use super::tap::TapLimits;
 use super::{Proxy, ProxyConfig};
 use crate::cli::ProxyArgs;
 use crate::codec::{DecodeOptions, Limits};
+use crate::open_files;
 use crate::policy::{self, PolicySource};
 
 /// The `--policy` value that sends policy requests upstream.
 pub const FORWARD: &str = "forward";
+
+/// Open files per proxied connection: a client's socket and its upstream's.
+const FILES_PER_CONNECTION: u64 = 2;
 
 /// Builds the proxy's configuration from the command line, reading the files it names.
 pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
@@ -59,8 +63,7 @@ pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
             queue_bytes: args.log_queue,
         },
         buffer_size: args.buffer,
-        // A client and its upstream: two files per connection.
-        max_connections: crate::open_files::max_connections(args.max_connections, 2),
+        max_connections: open_files::max_connections(args.max_connections, FILES_PER_CONNECTION),
         ws_listen: args.websocket.ws_listen,
         ws_on_tcp: args.websocket.ws_on_tcp,
         websocket: args.websocket.config(args.max_frame)?,
@@ -105,6 +108,7 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         if let Some(addr) = proxy.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;
         }
+        open_files::explain_bound(args.max_connections, FILES_PER_CONNECTION);
         let summary = proxy.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", summary.to_text())?;
         Ok(ExitCode::SUCCESS)

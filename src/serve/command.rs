@@ -10,6 +10,7 @@ use anyhow::bail;
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits};
+use crate::open_files;
 use crate::policy;
 use crate::rpc::{PeerConfig, PingConfig};
 
@@ -35,7 +36,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     }
     Ok(ServeConfig {
         listen: args.listen,
-        max_connections: crate::open_files::max_connections(args.max_connections, 1),
+        max_connections: open_files::max_connections(args.max_connections, 1),
         max_in_flight: args.max_in_flight as usize,
         peer: PeerConfig {
             encoding: args.encoding,
@@ -70,6 +71,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(addr) = server.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;
         }
+        open_files::explain_bound(args.max_connections, 1);
         let snapshot = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
         Ok(ExitCode::SUCCESS)
