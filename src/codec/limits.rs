@@ -22,10 +22,15 @@ impl Limits {
     /// The default depth limit: far above any real RPC payload, far below any stack limit.
     pub const DEFAULT_MAX_DEPTH: usize = 128;
 
-    /// The deepest limit the command line accepts: in optimized builds a value this deep decodes,
-    /// encodes, renders and drops on a 2 MiB thread (a server's worker) with room to spare, where
-    /// nested objects, the costliest, overflow such a stack between 1,200 and 1,500 levels.
-    pub const MAX_SAFE_DEPTH: usize = 512;
+    /// The deepest limit the command line accepts: a value this deep decodes, encodes, renders and
+    /// drops on a 2 MiB thread (a server's worker) with room to spare. In optimized builds nested
+    /// objects, the costliest, overflow such a stack between 1,200 and 1,500 levels; a debug
+    /// build's larger frames overflow it between 256 and 320, so there the bound is the default.
+    pub const MAX_SAFE_DEPTH: usize = if cfg!(debug_assertions) {
+        Self::DEFAULT_MAX_DEPTH
+    } else {
+        512
+    };
 
     /// The work budget for resolving references in a value of `size` nodes.
     pub fn expansion_budget(&self, size: usize) -> usize {
