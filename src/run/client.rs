@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::Clock;
 use super::metrics::{ErrorKind, Metrics, Sample};
 use super::plan;
 use super::queue::ArrivalQueue;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub stop: CancellationToken,
     /// Arrivals, for an open model; none for a closed one.
     pub arrivals: Option<Arc<ArrivalQueue>>,
+    /// Precise wake-ups for the steps after a think time.
+    pub clock: Clock,
 }
 
 /// Messages from the server not yet awaited, newest last; old ones fall off past this many.
@@ -291,7 +294,7 @@ impl Client {
             Step::Think(think) => {
                 let until = due + think.sample();
                 tokio::select! {
-                    () = tokio::time::sleep_until(until) => {}
+                    () = self.shared.clock.sleep_until(until) => {}
                     () = self.stop.cancelled() => {}
                 }
                 Ok(until)
@@ -340,7 +343,7 @@ impl Client {
         due: Instant,
     ) -> Result<Instant, ErrorKind> {
         if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+            self.shared.clock.sleep_until(due).await;
         }
         let sent = Instant::now();
         let outcome = self.peer.call(command.clone(), params, Some(timeout)).await;

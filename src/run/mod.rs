@@ -4,6 +4,7 @@
 
 pub mod busy;
 pub mod client;
+pub mod clock;
 pub mod data;
 pub mod html;
 pub mod metrics;
@@ -174,20 +175,14 @@ pub async fn execute(
         target,
         metrics: Arc::clone(&metrics),
         stop: stop.clone(),
-        arrivals: arrivals.clone(),
+        clock: clock::Clock::start(arrivals.clone(), stop.clone())?,
+        arrivals,
     });
     let busy_clock = busy::BusyClock::start();
     let mut clients = tokio::task::JoinSet::new();
     for index in 0..scenario.connections {
         let connect_at = start + plan::connect_offset(index, scenario.connect_rate);
         clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
-    }
-    if let Some(arrivals) = arrivals {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("arrivals".into())
-            .spawn(move || queue::run_schedule(&arrivals, &stop))
-            .context("cannot start the arrival schedule")?;
     }
     let sampled = CancellationToken::new();
     let sampler = tokio::spawn(

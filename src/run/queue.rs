@@ -1,25 +1,19 @@
 //! An open model's arrivals on their way to the clients: the schedule releases each arrival (its
 //! intended start time) into a bounded multi-consumer queue once it is due, and clients with a
-//! free lane take them. Releasing is done by whichever comes first: the arrival thread, which
-//! sleeps until the next is due, or a client of the busy runtime between two sessions, so that a
-//! release never waits for the operating system to schedule the thread on a busy core.
+//! free lane take them. Releasing is done by whichever comes first: the run's clock thread
+//! (clock.rs), which sleeps until the next is due, or a client of the busy runtime between two
+//! sessions, so that a release never waits for the operating system to schedule the thread on a
+//! busy core.
 
 use std::sync::{Arc, Mutex, TryLockError};
-use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
+use super::clock::GRANULE;
 use super::metrics::Metrics;
 use super::plan::Arrivals;
 
-/// The arrival thread's shortest sleep: arrivals closer together than this are released
-/// together, so that at high rates the thread (and the runtime it wakes) is not woken for every
-/// arrival, and the requests of those a connection takes together leave in one write. This is
-/// the most an arrival is released late by design.
-const GRANULE: Duration = Duration::from_micros(200);
-
-/// The arrival queue shared by the arrival thread and the clients.
+/// The arrival queue shared by the clock thread and the clients.
 pub struct ArrivalQueue {
     /// The arrivals not yet released.
     schedule: Mutex<Schedule>,
@@ -73,7 +67,7 @@ impl ArrivalQueue {
         self.release_from(&mut schedule)
     }
 
-    /// As `release`, but only when the arrival thread is late (the next arrival has been due
+    /// As `release`, but only when the clock thread is late (the next arrival has been due
     /// for a granule), and not when another release is under way: for clients, which must not
     /// wait here, and which leave the thread to release arrivals together when it is on time.
     pub fn try_release(&self) {
@@ -91,7 +85,7 @@ impl ArrivalQueue {
     }
 
     fn release_from(&self, schedule: &mut Schedule) -> Option<Instant> {
-        // The operating system's clock, as the arrival thread has no runtime to ask.
+        // The operating system's clock, as the clock thread has no runtime to ask.
         let now = Instant::from_std(std::time::Instant::now());
         while let Some(due) = schedule.next.filter(|due| *due <= now) {
             if self.sender.try_send(due).is_err() {
@@ -121,26 +115,10 @@ impl ArrivalQueue {
     }
 }
 
-/// The arrival thread: releases arrivals as they fall due until the schedule is over or `stop`
-/// is cancelled. It sleeps with the operating system's timer (tens of microseconds late) rather
-/// than tokio's, which rounds every deadline up to the next millisecond and would add that to
-/// every arrival's lag.
-pub fn run_schedule(queue: &ArrivalQueue, stop: &CancellationToken) {
-    /// The longest sleep between looks at `stop`.
-    const WATCH: Duration = Duration::from_millis(20);
-    while !stop.is_cancelled() {
-        let Some(next) = queue.release() else {
-            return;
-        };
-        let wait = next.saturating_duration_since(Instant::from_std(std::time::Instant::now()));
-        if !wait.is_zero() {
-            std::thread::sleep(wait.clamp(GRANULE, WATCH));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::run::scenario::{Spacing, Stage};
 
