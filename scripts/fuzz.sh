@@ -68,6 +68,11 @@ for name, frame in frames:
 stream = b"".join(frame for _, frame in frames)
 put("frame_chunks", "all-frames-then-a-partial-one", b"\x20\x05\x00" + stream + frames[0][1][:7])
 put("policy_sniff", "frame-" + frames[0][0], b"\x00" + frames[0][1])
+# Control byte: amf-socket with a 1 MiB decode cap, whole; then a 33-byte cap in chunks of 1, 2
+# and 3 bytes; then xmlsocket with a 100-byte cap in chunks of 5 and 7.
+put("proxy_tap", "all-frames", b"\x0e" + stream)
+put("proxy_tap", "all-frames-chunked", b"\x38\x01\x02\x03" + stream + frames[0][1][:7])
+put("proxy_tap", "xmlsocket", b"\x2b\x05\x07<policy-file-request/>\x00<msg>hi</msg>\x00" + b"x" * 150 + b"\x00<tail")
 for policy in pathlib.Path("tests/data/policies").glob("*.xml"):
     put("policy_lint", policy.name, policy.read_bytes())
 for scenario in pathlib.Path("scenarios").glob("*.toml"):
