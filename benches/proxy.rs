@@ -8,9 +8,10 @@
 //! requests each in flight, in replies per second and MB/s each way; and **latency** at a
 //! moderate fixed rate (10 connections, one request at a time, 1,000 requests per second in all),
 //! p50 and p99 round trips from an HdrHistogram, once the relays and proxies are idle again
-//! after the throughput test (the logged proxy's writer may still be draining its queue). The server is a frame-level stand-in: it
-//! answers the n-th request of a connection with a pre-encoded reply of the same size carrying
-//! the same message id, so the proxy sees real request/reply pairs and matches them.
+//! after the throughput test (the logged proxy's writer may still be draining its queue). The
+//! server is a frame-level stand-in: it answers the n-th request of a connection with a
+//! pre-encoded reply of the same size carrying the same message id, so the proxy sees real
+//! request/reply pairs and matches them.
 //!
 //! Threads: the server, the relay and the load each run on a single-threaded runtime of their
 //! own; the proxy is a child process with `--threads 1` (plus its log writer thread), and so is

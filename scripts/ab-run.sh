@@ -25,7 +25,8 @@ fi
 # One run of BINARY: prints "sessions/s cpu-us/session busy% lag-p50 lag-p99 latency-p50".
 one_run() {
     local binary="$1" out="$2"
-    taskset -c 1 "$binary" serve --listen 127.0.0.1:0 --threads 1 --no-ping >"$work/serve.out" 2>/dev/null &
+    taskset -c 1 "$binary" serve --listen 127.0.0.1:0 --threads 1 --no-ping \
+        >"$work/serve.out" 2>/dev/null &
     local server=$!
     local addr=""
     for _ in $(seq 100); do
@@ -53,20 +54,23 @@ print(round(started / summary["duration_s"]), cpu, round(summary["generator"]["b
 EOF
 }
 
+names=(A B)
 for round in $(seq "$rounds"); do
     for which in 0 1; do
-        name="$(printf 'AB' | cut -c$((which + 1)))"
+        name="${names[$which]}"
         figures="$(one_run "${binaries[$which]}" "$work/$name$round")"
         echo "$name $figures" >>"$work/all"
         echo "round $round, $name: $figures"
     done
 done
 source "$(dirname "$0")/median.sh"
-echo "medians of $rounds rounds (sessions/s, CPU us/session, busy %, lag p50, lag p99, latency p50):"
+echo "medians of $rounds rounds" \
+    "(sessions/s, CPU us/session, busy %, lag p50, lag p99, latency p50):"
 for name in A B; do
     line="$name:"
     for column in 2 3 4 5 6 7; do
-        line="$line $(awk -v n="$name" -v c="$column" '$1 == n && $c != "-" { print $c }' "$work/all" | median)"
+        values="$(awk -v n="$name" -v c="$column" '$1 == n && $c != "-" { print $c }' "$work/all")"
+        line="$line $(median <<<"$values")"
     done
     echo "$line"
 done

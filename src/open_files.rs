@@ -71,13 +71,14 @@ pub fn explain_bound(explicit: Option<u32>, per_connection: u64) {
     match explicit {
         Some(connections) => warn_if_short(u64::from(connections), per_connection),
         None => {
-            let connections = max_connections(None, per_connection);
+            let limit = current_limit();
+            let connections = default_connections(limit, per_connection);
             if connections < DEFAULT_CONNECTIONS as usize {
                 tracing::info!(
                     "holding at most {connections} connections at once: the open-file limit \
                      ({} files) allows that many at {per_connection} per connection; \
                      --max-connections sets another bound",
-                    current_limit().unwrap_or_default()
+                    limit.unwrap_or_default()
                 );
             }
         }

@@ -1,13 +1,14 @@
 //! Fuzz target: the proxy's log tap over arbitrary chunking. For amf-socket and xmlsocket
 //! framing, what the tap reports when a stream arrives in pieces must equal what it reports when
 //! the stream arrives whole (a lost framing's kept bytes aside, which are the rest of the chunk it
-//! was lost in); no whole frame is empty or above `max_decode` (but a zero-length frame's header,
-//! reported as it is); kept prefixes stay within
-//! `PREFIX_LEN`; after a lost framing nothing more comes out.
+//! was lost in); no whole frame is empty or above `max_decode` (but a zero-length frame's
+//! header, reported as it is); kept prefixes stay within `PREFIX_LEN`; after a lost framing
+//! nothing more comes out.
 //!
 //! Input: one byte whose low bit picks the framing (amf-socket, xmlsocket), next three bits
-//! `max_decode` (`max_frame` is 4096 or `max_decode` if larger) and high nibble the number `k` of chunk-size bytes that follow; then those `k`
-//! sizes (used in turn, 0 meaning "feed an empty chunk"); then the stream.
+//! `max_decode` (`max_frame` is 4096 or `max_decode` if larger) and high nibble the number `k`
+//! of chunk-size bytes that follow; then those `k` sizes (used in turn, 0 meaning "feed an empty
+//! chunk"); then the stream.
 #![no_main]
 
 use amf_bench::proxy::tap::{Framing, PREFIX_LEN, Tap, TapLimits, Tapped};
