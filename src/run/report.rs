@@ -221,6 +221,8 @@ pub struct Threshold {
     condition: String,
     metric: Metric,
     less: bool,
+    /// `<=` or `>=`: the bound itself passes.
+    inclusive: bool,
     bound: f64,
 }
 
@@ -277,10 +279,16 @@ fn parse_threshold(
 ) -> anyhow::Result<Threshold> {
     let key = format!("thresholds.\"{name}\"");
     let trimmed = condition.trim();
-    let (less, bound_text) = match (trimmed.strip_prefix('<'), trimmed.strip_prefix('>')) {
-        (Some(rest), _) => (true, rest.trim_start_matches('=').trim()),
-        (_, Some(rest)) => (false, rest.trim_start_matches('=').trim()),
-        _ => bail!("{key}: '{condition}' must start with < or >, e.g. \"< 50ms\" or \"> 95%\""),
+    let (less, rest) = match (trimmed.strip_prefix('<'), trimmed.strip_prefix('>')) {
+        (Some(rest), _) => (true, rest),
+        (_, Some(rest)) => (false, rest),
+        _ => bail!(
+            "{key}: '{condition}' must start with <, <=, > or >=, e.g. \"< 50ms\" or \"> 95%\""
+        ),
+    };
+    let (inclusive, bound_text) = match rest.strip_prefix('=') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, rest.trim()),
     };
     let percent = |text: &str| -> anyhow::Result<f64> {
         match text
@@ -298,13 +306,12 @@ fn parse_threshold(
         }
         "achieved_rate" => (Metric::AchievedRate, percent(bound_text)?),
         _ => {
-            let (command, which) = name.rsplit_once('.').unwrap_or((name, ""));
-            let percentile = match which {
-                "max" => 100.0,
-                _ => which.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).filter(|p| *p > 0.0 && *p < 100.0).ok_or_else(|| {
-                    anyhow::anyhow!("{key}: expected COMMAND.pNN (e.g. login.p99, login.p99.9, login.max), error_rate or achieved_rate")
-                })?,
-            };
+            let (command, percentile) = latency_threshold(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{key}: expected COMMAND.pNN (e.g. login.p99, login.p99.9, login.max), \
+                     error_rate or achieved_rate"
+                )
+            })?;
             if !commands.iter().any(|known| known == command) {
                 bail!("{key}: no step of the scenario sends '{command}'");
             }
@@ -325,8 +332,23 @@ fn parse_threshold(
         condition: condition.into(),
         metric,
         less,
+        inclusive,
         bound,
     })
+}
+
+/// `COMMAND.pNN` (`NN` above 0 and below 100, decimals allowed) or `COMMAND.max`: the command
+/// and the percentile, 100 for the maximum. A command's own name may hold dots.
+fn latency_threshold(name: &str) -> Option<(&str, f64)> {
+    if let Some(command) = name.strip_suffix(".max") {
+        return Some((command, 100.0));
+    }
+    let (command, percentile) = name.rsplit_once(".p")?;
+    let percentile = percentile
+        .parse::<f64>()
+        .ok()
+        .filter(|p| *p > 0.0 && *p < 100.0)?;
+    Some((command, percentile))
 }
 
 /// Evaluates the thresholds; latencies are reported in ms, rates in %.
@@ -359,10 +381,11 @@ pub fn evaluate(thresholds: &[Threshold], recorded: &Recorded, facts: &RunFacts)
                     (us, us / 1000.0, "ms")
                 }
             };
-            let ok = if threshold.less {
-                measured < threshold.bound
-            } else {
-                measured > threshold.bound
+            let ok = match (threshold.less, threshold.inclusive) {
+                (true, false) => measured < threshold.bound,
+                (true, true) => measured <= threshold.bound,
+                (false, false) => measured > threshold.bound,
+                (false, true) => measured >= threshold.bound,
             };
             Outcome {
                 name: threshold.name.clone(),
@@ -373,4 +396,83 @@ pub fn evaluate(thresholds: &[Threshold], recorded: &Recorded, facts: &RunFacts)
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thresholds(lines: &str) -> anyhow::Result<Vec<Threshold>> {
+        let scenario = Scenario::parse(&format!(
+            "name = \"t\"\nconnections = 1\nduration = \"1s\"\n[load]\nmodel = \"closed\"\n\
+             [[session]]\nname = \"s\"\nsteps = [{{ request = \"lobby.join\" }}, \
+             {{ wait_message = \"tick\" }}]\n[thresholds]\n{lines}"
+        ))
+        .expect("parses");
+        parse_thresholds(&scenario)
+    }
+
+    fn latency(threshold: &Threshold) -> (&str, f64) {
+        match &threshold.metric {
+            Metric::Latency {
+                command,
+                percentile,
+            } => (command.as_str(), *percentile),
+            other => panic!("not a latency: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn percentiles_may_have_decimals_and_commands_dots() {
+        let parsed = thresholds(
+            "\"lobby.join.p99.9\" = \"< 200ms\"\n\"lobby.join.p50\" = \"< 1s\"\n\
+             \"lobby.join.max\" = \"< 2s\"\n\"wait_message:tick.p99.99\" = \"< 1s\"\n",
+        )
+        .expect("valid");
+        let found: Vec<(&str, f64)> = parsed.iter().map(latency).collect();
+        assert_eq!(
+            found,
+            [
+                ("lobby.join", 100.0),
+                ("lobby.join", 50.0),
+                ("lobby.join", 99.9),
+                ("wait_message:tick", 99.99),
+            ],
+            "in the order of their names"
+        );
+        assert_eq!(parsed[2].bound, 200_000.0);
+    }
+
+    #[test]
+    fn a_percentile_out_of_range_or_unknown_command_is_named() {
+        for (line, expected) in [
+            ("\"lobby.join.p100\" = \"< 1s\"", "expected COMMAND.pNN"),
+            ("\"lobby.join.p0\" = \"< 1s\"", "expected COMMAND.pNN"),
+            ("\"lobby.join.pNaN\" = \"< 1s\"", "expected COMMAND.pNN"),
+            ("\"lobby.join\" = \"< 1s\"", "expected COMMAND.pNN"),
+            ("\"lobby.p99\" = \"< 1s\"", "no step of the scenario sends 'lobby'"),
+            ("\"lobby.join.p99\" = \"= 1s\"", "must start with <, <=, > or >="),
+        ] {
+            let error = thresholds(line).expect_err(line).to_string();
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+    }
+
+    #[test]
+    fn or_equal_comparisons_let_the_bound_itself_pass() {
+        let parsed = thresholds("error_rate = \"<= 1%\"\n\"lobby.join.p99\" = \">= 5ms\"\n")
+            .expect("valid");
+        let by_name = |name: &str| {
+            parsed
+                .iter()
+                .find(|threshold| threshold.name == name)
+                .expect("parsed")
+        };
+        let error_rate = by_name("error_rate");
+        assert!(error_rate.less && error_rate.inclusive && error_rate.bound == 1.0);
+        let p99 = by_name("lobby.join.p99");
+        assert!(!p99.less && p99.inclusive && p99.bound == 5_000.0);
+        let strict = thresholds("error_rate = \"< 1%\"\n").expect("valid");
+        assert!(strict[0].less && !strict[0].inclusive);
+    }
 }
