@@ -231,6 +231,28 @@ fn scenario_errors_exit_2_naming_the_key() {
     let _ = std::fs::remove_file(file);
 }
 
+#[test]
+fn a_results_directory_that_cannot_be_made_fails_before_the_run() {
+    let blocker = temp_path("out-is-a-file");
+    std::fs::write(&blocker, "a file where the directory should go").expect("writes");
+    let output = run_bounded(&[
+        "run",
+        scenario("smoke.toml").to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        blocker.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the results directory"),
+        "{stderr}"
+    );
+    // The table is printed after a run: none means the scenario's seconds were not spent.
+    assert!(output.stdout.is_empty(), "nothing ran");
+    let _ = std::fs::remove_file(blocker);
+}
+
 /// `amf-bench run SCENARIO --quiet --out OUT` started by a shell that first ran `ulimit LIMIT`.
 fn run_under_ulimit(limit: &str, scenario: &std::path::Path, out: &std::path::Path) -> Output {
     let mut command = std::process::Command::new("sh");

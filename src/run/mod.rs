@@ -60,6 +60,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => default_out_dir(&scenario.name),
+    };
+    // Before the run, so that a results directory that cannot be made does not cost one.
+    create_out_dir(&out)?;
     let runtime = crate::listener::runtime(args.threads)?;
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.block_on(async {
@@ -67,11 +73,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         execute(scenario.clone(), shutdown, progress.clone()).await
     })?;
     progress.finish();
-    let out = match &args.out {
-        Some(dir) => dir.clone(),
-        None => default_out_dir(&scenario.name),
-    };
-    write_results(&out, &result)?;
     print!("{}", result.table);
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
@@ -86,6 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             outcome.name, outcome.condition
         );
     }
+    write_results(&out, &result)?;
     println!("results: {}", out.display());
     Ok(if result.thresholds.iter().all(|outcome| outcome.ok) {
         ExitCode::SUCCESS
@@ -114,9 +116,14 @@ fn default_out_dir(name: &str) -> PathBuf {
     Path::new("results").join(format!("{safe}-{stamp}"))
 }
 
+fn create_out_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the results directory {}", dir.display()))
+}
+
 /// Writes `summary.json`, `latency.hlog` and `report.html` into `dir`.
 pub fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_out_dir(dir)?;
     let summary = serde_json::to_string_pretty(&result.summary)? + "\n";
     let files = [
         ("summary.json", summary.as_bytes()),
