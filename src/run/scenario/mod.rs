@@ -235,6 +235,9 @@ impl Scenario {
             }
             other => bail!("load.model: '{other}' is not a model; expected \"open\" or \"closed\""),
         };
+        if file.name.trim().is_empty() {
+            bail!("name: the scenario's name is empty; it names the results directory");
+        }
         if file.session.is_empty() {
             bail!("session: at least one [[session]] is needed");
         }
@@ -444,6 +447,36 @@ mod tests {
                 "\"{{random_int(1,50)}}\"",
                 "\"{{random_int(50,1)}}\"",
                 "session[0].steps[2].params.id: '{{random_int(50,1)}}': 50 is above 1",
+            ),
+            (
+                "name = \"lobby\"",
+                "name = \" \"",
+                "name: the scenario's name is empty",
+            ),
+            (
+                "params = { text = \"hi\" }",
+                "params = 5",
+                "session[0].steps[3].params: '5' is not a table",
+            ),
+            (
+                "params = { text = \"hi\" }",
+                "params = [1, 2]",
+                "session[0].steps[3].params: '[1, 2]' is not a table",
+            ),
+            (
+                "params = { text = \"hi\" }",
+                "params = { _null = true }",
+                "is not a table; the envelope's params are an object",
+            ),
+            (
+                "request = \"getRoom\"",
+                "request = \"\"",
+                "session[0].steps[2].request: the command name is empty",
+            ),
+            (
+                "wait_message = \"chatEcho\"",
+                "wait_message = \"\"",
+                "session[0].steps[4].wait_message: the command name is empty",
             ),
         ];
         for (from, to, expected) in cases {

@@ -188,17 +188,32 @@ fn validate_step(
     if kinds.iter().filter(|kind| kind.is_some()).count() != 1 {
         bail!("{key}: a step is exactly one of request, message, wait_message or think");
     }
+    for (kind, command) in [
+        ("request", &step.request),
+        ("message", &step.message),
+        ("wait_message", &step.wait_message),
+    ] {
+        if command.as_deref().is_some_and(str::is_empty) {
+            bail!("{key}.{kind}: the command name is empty");
+        }
+    }
     let timeout = match &step.timeout {
         Some(text) => positive_duration_at(&format!("{key}.timeout"), text)?,
         None => default_timeout,
     };
     let params = || -> anyhow::Result<Template> {
         let empty = toml::Value::Table(toml::Table::new());
-        Ok(Template::parse(
-            step.params.as_ref().unwrap_or(&empty),
-            &format!("{key}.params"),
-            sources,
-        )?)
+        let params = step.params.as_ref().unwrap_or(&empty);
+        let is_object = params
+            .as_table()
+            .is_some_and(|table| !table.contains_key(crate::rpc::toml_value::NULL_KEY));
+        if !is_object {
+            bail!(
+                "{key}.params: '{params}' is not a table; the envelope's params are an object, \
+                 e.g. params = {{ id = 1 }}"
+            );
+        }
+        Ok(Template::parse(params, &format!("{key}.params"), sources)?)
     };
     let no_params = |kind: &str| {
         if step.params.is_some() {
