@@ -268,8 +268,11 @@ fn parse_expr(expr: &str, scope: &Scope) -> Result<Expr, TemplateError> {
             ),
         )
     };
-    if let Some((name, column)) = expr.split_once('.') {
-        return csv_cell(name.trim(), column.trim(), scope);
+    // A dot before any parenthesis is a CSV cell; one inside a call's arguments is the argument's.
+    let dot = expr.find('.');
+    let paren = expr.find('(');
+    if let Some(dot) = dot.filter(|dot| paren.is_none_or(|paren| *dot < paren)) {
+        return csv_cell(expr[..dot].trim(), expr[dot + 1..].trim(), scope);
     }
     let (name, args) = match expr.split_once('(') {
         None => (expr, Vec::new()),
@@ -432,6 +435,24 @@ mod tests {
             Some("red" | "blue")
         ));
         assert_eq!(object.get("fixed"), Some(&Value::Integer(3)));
+    }
+
+    #[test]
+    fn picked_words_may_hold_dots() {
+        let params = template(
+            r#"p = { room = "{{pick(lobby.eu, lobby.us)}}", price = "{{pick(1.5,2.5)}}" }"#,
+        )
+        .expect("dots inside pick are its words', not a CSV cell's");
+        let value = render(&params, 0);
+        let object = value.as_object().expect("an object");
+        assert!(matches!(
+            object.get("room").and_then(Value::as_str),
+            Some("lobby.eu" | "lobby.us")
+        ));
+        assert!(matches!(
+            object.get("price").and_then(Value::as_str),
+            Some("1.5" | "2.5")
+        ));
     }
 
     #[test]
