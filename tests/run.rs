@@ -820,8 +820,14 @@ fn threads_sets_the_workers_and_rejects_zero() {
         out.to_str().expect("utf-8"),
         scenario("smoke.toml").to_str().expect("utf-8"),
     ]);
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // The smoke scenario's latency thresholds may fail on a loaded machine (exit 1); what this
+    // test holds is the worker count the run used.
+    assert!(
+        output.status.code().is_some_and(|code| code <= 1),
+        "{output:?}"
+    );
     let summary = written_summary(&out);
+    assert_eq!(summary["generator"]["threads"], 1, "{summary:#}");
     assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
     let _ = std::fs::remove_dir_all(out);
 }

@@ -64,14 +64,25 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => default_out_dir(&scenario.name),
     };
-    // Before the run, so that a results directory that cannot be made does not cost one.
+    // Before the run, so that a results directory that cannot be made does not cost one; and
+    // taken back if the run does not start, which leaves nothing to put in it.
+    let made = !out.exists();
     create_out_dir(&out)?;
     let runtime = crate::listener::runtime(args.threads)?;
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal();
         execute(scenario.clone(), shutdown, progress.clone()).await
-    })?;
+    });
+    let result = match result {
+        Ok(result) => result,
+        Err(error) => {
+            if made {
+                let _ = std::fs::remove_dir(&out);
+            }
+            return Err(error);
+        }
+    };
     progress.finish();
     print!("{}", result.table);
     for outcome in &result.thresholds {

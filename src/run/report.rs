@@ -58,13 +58,16 @@ fn error_table(errors: &BTreeMap<ErrorKind, u64>) -> Json {
         .collect()
 }
 
-/// Requests, waits and connection attempts that failed, over all that ended, in percent. A
-/// client that cannot connect sends nothing; counting only requests, a run against a dead
-/// server would pass `error_rate < 1%`.
+/// Requests, waits and connection attempts that failed, and connections lost during the run,
+/// over all requests, waits, attempts and losses, in percent. A client that cannot connect, or
+/// has lost its connection, sends nothing; counting only requests, a run against a dead server
+/// would pass `error_rate < 1%`.
 pub fn error_rate(recorded: &Recorded) -> f64 {
     let failed_connects: u64 = recorded.connect_errors.values().sum();
+    let connects = failed_connects + recorded.connect.as_ref().map_or(0, |h| h.len());
+    let lost: u64 = recorded.disconnects.values().sum();
     let (count, errors) = recorded.commands.values().fold(
-        (failed_connects, failed_connects),
+        (connects + lost, failed_connects + lost),
         |(count, errors), metrics| {
             (
                 count + metrics.count,
@@ -456,6 +459,35 @@ mod tests {
             let error = thresholds(line).expect_err(line).to_string();
             assert!(error.contains(expected), "{line}: {error}");
         }
+    }
+
+    #[test]
+    fn lost_connections_and_every_connect_count_in_the_error_rate() {
+        use super::super::metrics::{ErrorKind, Metrics, Sample};
+        use std::time::Duration;
+        let metrics = Metrics::new().expect("metrics");
+        let ok = Sample {
+            latency: Duration::from_millis(1),
+            service: Duration::from_millis(1),
+            lag: Duration::ZERO,
+            error: None,
+        };
+        for _ in 0..5 {
+            metrics.record("echo", ok.clone());
+        }
+        metrics.record(
+            "echo",
+            Sample {
+                error: Some(ErrorKind::ServerClosed),
+                ..ok
+            },
+        );
+        metrics.connected(Duration::from_millis(1));
+        metrics.connected(Duration::from_millis(1));
+        metrics.connect_failed(ErrorKind::ConnectRefused, &"refused");
+        metrics.disconnected(ErrorKind::ServerClosed);
+        // 6 requests (1 failed), 3 connects (1 failed), 1 connection lost: 3 of 10.
+        assert_eq!(error_rate(&metrics.snapshot()), 30.0);
     }
 
     #[test]
