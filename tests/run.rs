@@ -427,6 +427,80 @@ fn ctrl_c_stops_early_and_still_writes_results() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// One client's 20-second `sleep` on the embedded server, with `timeout`, in a 1 s run.
+fn one_long_sleep(timeout: &str) -> Scenario {
+    Scenario::parse(&format!(
+        r#"
+        name = "long-sleep"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ request = "sleep", params = {{ ms = 20000 }}, timeout = "{timeout}" }}]
+        "#
+    ))
+    .expect("valid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_under_way_at_the_end_is_waited_for_up_to_its_timeout_only() {
+    let started = std::time::Instant::now();
+    let result = execute(
+        one_long_sleep("2s"),
+        CancellationToken::new(),
+        Progress::hidden(),
+    )
+    .await
+    .expect("runs");
+    // The request times out 2 s in; the embedded server, still sleeping on it, must not hold
+    // the run for its own drain (10 s for a server on its own).
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "ended on time: {took:?}");
+    let summary = &result.summary;
+    assert_eq!(
+        summary["commands"]["sleep"]["errors"]["timeout"], 1,
+        "{summary:#}"
+    );
+    assert_eq!(summary["unfinished"], 0, "{summary:#}");
+    assert_eq!(summary["interrupted"], false, "{summary:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_waiting_for_requests_under_way_stops_the_wait() {
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(execute(
+        one_long_sleep("30s"),
+        shutdown.clone(),
+        Progress::hidden(),
+    ));
+    // After the run's second, while it waits for the sleep (up to its 30 s timeout).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !run.is_finished(),
+        "the run waits for the request under way"
+    );
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("Ctrl-C ends the wait")
+        .expect("joins")
+        .expect("runs");
+    let summary = &result.summary;
+    assert_eq!(summary["unfinished"], 1, "{summary:#}");
+    assert_eq!(summary["interrupted"], true, "{summary:#}");
+    assert!(
+        summary["commands"].get("sleep").is_none(),
+        "an abandoned request is not a timeout: {summary:#}"
+    );
+    assert!(
+        result.table.contains("unfinished: 1 requests"),
+        "{}",
+        result.table
+    );
+}
+
 fn run_text(text: &str) -> RunResult {
     let scenario = Scenario::parse(text).expect("valid");
     let runtime = tokio::runtime::Builder::new_multi_thread()

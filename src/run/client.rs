@@ -317,7 +317,9 @@ impl Client {
             }
             Step::WaitMessage { command, timeout } => {
                 let started = Instant::now();
+                let under_way = UnderWay::new(&self.shared.metrics);
                 let arrived = self.mailbox.wait(command, started + *timeout).await;
+                under_way.ended();
                 let end = arrived.unwrap_or(started + *timeout);
                 let sample = Sample {
                     latency: end.saturating_duration_since(due),
@@ -346,7 +348,9 @@ impl Client {
             self.shared.clock.sleep_until(due).await;
         }
         let sent = Instant::now();
+        let under_way = UnderWay::new(&self.shared.metrics);
         let outcome = self.peer.call(command.clone(), params, Some(timeout)).await;
+        under_way.ended();
         let ended = match &outcome {
             Err(CallError::Timeout(_)) => sent + timeout,
             _ => Instant::now(),
@@ -366,6 +370,32 @@ impl Client {
         match outcome {
             Err(CallError::Closed(reason)) => Err(close_kind(&reason)),
             _ => Ok(Instant::now()),
+        }
+    }
+}
+
+/// A request or wait in progress: counted as unfinished if its future is dropped (the run
+/// stopped waiting for it) before `ended`.
+struct UnderWay<'a> {
+    metrics: Option<&'a Metrics>,
+}
+
+impl<'a> UnderWay<'a> {
+    fn new(metrics: &'a Metrics) -> UnderWay<'a> {
+        UnderWay {
+            metrics: Some(metrics),
+        }
+    }
+
+    fn ended(mut self) {
+        self.metrics = None;
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics {
+            metrics.unfinished();
         }
     }
 }

@@ -158,6 +158,9 @@ pub struct Recorded {
     pub connected_now: u64,
     /// Connection attempts after a client's first (with `reconnect`), successful or not.
     pub reconnects: u64,
+    /// Requests and waits under way when the run stopped waiting for them (Ctrl-C, or the
+    /// end of the run plus the longest timeout): in no histogram.
+    pub unfinished: u64,
 }
 
 impl Metrics {
@@ -255,6 +258,11 @@ impl Metrics {
             }
             rotation
         })
+    }
+
+    /// Records a request or wait abandoned when the run stopped.
+    pub fn unfinished(&self) {
+        self.with(|recorded| recorded.unfinished += 1);
     }
 
     /// Records a session start.

@@ -212,7 +212,7 @@ pub async fn execute(
                 Load::Open { stages, .. } => Some(stages.clone()),
                 Load::Closed => None,
             },
-            progress,
+            progress: progress.clone(),
         }
         .run(sampled.clone()),
     );
@@ -220,11 +220,12 @@ pub async fn execute(
         () = tokio::time::sleep_until(start + scenario.duration) => {}
         () = stop.cancelled() => {}
     }
-    let interrupted = shutdown.is_cancelled();
     let elapsed = start.elapsed();
     let (generator_busy, generator_threads) = busy_clock.read();
     stop.cancel();
-    finish_clients(clients, longest_wait(&scenario)).await;
+    finish_clients(clients, longest_wait(&scenario), &shutdown, &progress).await;
+    // Ctrl-C during the wait for steps under way cuts the results short as well.
+    let interrupted = shutdown.is_cancelled();
     sampled.cancel();
     let timeline = sampler.await.context("the sampler failed")??;
     let embedded_server = embedded.is_some();
@@ -263,12 +264,14 @@ pub async fn execute(
 }
 
 /// The embedded server: on loopback, serving every client at once (its default cap, 10,000
-/// connections, would leave the rest waiting in the listen backlog).
+/// connections, would leave the rest waiting in the listen backlog), and stopping at once when
+/// the run ends (its clients are gone by then: nothing it still works on has anyone to answer).
 fn embedded_server_config(scenario: &Scenario) -> ServeConfig {
     let defaults = ServeConfig::default();
     ServeConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_connections: scenario.connections.max(defaults.max_connections),
+        drain_timeout: Duration::ZERO,
         ..defaults
     }
 }
@@ -375,10 +378,45 @@ async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Lets clients finish the step in progress (each bounded by its timeout), then stops the rest.
-async fn finish_clients(mut clients: tokio::task::JoinSet<()>, timeout: Duration) {
-    let deadline = Instant::now() + timeout + Duration::from_secs(1);
-    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, clients.join_next()).await {}
+/// How long the end of a run waits for steps under way before saying so.
+const QUIET_FINISH: Duration = Duration::from_secs(1);
+
+/// Lets clients finish the step under way (each bounded by its timeout, the longest of which is
+/// `timeout`), unless `shutdown` comes (Ctrl-C, before or during the wait); then stops the rest,
+/// whose requests and waits are counted as unfinished.
+async fn finish_clients(
+    mut clients: tokio::task::JoinSet<()>,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+    progress: &Progress,
+) {
+    let started = Instant::now();
+    let deadline = started + timeout + Duration::from_secs(1);
+    let mut told = false;
+    loop {
+        let tell_at = if told {
+            deadline
+        } else {
+            started + QUIET_FINISH
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            joined = clients.join_next() => if joined.is_none() { break },
+            () = tokio::time::sleep_until(tell_at.min(deadline)) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                told = true;
+                progress.note(&format!(
+                    "waiting up to {:.0?} for the requests under way on {} clients (Ctrl-C \
+                     stops waiting)",
+                    deadline.saturating_duration_since(Instant::now()),
+                    clients.len()
+                ));
+            }
+        }
+    }
     clients.abort_all();
     while clients.join_next().await.is_some() {}
 }

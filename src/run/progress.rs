@@ -65,6 +65,11 @@ impl Progress {
         self.bar.set_message(describe(status));
     }
 
+    /// Prints `text` on stderr, above the line when it is shown (and alone when it is not).
+    pub fn note(&self, text: &str) {
+        self.bar.suspend(|| eprintln!("{text}"));
+    }
+
     /// Removes the line, before the results are printed.
     pub fn finish(&self) {
         self.bar.finish_and_clear();

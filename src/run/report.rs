@@ -132,6 +132,7 @@ pub fn summary(
         "in_flight": scenario.in_flight,
         "duration_s": seconds,
         "interrupted": facts.interrupted,
+        "unfinished": recorded.unfinished,
         "sessions": {
             "planned": facts.planned_sessions,
             "started": recorded.sessions_started,
@@ -198,6 +199,14 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
         error_rate(recorded),
         facts.elapsed.as_secs_f64(),
     );
+    if recorded.unfinished > 0 {
+        let _ = writeln!(
+            text,
+            "unfinished: {} requests and waits were under way when the run stopped waiting \
+             (not in the figures above)",
+            recorded.unfinished
+        );
+    }
     if let Some(error) = &recorded.first_connect_error {
         let _ = writeln!(text, "first connect error: {error}");
     }
@@ -453,8 +462,14 @@ mod tests {
             ("\"lobby.join.p0\" = \"< 1s\"", "expected COMMAND.pNN"),
             ("\"lobby.join.pNaN\" = \"< 1s\"", "expected COMMAND.pNN"),
             ("\"lobby.join\" = \"< 1s\"", "expected COMMAND.pNN"),
-            ("\"lobby.p99\" = \"< 1s\"", "no step of the scenario sends 'lobby'"),
-            ("\"lobby.join.p99\" = \"= 1s\"", "must start with <, <=, > or >="),
+            (
+                "\"lobby.p99\" = \"< 1s\"",
+                "no step of the scenario sends 'lobby'",
+            ),
+            (
+                "\"lobby.join.p99\" = \"= 1s\"",
+                "must start with <, <=, > or >=",
+            ),
         ] {
             let error = thresholds(line).expect_err(line).to_string();
             assert!(error.contains(expected), "{line}: {error}");
@@ -473,7 +488,7 @@ mod tests {
             error: None,
         };
         for _ in 0..5 {
-            metrics.record("echo", ok.clone());
+            metrics.record("echo", ok);
         }
         metrics.record(
             "echo",
@@ -492,8 +507,8 @@ mod tests {
 
     #[test]
     fn or_equal_comparisons_let_the_bound_itself_pass() {
-        let parsed = thresholds("error_rate = \"<= 1%\"\n\"lobby.join.p99\" = \">= 5ms\"\n")
-            .expect("valid");
+        let parsed =
+            thresholds("error_rate = \"<= 1%\"\n\"lobby.join.p99\" = \">= 5ms\"\n").expect("valid");
         let by_name = |name: &str| {
             parsed
                 .iter()
