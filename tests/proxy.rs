@@ -740,3 +740,101 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
     assert!(out.contains("command (latency, ms)"), "{out}");
     server.terminate();
 }
+
+#[test]
+fn the_log_and_the_recording_go_on_when_standard_output_closes() {
+    let mut server =
+        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let log = temp_path("stdout-closed.jsonl");
+    let record = temp_path("stdout-closed.rec");
+    let mut proxy = common::process::Listening::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr.clone(),
+        "--log",
+        log.to_str().expect("utf-8"),
+        "--record",
+        record.to_str().expect("utf-8"),
+    ]);
+    // As `amf-bench proxy ... | head -1`: the reader of the event lines goes away.
+    proxy.close_stdout();
+    let addr: SocketAddr = proxy.addr.parse().expect("an address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    const CALLS: usize = 20;
+    runtime.block_on(async {
+        let mut client = RawClient::connect(addr).await;
+        for call in 0..CALLS {
+            let id = format!("x{call}");
+            client
+                .call(
+                    &id,
+                    "echo",
+                    object(vec![("n", Value::Integer(call as i32))]),
+                )
+                .await;
+        }
+    });
+    let (status, _) = proxy.terminate();
+    assert!(status.success(), "{status:?}");
+    let frames = |path: &std::path::PathBuf| {
+        read_log(path)
+            .iter()
+            .filter(|line| line["event"] == "frame")
+            .count()
+    };
+    assert_eq!(
+        frames(&log),
+        2 * CALLS,
+        "every request and reply in the log"
+    );
+    assert_eq!(frames(&record), 2 * CALLS, "and in the recording");
+    server.terminate();
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test]
+async fn a_log_file_that_fails_stops_alone_and_is_named() {
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let server = TestServer::start(common::config()).await;
+    let record = temp_path("beside-a-full-log.rec");
+    let mut config = proxy_config(server.addr, Some("/dev/full".into()));
+    config.outputs.record = Some(record.clone());
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    const CALLS: usize = 2000;
+    for call in 0..CALLS {
+        let id = format!("c{call}");
+        let params = object(vec![("text", Value::string(&"x".repeat(200)))]);
+        let (result, _) = client.call(&id, "echo", params.clone()).await;
+        assert_eq!(result, params, "the traffic goes on");
+    }
+    drop(client);
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    server.stop().await;
+    assert_eq!(
+        summary.log_failures.len(),
+        1,
+        "only the log stopped: {summary:?}"
+    );
+    assert!(
+        summary.log_failures[0].starts_with("--log /dev/full: "),
+        "{:?}",
+        summary.log_failures
+    );
+    assert_eq!(summary.log_dropped, 0, "nothing fell behind: {summary:?}");
+    let recorded = read_log(&record)
+        .iter()
+        .filter(|line| line["event"] == "frame")
+        .count();
+    assert_eq!(recorded, 2 * CALLS, "the recording has every frame");
+    let _ = std::fs::remove_file(record);
+}

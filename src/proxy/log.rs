@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
@@ -252,14 +252,47 @@ pub struct Outputs {
     pub queue_bytes: usize,
 }
 
+/// One of the writer's outputs, which stops alone at its first failed write: a log file that
+/// fills its disk, or a terminal that goes away, must cost neither the traffic nor the others.
+struct Output<W> {
+    writer: Option<W>,
+    /// What it is, for the message when it fails: `--log FILE`, `--record FILE`.
+    label: String,
+}
+
+impl<W> Output<W> {
+    fn new(writer: Option<W>, label: String) -> Output<W> {
+        Output { writer, label }
+    }
+
+    /// Runs `work` on the output if it still runs; on failure, stops it and notes why (a closed
+    /// pipe on standard output quietly, as elsewhere: `amf-bench proxy | head` is a choice).
+    fn write(&mut self, failures: &mut Vec<String>, work: impl FnOnce(&mut W) -> io::Result<()>) {
+        let Some(writer) = &mut self.writer else {
+            return;
+        };
+        if let Err(error) = work(writer) {
+            self.writer = None;
+            if error.kind() != io::ErrorKind::BrokenPipe {
+                let failure = format!("{}: {error}", self.label);
+                tracing::warn!("{failure}: writing it stops here; the traffic goes on");
+                failures.push(failure);
+            }
+        }
+    }
+}
+
 /// The writer thread, and what it needs to render events.
 pub struct LogWriter {
     events: Receiver<Batch>,
     counters: Arc<QueueCounters>,
-    stdout: BufWriter<io::Stdout>,
+    /// Event lines (with `terminal`) and the latency table.
+    stdout: Output<BufWriter<io::Stdout>>,
     terminal: bool,
-    json: Option<BufWriter<File>>,
-    recorder: Option<Recorder>,
+    json: Output<BufWriter<File>>,
+    recorder: Output<Recorder>,
+    /// Why outputs stopped, in order.
+    failures: Vec<String>,
     stats_every: Option<Duration>,
     latency: Arc<LatencyBook>,
     /// How logged payloads are decoded for rendering: as the relay checked them.
@@ -294,13 +327,18 @@ pub fn open(
         queue,
         counters: Arc::clone(&counters),
     };
+    let label = |flag: &str, path: &Option<PathBuf>| {
+        let path = path.as_deref().unwrap_or(Path::new(""));
+        format!("{flag} {}", path.display())
+    };
     let writer = LogWriter {
         events,
         counters,
-        stdout: BufWriter::new(io::stdout()),
+        stdout: Output::new(Some(BufWriter::new(io::stdout())), "standard output".into()),
         terminal: outputs.terminal,
-        json,
-        recorder,
+        json: Output::new(json, label("--log", &outputs.json)),
+        recorder: Output::new(recorder, label("--record", &outputs.record)),
+        failures: Vec::new(),
         stats_every: outputs.stats_every,
         latency,
         decode,
@@ -317,20 +355,22 @@ fn create(path: &PathBuf) -> io::Result<BufWriter<File>> {
 }
 
 impl LogWriter {
-    /// Writes events until every sender is gone, then flushes. Runs on its own thread: file and
-    /// terminal writes may block, relaying must not.
-    pub fn run(mut self) -> io::Result<()> {
+    /// Writes events until every sender is gone, then flushes, and returns why any output
+    /// stopped early. Runs on its own thread: file and terminal writes may block, relaying must
+    /// not. It drains the queue to the end even when every output has stopped, so that only a
+    /// writer really behind counts drops.
+    pub fn run(mut self) -> Vec<String> {
         let mut next_stats = self.stats_every.map(|every| Instant::now() + every);
         loop {
             let mut batch = match self.events.try_recv() {
                 Ok(batch) => batch,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
-                    self.flush()?;
+                    self.flush();
                     match self.wait(next_stats) {
                         Ok(batch) => batch,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.print_stats()?;
+                            self.print_stats();
                             next_stats = self.stats_every.map(|every| Instant::now() + every);
                             continue;
                         }
@@ -339,14 +379,15 @@ impl LogWriter {
                 }
             };
             for event in &mut batch.events {
-                self.write(event)?;
+                self.write(event);
             }
             self.counters
                 .queued_bytes
                 .fetch_sub(batch.cost, Ordering::Relaxed);
         }
-        self.report_drops(SystemTime::now())?;
-        self.flush()
+        self.report_drops(SystemTime::now());
+        self.flush();
+        self.failures
     }
 
     /// Waits for the next batch, or until `until` (for the latency table). While events keep
@@ -376,34 +417,35 @@ impl LogWriter {
         }
     }
 
-    fn write(&mut self, event: &mut Event) -> io::Result<()> {
-        self.report_drops(event.at.wall)?;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.write(event)?;
-        }
+    fn write(&mut self, event: &mut Event) {
+        self.report_drops(event.at.wall);
+        let failures = &mut self.failures;
+        self.recorder
+            .write(failures, |recorder| recorder.write(event));
         if !event.logged {
-            return Ok(());
+            return;
         }
         if let What::Frame(entry) = &mut event.what {
             entry.decoded.content.decode_payload(&self.decode);
         }
-        if let Some(json) = &mut self.json {
-            self.line.clear();
-            json_line(event, &mut self.line);
-            json.write_all(self.line.as_bytes())?;
-        }
+        let line = &mut self.line;
+        self.json.write(failures, |json| {
+            line.clear();
+            json_line(event, line);
+            json.write_all(line.as_bytes())
+        });
         if self.terminal {
-            terminal_line(event, &mut self.stdout)?;
+            self.stdout
+                .write(failures, |stdout| terminal_line(event, stdout));
         }
-        Ok(())
     }
 
     /// Notes in the outputs how many events were dropped since the last note.
-    fn report_drops(&mut self, at: SystemTime) -> io::Result<()> {
+    fn report_drops(&mut self, at: SystemTime) {
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         let count = dropped - self.reported_drops;
         if count == 0 {
-            return Ok(());
+            return;
         }
         self.reported_drops = dropped;
         let note = serde_json::json!({
@@ -411,33 +453,29 @@ impl LogWriter {
             "event": "dropped",
             "count": count,
         });
-        if let Some(json) = &mut self.json {
-            writeln!(json, "{note}")?;
-        }
-        if let Some(recorder) = &mut self.recorder {
-            recorder.dropped(count)?;
-        }
+        let failures = &mut self.failures;
+        self.json.write(failures, |json| writeln!(json, "{note}"));
+        self.recorder
+            .write(failures, |recorder| recorder.dropped(count));
         if self.terminal {
-            writeln!(
-                self.stdout,
-                "!! {count} log events dropped: the log fell behind"
-            )?;
+            self.stdout.write(failures, |stdout| {
+                writeln!(stdout, "!! {count} log events dropped: the log fell behind")
+            });
         }
-        Ok(())
     }
 
-    fn print_stats(&mut self) -> io::Result<()> {
-        write!(self.stdout, "{}", self.latency.snapshot().table())?;
-        self.stdout.flush()
+    fn print_stats(&mut self) {
+        let table = self.latency.snapshot().table();
+        self.stdout.write(&mut self.failures, |stdout| {
+            write!(stdout, "{table}")?;
+            stdout.flush()
+        });
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        if let Some(json) = &mut self.json {
-            json.flush()?;
-        }
-        if let Some(recorder) = &mut self.recorder {
-            recorder.flush()?;
-        }
-        self.stdout.flush()
+    fn flush(&mut self) {
+        let failures = &mut self.failures;
+        self.json.write(failures, |json| json.flush());
+        self.recorder.write(failures, Recorder::flush);
+        self.stdout.write(failures, |stdout| stdout.flush());
     }
 }

@@ -230,19 +230,18 @@ impl Proxy {
         let log_dropped = shared.log.dropped();
         // The last sender goes with `shared`: the writer then drains the queue and returns.
         drop(shared);
-        let log_error = match writing {
+        let log_failures = match writing {
             Ok(thread) => match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(Ok(()))) => None,
-                Ok(Ok(Err(error))) => Some(error.to_string()),
-                _ => Some("the log writer stopped unexpectedly".into()),
+                Ok(Ok(failures)) => failures,
+                _ => vec!["the log writer stopped unexpectedly".into()],
             },
-            Err(error) => Some(format!("cannot start the log writer: {error}")),
+            Err(error) => vec![format!("cannot start the log writer: {error}")],
         };
         Summary {
             stats,
             latency,
             log_dropped,
-            log_error,
+            log_failures,
         }
     }
 }

@@ -95,8 +95,8 @@ pub struct Summary {
     pub latency: Figures,
     /// Log events dropped because the writer fell behind (the traffic was not affected).
     pub log_dropped: u64,
-    /// Why the log writer stopped early, if it did.
-    pub log_error: Option<String>,
+    /// Outputs of the log writer (log, recording, terminal) that stopped early, and why.
+    pub log_failures: Vec<String>,
 }
 
 impl Summary {
@@ -130,8 +130,8 @@ impl Summary {
                 self.log_dropped
             );
         }
-        if let Some(error) = &self.log_error {
-            let _ = writeln!(text, "log: writing stopped early: {error}");
+        for failure in &self.log_failures {
+            let _ = writeln!(text, "log: stopped early: {failure}");
         }
         text
     }

@@ -65,7 +65,8 @@ pub struct Listening {
     pub child: Child,
     /// The address from the first line, e.g. `127.0.0.1:40123`.
     pub addr: String,
-    stdout: BufReader<ChildStdout>,
+    /// None once closed by `close_stdout`.
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Listening {
@@ -90,7 +91,7 @@ impl Listening {
         Listening {
             child,
             addr,
-            stdout,
+            stdout: Some(stdout),
         }
     }
 
@@ -113,8 +114,15 @@ impl Listening {
         self.signal("-TERM");
         let status = wait_exit(&mut self.child, Duration::from_secs(20));
         let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).expect("reads stdout");
+        if let Some(stdout) = &mut self.stdout {
+            stdout.read_to_string(&mut rest).expect("reads stdout");
+        }
         (status, rest)
+    }
+
+    /// Closes our end of its standard output, as `| head -1` does after the first line.
+    pub fn close_stdout(&mut self) {
+        self.stdout = None;
     }
 }
 
