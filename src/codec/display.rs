@@ -1,6 +1,7 @@
 //! Readable renderings of a value for people: one compact line (logs) or an indented tree
 //! (`amf-bench decode`). References are resolved as in canonical JSON; cycles show as `<cycle #n>`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use super::Format;
@@ -11,6 +12,17 @@ use super::value::{Member, Value};
 
 /// ByteArrays show at most this many bytes of hex.
 const BYTES_SHOWN: usize = 32;
+
+/// `text` as it may go to a terminal: as is, or quoted with its control characters escaped
+/// (`"evil\u{1b}[2J"`) when it has any, so that a peer's names cannot forge lines or send
+/// escape sequences to the operator's terminal.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(format!("{text:?}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// The value on one line, cut with `…` after about `max_chars` characters. Never fails: a value
 /// whose references cannot be resolved within the limits shows what could be rendered, then why not.
@@ -131,13 +143,13 @@ impl<'v> Renderer<'v, '_> {
         match container {
             Value::Object(object) => {
                 if !object.class_name.is_empty() {
-                    self.out.push(&object.class_name)?;
+                    self.out.push(&printable(&object.class_name))?;
                     self.out.push(" ")?;
                 }
                 self.render_members("{", &object.members, "}", level)?;
             }
             Value::Externalizable(ext) => {
-                self.out.push(&ext.class_name)?;
+                self.out.push(&printable(&ext.class_name))?;
                 self.out.push(" (externalizable) ")?;
                 self.render(&ext.body, level)?;
             }
@@ -161,7 +173,7 @@ impl<'v> Renderer<'v, '_> {
             }
             Value::VectorObject(vector) => {
                 self.out
-                    .push(&format!("Vector.<{}>[", &*vector.type_name))?;
+                    .push(&format!("Vector.<{}>[", printable(&vector.type_name)))?;
                 for (position, item) in vector.items.iter().enumerate() {
                     self.out.separator(position == 0, level + 1)?;
                     self.render(item, level + 1)?;
@@ -207,7 +219,7 @@ impl<'v> Renderer<'v, '_> {
         level: usize,
     ) -> Result<(), Stop> {
         self.out.separator(first, level)?;
-        self.out.push(name)?;
+        self.out.push(&printable(name))?;
         self.out.push(": ")?;
         self.render(value, level)
     }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::decode::{Content, Decoded, Rpc};
 use super::log::{Direction, Event, FrameEntry, What};
-use crate::codec::display::compact;
+use crate::codec::display::{compact, printable};
 use crate::codec::json::{Sink, write_canonical_json};
 use crate::codec::{Format, Limits, Value};
 
@@ -221,8 +221,9 @@ pub fn terminal_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
             transport,
         } => writeln!(
             out,
-            "{clock} #{conn} close{} ({reason}), {c2s} B up, {s2c} B down",
-            transport.label()
+            "{clock} #{conn} close{} ({}), {c2s} B up, {s2c} B down",
+            transport.label(),
+            printable(reason)
         ),
         What::Frame(entry) => {
             let arrow = match entry.dir {
@@ -261,14 +262,15 @@ fn summary(entry: &FrameEntry) -> String {
     let Some(rpc) = rpc else {
         return value;
     };
-    let command = rpc.command.as_deref().unwrap_or("?");
+    let command = printable(rpc.command.as_deref().unwrap_or("?"));
     let latency = entry
         .latency
         .map(|took| format!(" in {:.3} ms", took.as_secs_f64() * 1000.0))
         .unwrap_or_default();
     format!(
         "{} {command} id {}{latency} {value}",
-        rpc.type_name, rpc.message_id
+        rpc.type_name,
+        printable(&rpc.message_id)
     )
 }
 
@@ -400,6 +402,34 @@ mod tests {
         let terminal = String::from_utf8(terminal).expect("UTF-8");
         assert!(
             terminal.ends_with("<- 112 B rpcRequest echo id m-1 0a0b01\n"),
+            "{terminal}"
+        );
+    }
+
+    #[test]
+    fn a_peer_s_names_reach_the_terminal_escaped() {
+        let rpc = Rpc {
+            type_name: "rpcRequest",
+            command: Some(Str::from("evil\n01:00:00.000000 #9 FAKE\u{1b}[31m")),
+            message_id: Str::from("id\r\u{7}"),
+        };
+        let value = Value::object(vec![(Str::from("k\u{1b}[2J"), Value::Integer(1))]);
+        let amf = Content::Amf {
+            value,
+            rpc: Some(rpc),
+        };
+        let mut terminal = Vec::new();
+        terminal_line(&event(frame(amf, None)), &mut terminal).expect("writes");
+        let terminal = String::from_utf8(terminal).expect("UTF-8");
+        assert_eq!(terminal.lines().count(), 1, "{terminal:?}");
+        assert!(
+            !terminal.contains(['\u{1b}', '\r', '\u{7}']),
+            "{terminal:?}"
+        );
+        assert!(
+            terminal.contains(
+                r#"rpcRequest "evil\n01:00:00.000000 #9 FAKE\u{1b}[31m" id "id\r\u{7}" {"k\u{1b}[2J": 1}"#
+            ),
             "{terminal}"
         );
     }

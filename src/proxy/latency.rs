@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use super::decode::Rpc;
 use super::log::Direction;
 use crate::codec::Str;
+use crate::codec::display::printable;
 
 /// The highest latency recorded, in microseconds; longer ones are clamped to it.
 const MAX_MICROS: u64 = 60_000_000;
@@ -112,7 +113,7 @@ impl Figures {
             let _ = writeln!(
                 text,
                 "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
-                command,
+                printable(command),
                 h.len(),
                 figures.unanswered,
                 ms(h.value_at_quantile(0.5)),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::codec::display::printable;
 use crate::codec::{Str, Value};
 use crate::rpc::PING_COMMAND;
 
@@ -201,7 +202,10 @@ impl Snapshot {
             ("messages", &self.messages),
             ("connection ends", &self.closes),
         ] {
-            let listed: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let listed: Vec<String> = counts
+                .iter()
+                .map(|(k, n)| format!("{} {n}", printable(k)))
+                .collect();
             let listed = if listed.is_empty() {
                 "none".into()
             } else {
