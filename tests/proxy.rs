@@ -838,3 +838,66 @@ async fn a_log_file_that_fails_stops_alone_and_is_named() {
     assert_eq!(recorded, 2 * CALLS, "the recording has every frame");
     let _ = std::fs::remove_file(record);
 }
+
+/// Seconds since midnight of an RFC 3339 time as the log writes it (`...T10:02:03.123456Z`).
+fn seconds_of_day(time: &Json) -> f64 {
+    let time = time.as_str().expect("a time");
+    let clock = &time[11..time.len() - 1];
+    let parts: Vec<f64> = clock
+        .split(':')
+        .map(|part| part.parse().expect("a number"))
+        .collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_an_upstream_still_connecting() {
+    // An upstream whose accept queue is full: further connects get no answer.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("binds");
+    let upstream = socket.listen(1).expect("listens");
+    let upstream_addr = upstream.local_addr().expect("bound");
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            TcpStream::connect(upstream_addr),
+        )
+        .await
+        {
+            queued.push(stream);
+        }
+    }
+    let log = temp_path("slow-upstream.jsonl");
+    let mut config = proxy_config(upstream_addr, Some(log.clone()));
+    config.connect_timeout = Duration::from_secs(60);
+    let proxy = TestProxy::start(config).await;
+    let _client = TcpStream::connect(proxy.addr).await.expect("connects");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `stop` allows WAIT, well under the 60 s connect time-out.
+    let summary = proxy.stop().await;
+    assert_eq!(
+        summary.stats.closes.get("shutdown"),
+        Some(&1),
+        "{summary:?}"
+    );
+    let entries = read_log(&log);
+    let open = entries
+        .iter()
+        .find(|e| e["event"] == "open")
+        .expect("an open");
+    let close = entries
+        .iter()
+        .find(|e| e["event"] == "close")
+        .expect("a close");
+    assert_eq!(close["reason"], "proxy shutting down", "{close}");
+    let waited = seconds_of_day(&close["t"]) - seconds_of_day(&open["t"]);
+    assert!(
+        waited >= 0.25,
+        "the open is stamped when the client connected, not when the dial ended: {waited} s"
+    );
+    drop(queued);
+    let _ = std::fs::remove_file(log);
+}

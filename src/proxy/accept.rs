@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::connection::{self, Accepted};
+use super::log::Stamp;
 use crate::listener::Which;
 use crate::sniff;
 use crate::ws::{self, Prefixed, UpgradeSniff};
@@ -34,6 +35,7 @@ pub(super) async fn accepted(
     listener: Which,
     shutdown: CancellationToken,
 ) {
+    let at = Stamp::now();
     let _ = stream.set_nodelay(true);
     let mut first = BytesMut::new();
     let upgrade = match listener {
@@ -54,6 +56,7 @@ pub(super) async fn accepted(
         client: stream,
         addr,
         first,
+        at,
     };
     if upgrade {
         handshake(shared, conn, accepted, shutdown).await;
@@ -87,6 +90,7 @@ async fn handshake(
         client,
         addr,
         first,
+        at,
     } = accepted;
     let handshake = ws::accept(Prefixed::new(first, client), &shared.config.websocket);
     let outcome = tokio::select! {
@@ -100,6 +104,7 @@ async fn handshake(
                 client,
                 addr,
                 first: BytesMut::new(),
+                at,
             };
             connection::handle(shared, conn, accepted, shutdown).await;
         }

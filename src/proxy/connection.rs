@@ -135,6 +135,9 @@ pub(super) struct Accepted<C> {
     pub(super) client: C,
     pub(super) addr: SocketAddr,
     pub(super) first: BytesMut,
+    /// When the client connected: the `open` event's time, whatever the handshake and the
+    /// upstream's dial then took.
+    pub(super) at: Stamp,
 }
 
 /// Handles one accepted client until both sides are done.
@@ -148,24 +151,33 @@ pub(super) async fn handle<C: Client>(
         mut client,
         addr: client_addr,
         first,
+        at: opened_at,
     } = accepted;
     shared.stats.opened();
     let target = &shared.config.upstream;
-    let dialed = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(target))
-        .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")));
+    let dialing = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(target));
+    // Shutdown does not wait out a slow upstream's connect time-out.
+    let dialed = tokio::select! {
+        dialed = dialing => Some(dialed.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+        })),
+        () = shutdown.cancelled() => None,
+    };
     let state = ConnState::default();
+    let unconnected = |outcome| {
+        let what = open::<C>(client_addr, target.clone());
+        send_at(&shared, conn, opened_at, what);
+        (outcome, 0, 0)
+    };
     let (outcome, c2s, s2c) = match dialed {
-        Err(error) => {
-            send(&shared, conn, open::<C>(client_addr, target.clone()));
-            (Outcome::Unreachable(error), 0, 0)
-        }
-        Ok(mut upstream) => {
+        None => unconnected(Outcome::Shutdown),
+        Some(Err(error)) => unconnected(Outcome::Unreachable(error)),
+        Some(Ok(mut upstream)) => {
             let _ = upstream.set_nodelay(true);
             let peer = upstream
                 .peer_addr()
                 .map_or(target.clone(), |a| a.to_string());
-            send(&shared, conn, open::<C>(client_addr, peer));
+            send_at(&shared, conn, opened_at, open::<C>(client_addr, peer));
             let sockets = Sockets {
                 client: &mut client,
                 client_addr,
@@ -211,10 +223,14 @@ fn open<C: Client>(client: SocketAddr, upstream: String) -> What {
 }
 
 fn send(shared: &Shared, conn: u64, what: What) {
+    send_at(shared, conn, Stamp::now(), what);
+}
+
+fn send_at(shared: &Shared, conn: u64, at: Stamp, what: What) {
     let logged = shared.logging && shared.config.filter.shows_conn(conn);
     if logged || shared.recording {
         shared.log.send(Event {
-            at: Stamp::now(),
+            at,
             conn,
             what,
             logged,
