@@ -294,9 +294,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
     pub stats_every: Option<std::time::Duration>,
     /// Largest frame decoded for the log, in bytes (header included); larger frames are logged
-    /// with their first bytes and relayed without being held.
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(usize))]
-    pub max_decode: usize,
+    /// with their first bytes and relayed without being held [default: 1048576, or
+    /// --max-frame when that is lower]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(usize))]
+    pub max_decode: Option<usize>,
     /// A frame header declaring more than this loses the framing (the rest of that direction is
     /// relayed undecoded).
     #[arg(long, default_value_t = crate::frame::DEFAULT_MAX_FRAME_LEN, value_name = "BYTES", value_parser = parse_frame_cap)]

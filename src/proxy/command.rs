@@ -2,6 +2,7 @@
 //! standard output, and the summary (latency per command, connection ends) on exit.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -20,16 +21,36 @@ pub const FORWARD: &str = "forward";
 /// Open files per proxied connection: a client's socket and its upstream's.
 const FILES_PER_CONNECTION: u64 = 2;
 
+/// `--max-decode` when not given (or `--max-frame`, if that is lower).
+const DEFAULT_MAX_DECODE: usize = 1024 * 1024;
+
+/// Whether two paths name one file: the same file once both exist, or the same absolute path
+/// (`log.jsonl` and `./log.jsonl`) while they do not.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), Err(_)) => match (std::path::absolute(a), std::path::absolute(b)) {
+            (Ok(a), Ok(b)) => a.components().eq(b.components()),
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
 /// Builds the proxy's configuration from the command line, reading the files it names.
 pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     check_upstream(&args.upstream)?;
-    if args.log.is_some() && args.log == args.record {
+    if let (Some(log), Some(record)) = (&args.log, &args.record)
+        && same_file(log, record)
+    {
         bail!("--log and --record name the same file; give each its own");
     }
-    if args.max_decode > args.max_frame {
+    let max_decode = args
+        .max_decode
+        .unwrap_or(DEFAULT_MAX_DECODE.min(args.max_frame));
+    if max_decode > args.max_frame {
         bail!(
-            "--max-decode ({}) must not be above --max-frame ({})",
-            args.max_decode,
+            "--max-decode ({max_decode}) must not be above --max-frame ({})",
             args.max_frame
         );
     }
@@ -39,7 +60,7 @@ pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         connect_timeout: args.connect_timeout,
         framing: args.framing,
         limits: TapLimits {
-            max_decode: args.max_decode,
+            max_decode,
             max_frame: args.max_frame,
         },
         decode: DecodeOptions {
@@ -113,4 +134,80 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         write!(std::io::stdout().lock(), "{}", summary.to_text())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: ProxyArgs,
+    }
+
+    fn config_of(flags: &[&str]) -> anyhow::Result<ProxyConfig> {
+        let line = [
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:1",
+        ]
+        .iter()
+        .chain(flags);
+        config(&Line::try_parse_from(line).expect("parses").args)
+    }
+
+    #[test]
+    fn the_decode_cap_follows_a_lower_frame_cap_unless_given() {
+        let config = config_of(&["--max-frame", "100"]).expect("valid");
+        assert_eq!(config.limits.max_decode, 100);
+        let config = config_of(&[]).expect("valid");
+        assert_eq!(config.limits.max_decode, DEFAULT_MAX_DECODE);
+        let error = config_of(&["--max-frame", "100", "--max-decode", "200"])
+            .expect_err("given above the frame cap");
+        assert!(error.to_string().contains("--max-decode (200)"), "{error}");
+    }
+
+    #[test]
+    fn log_and_record_must_be_two_files_however_they_are_written() {
+        let dir = std::env::temp_dir().join(format!("amf-bench-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("makes a directory");
+        let log = dir.join("log.jsonl");
+        let dotted = dir.join(".").join("log.jsonl");
+        let error = config_of(&[
+            "--log",
+            log.to_str().expect("utf-8"),
+            "--record",
+            dotted.to_str().expect("utf-8"),
+        ])
+        .expect_err("one file, before it exists");
+        assert!(error.to_string().contains("the same file"), "{error}");
+        std::fs::write(&log, "").expect("writes");
+        let link = dir.join("link.jsonl");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&log, &link).expect("links");
+        let error = config_of(&[
+            "--log",
+            log.to_str().expect("utf-8"),
+            "--record",
+            link.to_str().expect("utf-8"),
+        ])
+        .expect_err("one file, through a link");
+        assert!(error.to_string().contains("the same file"), "{error}");
+        let other = dir.join("other.jsonl");
+        assert!(
+            config_of(&[
+                "--log",
+                log.to_str().expect("utf-8"),
+                "--record",
+                other.to_str().expect("utf-8"),
+            ])
+            .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
