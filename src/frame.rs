@@ -79,9 +79,19 @@ pub fn split_frame(buffer: &mut BytesMut, max_len: usize) -> Result<Option<Bytes
 
 /// Appends `value` to `out` as one frame; fails if its encoding exceeds `max_len`.
 pub fn encode_frame(value: &Value, max_len: usize, out: &mut BytesMut) -> Result<(), FrameError> {
+    encode_frame_within(value, max_len, &Limits::default(), out)
+}
+
+/// `encode_frame` within `limits` (a nesting depth other than the default).
+pub fn encode_frame_within(
+    value: &Value,
+    max_len: usize,
+    limits: &Limits,
+    out: &mut BytesMut,
+) -> Result<(), FrameError> {
     let start = out.len();
     out.put_u32(0);
-    codec::amf3::encode_into(value, &Limits::default(), out)?;
+    codec::amf3::encode_into(value, limits, out)?;
     let len = out.len() - start - HEADER_LEN;
     if len > max_len {
         out.truncate(start);

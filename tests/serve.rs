@@ -515,3 +515,117 @@ async fn the_drain_deadline_bounds_shutdown() {
         "no reply, then closed"
     );
 }
+
+#[tokio::test]
+async fn a_reply_too_large_to_send_comes_back_as_an_error_result() {
+    let mut config = config();
+    config.peer.max_frame_len = 400;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    // The unknown-command reply repeats the name and lists the built-ins: above 400 bytes, while
+    // the request is under them.
+    let long_name = "x".repeat(250);
+    let (result, _) = client.call("big", &long_name, object(vec![])).await;
+    assert_eq!(error_code(&result), Some("reply_not_sent"), "{result:?}");
+    let (result, _) = client
+        .call("after", "echo", object(vec![("n", Value::Integer(1))]))
+        .await;
+    assert_eq!(
+        result,
+        object(vec![("n", Value::Integer(1))]),
+        "still served"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_that_cannot_be_sent_at_all_closes_the_connection() {
+    let mut config = config();
+    config.peer.max_frame_len = 400;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    // Even the error result carries the message id: at 300 bytes, nothing fits in 400 with
+    // the 250-byte command name's reply or with the error's text.
+    let id = "i".repeat(300);
+    client.send(request(&id, "stats", object(vec![]))).await;
+    let rest = client.read_to_end().await;
+    assert!(rest.is_empty(), "no reply, but no wait for ever either");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_command_name_is_counted_and_stats_still_replies() {
+    let server = TestServer::start(config()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(Envelope::Message(amf_bench::rpc::Message {
+            message_id: Str::from("m"),
+            command: Str::from(""),
+            params: object(vec![]),
+        }))
+        .await;
+    let (result, _) = client.call("r", "", object(vec![])).await;
+    assert_eq!(error_code(&result), Some("unknown_command"), "{result:?}");
+    let (stats, _) = client.call("s", "stats", object(vec![])).await;
+    let counted = |table: &str| {
+        stats
+            .as_object()
+            .and_then(|stats| stats.get(table))
+            .and_then(Value::as_object)
+            .and_then(|counts| counts.get("(empty)"))
+            .cloned()
+    };
+    assert_eq!(counted("messages"), Some(Value::Integer(1)), "{stats:?}");
+    assert_eq!(counted("requests"), Some(Value::Integer(1)), "{stats:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whatever_nesting_the_server_accepts_it_can_echo() {
+    use amf_bench::codec::{DecodeOptions, Limits};
+    use amf_bench::frame::split_frame;
+    use tokio::io::AsyncReadExt;
+    // Above the encoder's default of 128 levels, as `serve --max-depth 512` allows in release.
+    let limits = Limits {
+        max_depth: 160,
+        ..Limits::default()
+    };
+    let mut config = config();
+    config.peer.decode = Arc::new(DecodeOptions {
+        limits,
+        ..DecodeOptions::default()
+    });
+    let server = TestServer::start(config).await;
+    let mut params = object(vec![]);
+    for _ in 0..150 {
+        params = Value::object(vec![(Str::from("a"), params)]);
+    }
+    let envelope = request("deep", "echo", params.clone()).into_value();
+    let mut frame = bytes::BytesMut::new();
+    amf_bench::frame::encode_frame_within(&envelope, 1 << 20, &limits, &mut frame)
+        .expect("encodes 152 levels");
+    let mut client = RawClient::connect(server.addr).await;
+    client.send_bytes(&frame).await;
+    let mut received = bytes::BytesMut::new();
+    let payload = tokio::time::timeout(common::WAIT, async {
+        loop {
+            if let Some(payload) = split_frame(&mut received, 1 << 20).expect("a frame") {
+                return payload;
+            }
+            let read = client.stream.read_buf(&mut received).await.expect("reads");
+            assert!(read > 0, "the server closed instead of replying");
+        }
+    })
+    .await
+    .expect("a reply in time");
+    let options = DecodeOptions {
+        limits,
+        ..DecodeOptions::default()
+    };
+    let reply = amf_bench::codec::amf3::decode(payload, &options).expect("decodes");
+    let Ok(Envelope::Response(response)) = Envelope::from_owned(reply) else {
+        panic!("a reply")
+    };
+    assert_eq!(response.result, params);
+    server.stop().await;
+}

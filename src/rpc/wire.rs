@@ -64,11 +64,24 @@ pub fn encode_envelope(
     encoding: Encoding,
     max_frame_len: usize,
 ) -> Result<Bytes, WireError> {
+    encode_envelope_within(envelope, encoding, max_frame_len, &Limits::default())
+}
+
+/// `encode_envelope` within `limits`: a peer encodes as deep as it decodes, so that a server
+/// can send back what it accepted.
+pub fn encode_envelope_within(
+    envelope: Envelope,
+    encoding: Encoding,
+    max_frame_len: usize,
+    limits: &Limits,
+) -> Result<Bytes, WireError> {
     let mut out = BytesMut::with_capacity(256);
     match encoding {
-        Encoding::Amf3 => frame::encode_frame(&envelope.into_value(), max_frame_len, &mut out)?,
+        Encoding::Amf3 => {
+            frame::encode_frame_within(&envelope.into_value(), max_frame_len, limits, &mut out)?
+        }
         Encoding::Json => {
-            let json = value_to_json(&envelope.into_value(), &Limits::default())?;
+            let json = value_to_json(&envelope.into_value(), limits)?;
             out.put_u32(0);
             let mut writer = out.writer();
             serde_json::to_writer(&mut writer, &json)?;

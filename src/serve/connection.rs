@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::ServeConfig;
 use super::commands::{self, Action};
 use super::stats::Stats;
+use crate::codec::display::printable;
 use crate::codec::{Str, Value};
 use crate::policy::{self, Sniff};
-use crate::rpc::{CloseReason, Incoming, Peer, Request};
+use crate::rpc::{CallError, CloseReason, Incoming, Peer, Request};
 use crate::sniff;
 use crate::ws::{self, Prefixed, UpgradeSniff, WsError};
 
@@ -308,7 +309,21 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 async fn reply(peer: &Peer, message_id: Str, result: Value) {
     // A closed connection has nobody to reply to; its end is recorded once, by the handler.
-    let _ = peer.respond(message_id, result).await;
+    let Err(CallError::Encode(error)) = peer.respond(message_id.clone(), result).await else {
+        return;
+    };
+    // A result that cannot be sent (above --max-frame, nested beyond the encoder's depth, a
+    // member name AMF3 cannot carry) must not leave the client waiting for ever: it gets an
+    // error result instead, or, when even that cannot be sent, the connection closes.
+    tracing::warn!(
+        message_id = %printable(&message_id),
+        "cannot send a reply: {error}; sending an error result instead"
+    );
+    let failure =
+        commands::error_result("reply_not_sent", &format!("cannot send the reply: {error}"));
+    if let Err(CallError::Encode(_)) = peer.respond(message_id, failure).await {
+        peer.close("a reply could not be sent");
+    }
 }
 
 /// Sends `count` messages, `interval` apart, each `{index, count}`, then replies `{pushed}`.

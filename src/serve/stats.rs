@@ -66,7 +66,12 @@ impl Snapshot {
     }
 }
 
+/// The name an empty command is counted under: an empty member name cannot be sent in AMF3
+/// (it ends an object's members), so `stats` could not reply with it.
+const EMPTY: &str = "(empty)";
+
 fn count(table: &mut Counts, name: &str, by: u64) {
+    let name = if name.is_empty() { EMPTY } else { name };
     if let Some(counter) = table.get_mut(name) {
         *counter += by;
     } else if table.len() < MAX_COMMAND_NAMES {

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Envelope, Message, Request, Response, new_message_id};
-use super::wire::{Encoding, WireError, encode_envelope};
-use crate::codec::{DecodeOptions, Str, Value};
+use super::wire::{Encoding, WireError, encode_envelope_within};
+use crate::codec::{DecodeOptions, Limits, Str, Value};
 use crate::frame::{self, FrameError};
 use ping::ping_loop;
 use read::ReadLoop;
@@ -224,6 +224,8 @@ struct Shared {
     life: Arc<Lifecycle>,
     encoding: Encoding,
     max_frame_len: usize,
+    /// The limits frames are encoded within: those they are decoded within.
+    limits: Limits,
     pings_answered: AtomicU64,
 }
 
@@ -255,8 +257,9 @@ impl Shared {
     }
 
     async fn send_frame(&self, envelope: Envelope) -> Result<(), CallError> {
-        let frame = encode_envelope(envelope, self.encoding, self.max_frame_len)
-            .map_err(|error| CallError::Encode(Arc::new(error)))?;
+        let frame =
+            encode_envelope_within(envelope, self.encoding, self.max_frame_len, &self.limits)
+                .map_err(|error| CallError::Encode(Arc::new(error)))?;
         self.outbox
             .send(frame)
             .await
@@ -314,6 +317,7 @@ impl Peer {
             life: Arc::clone(&life),
             encoding: config.encoding,
             max_frame_len: config.max_frame_len,
+            limits: config.decode.limits,
             pings_answered: AtomicU64::new(0),
         });
         let peer = Peer { shared };
