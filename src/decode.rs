@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 
 use crate::cli::DecodeArgs;
-use crate::codec::display::tree;
+use crate::codec::display::{printable, tree};
 use crate::codec::json::canonical_json_text;
 use crate::codec::{DecodeOptions, Format, Limits, Value, decode_with};
 use crate::frame::{HEADER_LEN, parse_header, split_frame};
@@ -126,6 +126,11 @@ impl Printer {
             };
             let len = body.len();
             if let Err(error) = self.frame(count, offset, body, out) {
+                // The output failing (a closed pipe, as with `| head`) ends the decoding; a
+                // frame failing to decode does not.
+                if error.chain().any(|cause| cause.is::<std::io::Error>()) {
+                    return Err(error);
+                }
                 failed += 1;
                 writeln!(
                     problems,
@@ -174,9 +179,13 @@ pub fn describe(envelope: &Envelope) -> String {
         Some(command) => format!(
             "{} {command:?} id {}",
             envelope.type_name(),
-            envelope.message_id()
+            printable(envelope.message_id())
         ),
-        None => format!("{} id {}", envelope.type_name(), envelope.message_id()),
+        None => format!(
+            "{} id {}",
+            envelope.type_name(),
+            printable(envelope.message_id())
+        ),
     }
 }
 

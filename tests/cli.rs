@@ -204,3 +204,23 @@ fn serve_and_proxy_refuse_an_origin_that_is_not_one() {
         assert!(stderr.contains("is not an origin"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_closed_output_pipe_ends_decoding_quietly() {
+    // 20,000 frames, each the AMF3 integer 1.
+    let input: Vec<u8> = [0u8, 0, 0, 2, 0x04, 0x01].repeat(20_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+        .args(["decode", "--framed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // As `| head -1` does once it has its line: the reader goes away.
+    drop(child.stdout.take());
+    // The decoder may stop reading as soon as it cannot write: a refused write here is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(&input);
+    let output = child.wait_with_output().expect("the binary finishes");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+}

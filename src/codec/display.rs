@@ -306,6 +306,15 @@ mod tests {
     }
 
     #[test]
+    fn names_with_control_characters_are_quoted_and_escaped() {
+        assert_eq!(printable("plain name"), "plain name");
+        assert_eq!(printable("a\nb\u{1b}[2J"), r#""a\nb\u{1b}[2J""#);
+        let value = Value::object(vec![(Str::from("x\n  fake"), Value::Integer(1))]);
+        let text = tree(&value, Format::Amf3, &Limits::default()).expect("renders");
+        assert_eq!(text, "{\n  \"x\\n  fake\": 1\n}");
+    }
+
+    #[test]
     fn compact_cuts_long_values() {
         let line = compact(&envelope(), Format::Amf3, &Limits::default(), 12);
         assert_eq!(line, "{command: \"e…");
