@@ -248,3 +248,39 @@ fn serve_lints_the_policy_it_generates_for_its_port() {
     assert_eq!(warnings, 1, "only the ignored grant is named: {stderr}");
     let _ = std::fs::remove_file(stderr_path);
 }
+
+#[test]
+fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
+    // Grants only port 80: an error for any served port above 1023, such as port 0's pick.
+    let low = temp_file("low-port.xml", &policy_granting("80"));
+    let low = low.to_str().expect("utf-8");
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0", "--policy", low],
+        vec![
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:1",
+            "--policy",
+            low,
+        ],
+    ] {
+        let output = run_bounded(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("has errors for port"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "never announced as listening");
+    }
+    // The same file is served when it grants the port: shown by a port range that holds all.
+    let all = temp_file("all-ports.xml", &policy_granting("1024-65535"));
+    let mut server = Listening::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--policy",
+        all.to_str().expect("utf-8"),
+    ]);
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

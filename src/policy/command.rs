@@ -79,6 +79,34 @@ pub fn read_checked_policy(path: &Path, port: u16) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// What `read_checked_policy` could not check while the port was 0: the file linted for the port
+/// actually bound, printing only the findings that the port brings, and refused if any is an
+/// error. Nothing to do when the port was given.
+pub fn check_policy_for_bound_port(
+    path: &Path,
+    text: &str,
+    asked: u16,
+    bound: u16,
+) -> anyhow::Result<()> {
+    if asked != 0 {
+        return Ok(());
+    }
+    let without_port: Vec<String> = lint(text, None)
+        .into_iter()
+        .map(|finding| finding.message)
+        .collect();
+    let brought: Vec<Finding> = lint(text, Some(bound))
+        .into_iter()
+        .filter(|finding| !without_port.contains(&finding.message))
+        .collect();
+    let source = path.display().to_string();
+    print_findings(&source, &brought, &mut std::io::stderr().lock())?;
+    if has_errors(&brought) {
+        bail!("policy file {source} has errors for port {bound} (listed above); not serving it");
+    }
+    Ok(())
+}
+
 /// The policy to serve: the file's text, or one generated from `--allow`; refused if lint finds
 /// errors in it.
 fn load_policy(args: &PolicyServeArgs) -> anyhow::Result<String> {

@@ -64,8 +64,16 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
+    let policy_file = match (&config.policy, &args.policy) {
+        (PolicySource::Text(text), Some(path)) => Some((Arc::clone(text), path)),
+        _ => None,
+    };
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
+        if let Some((text, path)) = policy_file {
+            let bound = server.local_addr()?.port();
+            policy::command::check_policy_for_bound_port(path, &text, args.listen.port(), bound)?;
+        }
         let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {
