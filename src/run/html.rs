@@ -240,8 +240,7 @@ fn latency_over_time(timeline: &Timeline) -> Chart {
                 .iter()
                 .filter_map(|point| {
                     let command = point.commands.iter().find(|c| c.command == name)?;
-                    let end = (point.start + point.length).as_secs_f64();
-                    Some((end, percentile(command) as f64 / 1000.0))
+                    Some((middle(point), percentile(command) as f64 / 1000.0))
                 })
                 .collect::<Vec<_>>()
         };
@@ -262,20 +261,40 @@ fn latency_over_time(timeline: &Timeline) -> Chart {
         title: "latency per second".into(),
         x_label: "seconds into the run".into(),
         y_label: "ms".into(),
-        x_ticks: None,
+        x_ticks: Some(run_ticks(timeline)),
         series,
     }
 }
+
+/// The middle of an interval, in seconds into the run: where its figures are drawn.
+fn middle(point: &super::timeline::Point) -> f64 {
+    (point.start + point.length / 2).as_secs_f64()
+}
+
+/// The x axis of the charts over time: the whole run, the same for each.
+fn run_ticks(timeline: &Timeline) -> Vec<(f64, String)> {
+    let end = timeline
+        .points
+        .last()
+        .map_or(1.0, |point| (point.start + point.length).as_secs_f64());
+    super::svg::ticks(0.0, end.max(1.0))
+}
+
+/// Intervals shorter than this (the run's last, cut short) are left out of the rates: a few
+/// requests in a few milliseconds make a rate that says nothing.
+const SHORTEST_RATED: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn throughput_over_time(timeline: &Timeline) -> Chart {
     let per_second = |pick: &dyn Fn(&super::timeline::Point) -> u64| {
         timeline
             .points
             .iter()
-            .filter(|point| !point.length.is_zero())
+            .filter(|point| point.length >= SHORTEST_RATED)
             .map(|point| {
-                let end = (point.start + point.length).as_secs_f64();
-                (end, pick(point) as f64 / point.length.as_secs_f64())
+                (
+                    middle(point),
+                    pick(point) as f64 / point.length.as_secs_f64(),
+                )
             })
             .collect::<Vec<_>>()
     };
@@ -303,7 +322,58 @@ fn throughput_over_time(timeline: &Timeline) -> Chart {
         title: "throughput per second".into(),
         x_label: "seconds into the run".into(),
         y_label: "per second".into(),
-        x_ticks: None,
+        x_ticks: Some(run_ticks(timeline)),
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::timeline::{Point, PointCommand};
+    use super::*;
+
+    fn point(start_ms: u64, length_ms: u64, count: u64) -> Point {
+        Point {
+            start: Duration::from_millis(start_ms),
+            length: Duration::from_millis(length_ms),
+            connected: 1,
+            sessions: count,
+            commands: vec![PointCommand {
+                command: "echo".into(),
+                count,
+                errors: 0,
+                p50_us: 1_000,
+                p99_us: 2_000,
+                max_us: 3_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn intervals_are_drawn_at_their_middle_and_a_short_last_one_has_no_rate() {
+        let timeline = Timeline {
+            points: vec![
+                point(0, 1_000, 100),
+                point(1_000, 1_000, 300),
+                point(2_000, 5, 2),
+            ],
+            hlog: Vec::new(),
+        };
+        let throughput = throughput_over_time(&timeline);
+        assert_eq!(
+            throughput.series[0].points,
+            [(0.5, 100.0), (1.5, 300.0)],
+            "2 requests in 5 ms are not 400 per second"
+        );
+        let latency = latency_over_time(&timeline);
+        let p99 = &latency.series[0];
+        assert_eq!(p99.name, "echo p99");
+        assert_eq!(p99.points, [(0.5, 2.0), (1.5, 2.0), (2.0025, 2.0)]);
+        assert_eq!(
+            latency.x_ticks, throughput.x_ticks,
+            "both charts span the run"
+        );
     }
 }

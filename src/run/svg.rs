@@ -75,7 +75,8 @@ fn number_label(value: f64) -> String {
 }
 
 /// Evenly spaced ticks from 0 (or `low`) up past `high`.
-fn ticks(low: f64, high: f64) -> Vec<(f64, String)> {
+/// Round tick values (and their labels) covering `low` to `high`.
+pub fn ticks(low: f64, high: f64) -> Vec<(f64, String)> {
     let step = nice_step(high - low, 5.0);
     let first = (low / step).floor() * step;
     (0..=12)
@@ -175,6 +176,15 @@ pub fn line_chart(chart: &Chart) -> String {
             r#"<polyline fill="none" stroke="{stroke}" stroke-width="1.6"{dash} points="{}"/>"#,
             path.join(" ")
         );
+        // A line through one point draws nothing: mark it.
+        if let [(x, y)] = series.points[..] {
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{stroke}"/>"#,
+                sx(x),
+                sy(y)
+            );
+        }
         let legend_y = TOP + 14.0 * index as f64 + 8.0;
         let legend_x = LEFT + plot_w + 12.0;
         let _ = write!(
@@ -220,6 +230,23 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert!(svg.contains("latency &lt;p99&gt;") && svg.contains("a&amp;b"));
         assert!(!svg.contains("NaN"), "{svg}");
+    }
+
+    #[test]
+    fn a_series_of_one_point_is_marked() {
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_ticks: None,
+            series: vec![Series {
+                name: "one".into(),
+                points: vec![(0.5, 3.0)],
+                dashed: false,
+                color: 0,
+            }],
+        };
+        assert!(line_chart(&chart).contains("<circle "));
     }
 
     #[test]
