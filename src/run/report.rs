@@ -325,6 +325,13 @@ fn parse_threshold(
                 )
             })?;
             if !commands.iter().any(|known| known == command) {
+                if is_message_step(scenario, command) {
+                    bail!(
+                        "{key}: '{command}' is sent by message steps, which get no reply and so \
+                         have no latency; latency thresholds are for request and wait_message \
+                         steps"
+                    );
+                }
                 bail!("{key}: no step of the scenario sends '{command}'");
             }
             let bound = parse_duration(bound_text).ok_or_else(|| {
@@ -347,6 +354,14 @@ fn parse_threshold(
         inclusive,
         bound,
     })
+}
+
+fn is_message_step(scenario: &Scenario, command: &str) -> bool {
+    scenario
+        .sessions
+        .iter()
+        .flat_map(|session| &session.steps)
+        .any(|step| matches!(step, Step::Message { command: sent, .. } if &**sent == command))
 }
 
 /// `COMMAND.pNN` (`NN` above 0 and below 100, decimals allowed) or `COMMAND.max`: the command
@@ -418,7 +433,7 @@ mod tests {
         let scenario = Scenario::parse(&format!(
             "name = \"t\"\nconnections = 1\nduration = \"1s\"\n[load]\nmodel = \"closed\"\n\
              [[session]]\nname = \"s\"\nsteps = [{{ request = \"lobby.join\" }}, \
-             {{ wait_message = \"tick\" }}]\n[thresholds]\n{lines}"
+             {{ wait_message = \"tick\" }}, {{ message = \"chat\" }}]\n[thresholds]\n{lines}"
         ))
         .expect("parses");
         parse_thresholds(&scenario)
@@ -466,6 +481,7 @@ mod tests {
                 "\"lobby.p99\" = \"< 1s\"",
                 "no step of the scenario sends 'lobby'",
             ),
+            ("\"chat.p99\" = \"< 1s\"", "'chat' is sent by message steps"),
             (
                 "\"lobby.join.p99\" = \"= 1s\"",
                 "must start with <, <=, > or >=",
