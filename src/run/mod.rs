@@ -173,7 +173,7 @@ pub async fn execute(
             )
         }
     };
-    check_source_addresses(&scenario.source_addresses)?;
+    check_source_addresses(&scenario.source_addresses, target)?;
     let scenario = Arc::new(scenario);
     let metrics = Arc::new(Metrics::new()?);
     let stop = shutdown.child_token();
@@ -338,10 +338,22 @@ fn check_local_ports(scenario: &Scenario, ports: Option<u64>) -> anyhow::Result<
     Ok(())
 }
 
-/// Fails unless every source address can be bound here, so that a typo or a foreign address is
-/// one clear error rather than every connection failing.
-fn check_source_addresses(addresses: &[std::net::IpAddr]) -> anyhow::Result<()> {
+/// Fails unless every source address can be bound here and is of the target's family, so that a
+/// typo or a foreign address is one clear error rather than every connection failing.
+fn check_source_addresses(
+    addresses: &[std::net::IpAddr],
+    target: SocketAddr,
+) -> anyhow::Result<()> {
     for (index, address) in addresses.iter().enumerate() {
+        if address.is_ipv4() != target.is_ipv4() {
+            let family = |ipv4: bool| if ipv4 { "IPv4" } else { "IPv6" };
+            bail!(
+                "source_addresses[{index}]: {address} is {} but the target {target} is {}; \
+                 connections leave from an address of the target's family",
+                family(address.is_ipv4()),
+                family(target.is_ipv4())
+            );
+        }
         std::net::TcpListener::bind((*address, 0)).with_context(|| {
             format!("source_addresses[{index}]: {address} cannot be bound on this machine")
         })?;
@@ -470,6 +482,21 @@ mod tests {
         assert!(check_local_ports(&scenario(two_sources, 56_464), Some(28_232)).is_ok());
         assert!(check_local_ports(&scenario(two_sources, 56_465), Some(28_232)).is_err());
         assert!(check_local_ports(&scenario("", 1_000_000), None).is_ok());
+    }
+
+    #[test]
+    fn source_addresses_must_be_of_the_target_s_family() {
+        let v4_target = SocketAddr::from(([127, 0, 0, 1], 9));
+        let v6_source = ["::1".parse().expect("an address")];
+        let error = check_source_addresses(&v6_source, v4_target).expect_err("mixed");
+        assert!(
+            error
+                .to_string()
+                .starts_with("source_addresses[0]: ::1 is IPv6 but the target 127.0.0.1:9 is IPv4"),
+            "{error}"
+        );
+        let v4_source = ["127.0.0.1".parse().expect("an address")];
+        assert!(check_source_addresses(&v4_source, v4_target).is_ok());
     }
 
     #[test]
