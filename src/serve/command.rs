@@ -9,10 +9,25 @@ use anyhow::bail;
 
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
-use crate::codec::{DecodeOptions, Limits};
+use crate::codec::{DecodeOptions, Limits, Value};
 use crate::open_files;
 use crate::policy;
-use crate::rpc::{PeerConfig, PingConfig};
+use crate::rpc::{PING_COMMAND, PeerConfig, PingConfig};
+
+/// What pings are answered with: `null`, as the Ruby server, or a canned `amf_socket_ping`'s
+/// result. The connection answers pings itself, at once, so a canned ping cannot be delayed.
+fn ping_reply(responses: &Responses) -> anyhow::Result<Value> {
+    let Some(canned) = responses.get(PING_COMMAND) else {
+        return Ok(Value::Null);
+    };
+    if !canned.max_delay.is_zero() {
+        bail!(
+            "commands.{PING_COMMAND}.delay_ms: pings are answered at once by the connection, so \
+             their result may be canned but not delayed"
+        );
+    }
+    Ok(canned.result.clone())
+}
 
 /// Builds the server's configuration from the command line, reading the files it names.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -20,6 +35,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         Some(path) => Responses::load(path)?,
         None => Responses::default(),
     };
+    let ping_reply = ping_reply(&responses)?;
     let policy = if args.no_policy {
         PolicySource::Off
     } else if let Some(path) = &args.policy {
@@ -49,6 +65,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
                 ..DecodeOptions::default()
             }),
             ping,
+            ping_reply,
             ..PeerConfig::default()
         },
         policy,
@@ -84,4 +101,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         write!(std::io::stdout().lock(), "{}", snapshot.to_text())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canned_ping_sets_the_ping_reply_and_cannot_be_delayed() {
+        let none = Responses::parse("").expect("valid");
+        assert_eq!(ping_reply(&none).expect("no canned ping"), Value::Null);
+        let pong =
+            Responses::parse("[commands.amf_socket_ping]\nresult = \"pong\"\n").expect("valid");
+        assert_eq!(ping_reply(&pong).expect("canned"), Value::string("pong"));
+        let late = Responses::parse("[commands.amf_socket_ping]\ndelay_ms = 5\n").expect("valid");
+        let error = ping_reply(&late).expect_err("delayed");
+        assert!(
+            error
+                .to_string()
+                .starts_with("commands.amf_socket_ping.delay_ms: "),
+            "{error}"
+        );
+    }
 }
