@@ -133,6 +133,20 @@ async fn a_message_over_the_cap_is_refused() {
 }
 
 #[tokio::test]
+async fn a_message_far_over_the_cap_still_gets_its_close() {
+    let mut config = ws_config();
+    config.websocket.max_message_len = 1024;
+    let (server, addr) = start_ws(config).await;
+    let mut client = WsClient::connect(addr).await;
+    // More than the sockets' buffers hold: the server refuses it while the client still sends,
+    // and must not reset the connection under the Close it sent.
+    let message = tungstenite::Message::Binary(bytes::Bytes::from(vec![0u8; 4 << 20]));
+    let sent = client.socket.send(message).await;
+    assert!(sent.is_ok(), "the client finishes sending: {sent:?}");
+    expect_refusal(server, client, 1009, "ws_message_too_large").await;
+}
+
+#[tokio::test]
 async fn origins_outside_the_allowlist_get_403_at_the_handshake() {
     let mut config = ws_config();
     config.websocket.origins = vec!["http://127.0.0.1:8000".into()];

@@ -38,7 +38,31 @@ pub struct WsStream<S> {
 struct Refusal {
     close: Option<CloseFrame>,
     error: fn() -> WsError,
+    /// Our side is shut down after the Close.
+    shut: bool,
+    /// Until when what the peer still sends is read and dropped.
+    linger: Option<Linger>,
 }
+
+/// After a refusal's Close, what the peer is still sending (the rest of the refused message) is
+/// read and dropped until it pauses: closing a socket with unread bytes resets the connection,
+/// and a reset can destroy the Close in flight and fail the peer's write, so that the peer never
+/// learns why it was refused.
+struct Linger {
+    /// The next deadline: a pause in the peer's sending, or the end of the whole wait.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the wait ends, however busy the peer is.
+    until: tokio::time::Instant,
+    /// Bytes dropped so far.
+    dropped: usize,
+}
+
+/// How long the peer may pause before the refused connection closes.
+const LINGER_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// The longest a refused connection lingers.
+const LINGER_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+/// The most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 16 << 20;
 
 impl<S> WsStream<S> {
     pub(super) fn new(inner: WebSocketStream<S>) -> WsStream<S> {
@@ -95,6 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.refusal = Some(Refusal {
             close: Some(close),
             error,
+            shut: false,
+            linger: None,
         });
     }
 
@@ -113,7 +139,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             }
         }
         // A peer that cannot take the Close still gets the connection closed.
-        let _ = ready!(inner.poll_flush(cx));
+        let _ = ready!(inner.as_mut().poll_flush(cx));
+        let socket = Pin::new(inner.get_mut().get_mut());
+        if !refusal.shut {
+            let _ = ready!(socket.poll_shutdown(cx));
+            refusal.shut = true;
+        }
+        ready!(linger(refusal, Pin::new(self.inner.get_mut()), cx));
         let error = (refusal.error)();
         Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)))
     }
@@ -184,6 +216,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
         }
         ready!(inner.poll_close(cx)).map_err(to_io)?;
         Pin::new(this.inner.get_mut()).poll_shutdown(cx)
+    }
+}
+
+/// Reads and drops what the peer still sends, until it pauses, ends, or the wait's bounds.
+fn linger<S: AsyncRead>(
+    refusal: &mut Refusal,
+    mut socket: Pin<&mut S>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let linger = refusal.linger.get_or_insert_with(|| {
+        let now = tokio::time::Instant::now();
+        Linger {
+            timer: Box::pin(tokio::time::sleep_until(now + LINGER_PAUSE)),
+            until: now + LINGER_AT_MOST,
+            dropped: 0,
+        }
+    });
+    let mut scratch = [0u8; 8192];
+    loop {
+        if linger.timer.as_mut().poll(cx).is_ready() || linger.dropped >= LINGER_BYTES {
+            return Poll::Ready(());
+        }
+        let mut buf = ReadBuf::new(&mut scratch);
+        match socket.as_mut().poll_read(cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => {
+                linger.dropped += buf.filled().len();
+                let pause_ends = tokio::time::Instant::now() + LINGER_PAUSE;
+                let until = linger.until;
+                linger.timer.as_mut().reset(pause_ends.min(until));
+            }
+        }
     }
 }
 
