@@ -629,3 +629,31 @@ async fn whatever_nesting_the_server_accepts_it_can_echo() {
     assert_eq!(response.result, params);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_close_ends_even_a_connection_whose_client_stopped_reading() {
+    let mut config = config();
+    config.peer.flush_timeout = Duration::from_millis(300);
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    // Far more than the sockets hold, and never read: the server's writer blocks mid-write.
+    let params = object(vec![
+        ("count", Value::Integer(2000)),
+        ("command", Value::string(&"x".repeat(60_000))),
+    ]);
+    client.send(request("p", "push", params)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.send(request("c", "close", object(vec![]))).await;
+    let started = Instant::now();
+    let snapshot = server
+        .wait_for("the connection to close", |s| s.connections_active == 0)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within the flush time-out, not WAIT: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(snapshot.closes.get("closed"), Some(&1), "{snapshot:?}");
+    drop(client);
+    server.stop().await;
+}

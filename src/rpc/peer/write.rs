@@ -13,6 +13,8 @@ use super::{CloseReason, Lifecycle};
 
 /// Frames queued together are written with one system call, up to this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
+/// The most a connection's batch buffer keeps between writes.
+const RETAINED_BATCH: usize = 2 * BATCH_BYTES;
 
 /// The writing half: frames from the outbox to the socket, until every sender is gone, a
 /// graceful close (refuse new frames, write those queued within `flush_timeout`, then shut
@@ -39,10 +41,25 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let Some(frame) = next else { break };
         gather(frame, &mut outbox, &mut batch).await;
-        let written = tokio::select! {
-            () = life.abort.cancelled() => return,
-            written = by_deadline(flush_by, write_batch(&mut writer, &batch)) => written,
+        // A graceful close that comes during a write bounds that write too: a peer that stopped
+        // reading must not hold the connection open for ever.
+        let written = {
+            let write = write_batch(&mut writer, &batch);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = life.abort.cancelled() => return,
+                    () = life.finish.cancelled(), if flush_by.is_none() => {
+                        flush_by = Some(tokio::time::Instant::now() + flush_timeout);
+                        outbox.close();
+                    }
+                    () = sleep_until(flush_by) => break Err(io::ErrorKind::TimedOut.into()),
+                    written = &mut write => break written,
+                }
+            }
         };
+        release_large(&mut batch);
         if let Err(error) = written {
             if flush_by.is_none() {
                 life.record(CloseReason::Io(Arc::new(error)));
@@ -81,6 +98,22 @@ async fn gather(first: Bytes, outbox: &mut mpsc::Receiver<Bytes>, batch: &mut By
     }
 }
 
+/// Lets go of a batch buffer grown past `RETAINED_BATCH`: one large frame must not cost an idle
+/// connection its size for the rest of its life.
+fn release_large(batch: &mut BytesMut) {
+    if batch.capacity() > RETAINED_BATCH {
+        *batch = BytesMut::new();
+    }
+}
+
+/// Sleeps until `deadline`, or for ever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `io`, failing with `TimedOut` at `deadline` if there is one.
 async fn by_deadline<F: Future<Output = io::Result<()>>>(
     deadline: Option<tokio::time::Instant>,
@@ -91,5 +124,26 @@ async fn by_deadline<F: Future<Output = io::Result<()>>>(
         Some(deadline) => tokio::time::timeout_at(deadline, io)
             .await
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_grown_by_a_large_frame_is_let_go() {
+        let mut batch = BytesMut::new();
+        batch.extend_from_slice(&[0; 64]);
+        let small = batch.capacity();
+        release_large(&mut batch);
+        assert_eq!(
+            batch.capacity(),
+            small,
+            "a usual batch is kept for the next"
+        );
+        batch.extend_from_slice(&vec![0; 4 << 20]);
+        release_large(&mut batch);
+        assert!(batch.capacity() <= RETAINED_BATCH, "{}", batch.capacity());
     }
 }
