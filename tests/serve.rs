@@ -657,3 +657,77 @@ async fn a_close_ends_even_a_connection_whose_client_stopped_reading() {
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_answering_pings_is_not_closed_while_the_server_holds_back_its_requests() {
+    let mut config = config();
+    config.max_in_flight = 2;
+    config.peer.inbox_len = 2;
+    config.peer.ping = Some(PingConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
+    });
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    // Twice what the server takes at once: it stops reading (back-pressure), so the client's
+    // answers to its pings wait unread, for longer than the ping time-out.
+    const REQUESTS: usize = 8;
+    for index in 0..REQUESTS {
+        let params = object(vec![("ms", Value::Integer(700))]);
+        client
+            .send(request(&format!("s{index}"), "sleep", params))
+            .await;
+    }
+    let mut replies = 0;
+    let mut pings = 0;
+    while replies < REQUESTS {
+        match client.recv().await {
+            Envelope::Request(ping) => {
+                pings += 1;
+                let pong = Response {
+                    message_id: ping.message_id,
+                    result: Value::Null,
+                };
+                client.send(Envelope::Response(pong)).await;
+            }
+            Envelope::Response(_) => replies += 1,
+            Envelope::Message(message) => panic!("unexpected {message:?}"),
+        }
+    }
+    assert!(pings >= 5, "pinged throughout: {pings}");
+    let snapshot = server.stop().await;
+    assert!(
+        !snapshot.closes.contains_key("ping_timeout"),
+        "{snapshot:?}"
+    );
+}
+
+#[tokio::test]
+async fn requests_queued_on_a_reset_connection_are_not_worked_on() {
+    let mut config = config();
+    config.max_in_flight = 2;
+    config.peer.inbox_len = 4;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    for index in 0..8 {
+        let params = object(vec![("ms", Value::Integer(300))]);
+        client
+            .send(request(&format!("s{index}"), "sleep", params))
+            .await;
+    }
+    server
+        .wait_for("the first requests to be taken", |s| {
+            s.requests.get("sleep") == Some(&2)
+        })
+        .await;
+    client.stream.set_zero_linger().expect("sets linger");
+    drop(client);
+    // The reset shows when the first replies cannot be written, by which time the next two
+    // may have started; the ones still queued behind them have nobody to answer: not started.
+    let snapshot = server
+        .wait_for("the reset connection to end", |s| s.connections_active == 0)
+        .await;
+    let worked_on = snapshot.requests.get("sleep").copied().unwrap_or(0);
+    assert!((2..=4).contains(&worked_on), "{snapshot:?}");
+    server.stop().await;
+}

@@ -181,8 +181,16 @@ impl Handler {
     async fn serve(&self, peer: &Peer, mut inbox: tokio::sync::mpsc::Receiver<Incoming>) {
         let mut work = JoinSet::new();
         let mut stopping = false;
+        // A connection that failed (reset, ping time-out) has nobody left to answer: the
+        // requests still queued in the inbox are not worked on.
+        let closed = peer.closed();
+        tokio::pin!(closed);
         loop {
             tokio::select! {
+                _ = &mut closed => {
+                    work.abort_all();
+                    return;
+                }
                 incoming = inbox.recv(), if work.len() < self.config.max_in_flight => match incoming {
                     Some(incoming) => {
                         if !self.act(peer, incoming, &mut work).await {

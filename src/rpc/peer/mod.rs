@@ -13,7 +13,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -207,6 +207,15 @@ impl Lifecycle {
     }
 }
 
+/// The reader waiting for room in our own queues; reading resumes when it is dropped.
+struct ReaderStall<'s>(&'s Shared);
+
+impl Drop for ReaderStall<'_> {
+    fn drop(&mut self) {
+        self.0.reader_stalled.store(false, Ordering::Release);
+    }
+}
+
 /// Marks a task's end even if it is cancelled or panics.
 struct TaskGuard(Arc<Lifecycle>);
 
@@ -227,6 +236,10 @@ struct Shared {
     /// The limits frames are encoded within: those they are decoded within.
     limits: Limits,
     pings_answered: AtomicU64,
+    /// Times the reader stopped reading because our own queues were full, and whether it is
+    /// stopped now: a ping unanswered meanwhile may be waiting, unread, in our socket.
+    reader_stalls: AtomicU64,
+    reader_stalled: AtomicBool,
 }
 
 impl Shared {
@@ -254,6 +267,22 @@ impl Shared {
         let reason = self.life.reason();
         self.fail_pending(&reason);
         self.life.abort.cancel();
+    }
+
+    /// Marks the reader stopped by our own back-pressure until the guard is dropped.
+    fn reader_stall(&self) -> ReaderStall<'_> {
+        self.reader_stalls.fetch_add(1, Ordering::AcqRel);
+        self.reader_stalled.store(true, Ordering::Release);
+        ReaderStall(self)
+    }
+
+    /// A mark of the reader's stalls: whether it has stalled since `earlier`, or is stalled.
+    fn reader_stalls(&self) -> u64 {
+        self.reader_stalls.load(Ordering::Acquire)
+    }
+
+    fn reader_stalled_since(&self, earlier: u64) -> bool {
+        self.reader_stalled.load(Ordering::Acquire) || self.reader_stalls() != earlier
     }
 
     async fn send_frame(&self, envelope: Envelope) -> Result<(), CallError> {
@@ -319,6 +348,8 @@ impl Peer {
             max_frame_len: config.max_frame_len,
             limits: config.decode.limits,
             pings_answered: AtomicU64::new(0),
+            reader_stalls: AtomicU64::new(0),
+            reader_stalled: AtomicBool::new(false),
         });
         let peer = Peer { shared };
         let read = ReadLoop {

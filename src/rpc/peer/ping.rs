@@ -24,11 +24,18 @@ pub(super) async fn ping_loop(peer: Peer, config: PingConfig) {
             () = life.input_done.cancelled() => break,
             _ = ticker.tick() => {
                 let peer = peer.clone();
-                in_flight.spawn(async move { ping_once(&peer, last_round_trip, config.timeout).await });
+                let stalls = peer.shared.reader_stalls();
+                in_flight.spawn(async move {
+                    (ping_once(&peer, last_round_trip, config.timeout).await, stalls)
+                });
             }
             Some(joined) = in_flight.join_next() => match joined {
-                Ok(Ok(round_trip)) => last_round_trip = round_trip,
-                Ok(Err(CallError::Timeout(after))) => {
+                Ok((Ok(round_trip), _)) => last_round_trip = round_trip,
+                // While our own back-pressure kept us from reading, the answer may be waiting
+                // unread in the socket: that is not the peer's silence.
+                Ok((Err(CallError::Timeout(_)), stalls))
+                    if peer.shared.reader_stalled_since(stalls) => {}
+                Ok((Err(CallError::Timeout(after)), _)) => {
                     peer.abort(CloseReason::PingTimeout(after));
                     break;
                 }

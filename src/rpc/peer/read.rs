@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::{CallError, CloseReason, Incoming, Shared};
 use crate::codec::{DecodeOptions, Value};
@@ -101,7 +102,12 @@ impl ReadLoop {
                     message_id: request.message_id,
                     result: self.ping_reply.clone(),
                 };
-                return match self.shared.send_frame(Envelope::Response(pong)).await {
+                let sent = {
+                    // With the outbox full this waits, and nothing is read meanwhile.
+                    let _stall = self.shared.reader_stall();
+                    self.shared.send_frame(Envelope::Response(pong)).await
+                };
+                return match sent {
                     Ok(()) => Ok(()),
                     Err(CallError::Closed(reason)) => Err(reason),
                     // A pong always encodes; if it could not, dropping it is the peer's problem.
@@ -112,7 +118,10 @@ impl ReadLoop {
             Envelope::Message(message) => Incoming::Message(Box::new(message)),
         };
         // An owner that dropped the inbox does not want requests: they are dropped.
-        let _ = self.inbox.send(incoming).await;
+        if let Err(TrySendError::Full(incoming)) = self.inbox.try_send(incoming) {
+            let _stall = self.shared.reader_stall();
+            let _ = self.inbox.send(incoming).await;
+        }
         Ok(())
     }
 }
