@@ -386,12 +386,18 @@ fn parse_seconds_above_zero(text: &str) -> Result<std::time::Duration, String> {
     Ok(seconds)
 }
 
-/// A non-negative number of seconds, fractions allowed.
+/// The longest time an option takes: a year (times are added to the clock, which has bounds).
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A non-negative number of seconds, fractions allowed, up to a year.
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     text.parse::<f64>()
         .ok()
+        .filter(|seconds| *seconds <= MAX_SECONDS)
         .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds (e.g. 5 or 0.5)"))
+        .ok_or_else(|| {
+            format!("'{text}' is not a number of seconds from 0 to {MAX_SECONDS} (e.g. 5 or 0.5)")
+        })
 }
 
 /// Runs the parsed command line; the exit code on success, or the error `main` prints.

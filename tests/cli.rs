@@ -142,7 +142,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
@@ -164,6 +164,15 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         (
             &["serve", "--ping-interval=-1"],
             "'-1' is not a number of seconds",
+        ),
+        // Added to the clock, such times overflowed it: a panic per connection.
+        (
+            &["serve", "--ping-interval", "1e19"],
+            "'1e19' is not a number of seconds from 0 to 31536000",
+        ),
+        (
+            &["serve", "--drain-timeout", "31536001"],
+            "'31536001' is not a number of seconds from 0 to 31536000",
         ),
         (
             &["serve", "--listen", "localhost"],
