@@ -905,3 +905,46 @@ fn threads_sets_the_workers_and_rejects_zero() {
     assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_a_message_ends_when_the_connection_does() {
+    // A server that accepts, says nothing, and closes after a moment.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("bound");
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accepts");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(socket);
+    });
+    let scenario = Scenario::parse(&format!(
+        r#"
+        name = "wait-lost"
+        target = "{addr}"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ wait_message = "never", timeout = "30s" }}]
+        "#
+    ))
+    .expect("valid");
+    let run = execute(scenario, CancellationToken::new(), Progress::hidden());
+    // Well under the wait's 30 s time-out.
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the run ends when the connection does, not at the time-out")
+        .expect("runs");
+    let summary = &result.summary;
+    let wait = &summary["commands"]["wait_message:never"];
+    assert_eq!(wait["count"], 1, "{summary:#}");
+    assert_eq!(wait["errors"]["server_closed"], 1, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["lost"]["server_closed"], 1,
+        "{summary:#}"
+    );
+    server.await.expect("the server task ends");
+}

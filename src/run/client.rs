@@ -318,19 +318,32 @@ impl Client {
             Step::WaitMessage { command, timeout } => {
                 let started = Instant::now();
                 let under_way = UnderWay::new(&self.shared.metrics);
-                let arrived = self.mailbox.wait(command, started + *timeout).await;
+                // A connection that can deliver nothing more ends the wait at once, as it
+                // fails a request, rather than after the time-out.
+                let waited = tokio::select! {
+                    biased;
+                    arrived = self.mailbox.wait(command, started + *timeout) => Ok(arrived),
+                    reason = self.peer.input_ended() => Err(close_kind(&reason)),
+                };
                 under_way.ended();
-                let end = arrived.unwrap_or(started + *timeout);
+                let (end, error) = match waited {
+                    Ok(Some(arrived)) => (arrived, None),
+                    Ok(None) => (started + *timeout, Some(ErrorKind::Timeout)),
+                    Err(lost) => (Instant::now(), Some(lost)),
+                };
                 let sample = Sample {
                     latency: end.saturating_duration_since(due),
                     service: end.saturating_duration_since(started),
                     lag: started.saturating_duration_since(due),
-                    error: arrived.is_none().then_some(ErrorKind::Timeout),
+                    error,
                 };
                 self.shared
                     .metrics
                     .record(&format!("wait_message:{command}"), sample);
-                Ok(Instant::now())
+                match waited {
+                    Err(lost) => Err(lost),
+                    Ok(_) => Ok(Instant::now()),
+                }
             }
         }
     }

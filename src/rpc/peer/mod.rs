@@ -464,6 +464,13 @@ impl Peer {
         self.shared.life.reason()
     }
 
+    /// Waits until nothing more can arrive from the peer (its input ended, or the connection
+    /// closed), and says why.
+    pub async fn input_ended(&self) -> CloseReason {
+        self.shared.life.input_done.cancelled().await;
+        self.shared.life.reason()
+    }
+
     /// How many of the peer's pings this side has answered.
     pub fn pings_answered(&self) -> u64 {
         self.shared.pings_answered.load(Ordering::Relaxed)
