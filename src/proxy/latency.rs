@@ -23,6 +23,9 @@ const MAX_COMMANDS: usize = 256;
 const OTHER: &str = "(other)";
 /// Requests awaiting a reply per connection; further ones are counted as untracked.
 const MAX_PENDING: usize = 10_000;
+/// The longest message id or command a tracked request may have: each waiting request keeps
+/// both, so without this a peer's megabyte ids would make `MAX_PENDING` gigabytes.
+const MAX_TRACKED_NAME: usize = 256;
 
 /// One command's figures.
 #[derive(Debug, Clone)]
@@ -45,7 +48,8 @@ pub struct LatencyBook {
 pub struct Figures {
     /// By command.
     pub commands: BTreeMap<String, CommandLatency>,
-    /// Requests not tracked because a connection had `MAX_PENDING` waiting.
+    /// Requests not tracked because a connection had `MAX_PENDING` waiting, or because their id
+    /// or command was longer than `MAX_TRACKED_NAME`.
     pub untracked: u64,
     /// Replies to no request the proxy saw.
     pub unmatched_replies: u64,
@@ -125,7 +129,7 @@ impl Figures {
         if self.untracked > 0 || self.unmatched_replies > 0 {
             let _ = writeln!(
                 text,
-                "requests not tracked (too many waiting): {}; replies to unseen requests: {}",
+                "requests not tracked (too many waiting, or an id or command over {MAX_TRACKED_NAME} bytes): {}; replies to unseen requests: {}",
                 self.untracked, self.unmatched_replies
             );
         }
@@ -151,11 +155,17 @@ impl Matcher {
     ) -> Option<Duration> {
         match (rpc.type_name, &rpc.command) {
             ("rpcRequest", Some(command)) => {
-                if self.pending.len() < MAX_PENDING {
-                    let key = (direction, rpc.message_id.clone());
-                    self.pending.insert(key, (command.clone(), at));
-                } else {
+                let trackable = self.pending.len() < MAX_PENDING
+                    && rpc.message_id.len() <= MAX_TRACKED_NAME
+                    && command.len() <= MAX_TRACKED_NAME;
+                if !trackable {
                     book.with(|figures| figures.untracked += 1);
+                    return None;
+                }
+                let key = (direction, rpc.message_id.clone());
+                // An id used again before its reply: the earlier request will not be matched.
+                if let Some((earlier, _)) = self.pending.insert(key, (command.clone(), at)) {
+                    book.unanswered(&earlier);
                 }
                 None
             }
@@ -192,6 +202,30 @@ mod tests {
             command: command.map(Str::from),
             message_id: Str::from(id),
         }
+    }
+
+    #[test]
+    fn long_names_are_not_kept_and_a_reused_id_leaves_its_request_unanswered() {
+        let book = LatencyBook::new().expect("histogram");
+        let mut matcher = Matcher::default();
+        let at = Instant::now();
+        let long = "i".repeat(MAX_TRACKED_NAME + 1);
+        let mut request = rpc("rpcRequest", Some("echo"), &long);
+        matcher.observe(Direction::ClientToServer, &mut request, at, &book);
+        let mut request = rpc("rpcRequest", Some(&long), "1");
+        matcher.observe(Direction::ClientToServer, &mut request, at, &book);
+        assert!(matcher.pending.is_empty());
+        assert_eq!(book.snapshot().untracked, 2);
+        let mut first = rpc("rpcRequest", Some("login"), "7");
+        matcher.observe(Direction::ClientToServer, &mut first, at, &book);
+        let mut again = rpc("rpcRequest", Some("echo"), "7");
+        matcher.observe(Direction::ClientToServer, &mut again, at, &book);
+        let mut reply = rpc("rpcResponse", None, "7");
+        matcher.observe(Direction::ServerToClient, &mut reply, at, &book);
+        assert_eq!(reply.command.as_deref(), Some("echo"), "the latest request");
+        let figures = book.snapshot();
+        assert_eq!(figures.commands["login"].unanswered, 1);
+        assert_eq!(figures.commands["echo"].histogram.len(), 1);
     }
 
     #[test]
