@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Flash-era AMF socket tooling: a reference AMF Socket RPC server, and a decoder for AMF0/AMF3
-/// values and AMF Socket frames.
+/// Flash-era AMF socket tooling: a load generator with scenarios and thresholds, a reference AMF
+/// Socket RPC server, a logging proxy, a Flash policy server and linter, and a decoder for
+/// AMF0/AMF3 values and AMF Socket frames.
 #[derive(Debug, Parser)]
 #[command(name = "amf-bench", version, about, long_about = None)]
 pub struct Cli {
@@ -32,8 +33,9 @@ pub enum Command {
     ///   stats              replies with the server's counters
     ///   close              closes the connection without replying
     ///
-    /// Failures are results of the form {error: {code, message}}: code "fail", "bad_params", or
-    /// "unknown_command" for any other command. `amf_socket_ping` is answered with null.
+    /// Failures are results of the form {error: {code, message}}: code "fail", "bad_params",
+    /// "unknown_command" for any other command, or "reply_not_sent" for a result that cannot be
+    /// sent. `amf_socket_ping` is answered with null (or a canned amf_socket_ping's result).
     /// Canned results from --responses take precedence over the built-ins.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),

@@ -34,6 +34,14 @@ pub enum FrameError {
         /// The four header bytes in hex, which tell e.g. a policy request (`3c706f6c`) at a glance.
         header: String,
     },
+    /// A value whose encoding is longer than the cap.
+    #[error("the encoded frame is {len} bytes, above the cap of {max}")]
+    EncodedTooLarge {
+        /// The encoded payload's length.
+        len: usize,
+        /// The configured cap.
+        max: usize,
+    },
     /// A value that cannot be encoded.
     #[error("cannot encode the value: {0}")]
     Encode(#[from] EncodeError),
@@ -95,11 +103,7 @@ pub fn encode_frame_within(
     let len = out.len() - start - HEADER_LEN;
     if len > max_len {
         out.truncate(start);
-        return Err(FrameError::TooLarge {
-            len,
-            max: max_len,
-            header: String::new(),
-        });
+        return Err(FrameError::EncodedTooLarge { len, max: max_len });
     }
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
@@ -216,9 +220,15 @@ mod tests {
     fn encoding_above_the_cap_fails_and_writes_nothing() {
         let mut out = BytesMut::from(&b"xy"[..]);
         let big = Value::string(&"z".repeat(100));
+        let refused = encode_frame(&big, 16, &mut out);
+        let message = refused.as_ref().map_err(ToString::to_string).err();
+        assert_eq!(
+            message.as_deref(),
+            Some("the encoded frame is 103 bytes, above the cap of 16")
+        );
         assert!(matches!(
-            encode_frame(&big, 16, &mut out),
-            Err(FrameError::TooLarge { .. })
+            refused,
+            Err(FrameError::EncodedTooLarge { len: 103, max: 16 })
         ));
         assert_eq!(&out[..], b"xy");
     }

@@ -88,10 +88,9 @@ pub fn encode_envelope_within(
             out = writer.into_inner();
             let len = out.len() - HEADER_LEN;
             if len > max_frame_len {
-                return Err(FrameError::TooLarge {
+                return Err(FrameError::EncodedTooLarge {
                     len,
                     max: max_frame_len,
-                    header: String::new(),
                 }
                 .into());
             }
@@ -145,7 +144,10 @@ mod tests {
     fn a_frame_above_the_cap_is_refused() {
         assert!(matches!(
             encode_envelope(request(), Encoding::Json, 10),
-            Err(WireError::Frame(FrameError::TooLarge { .. }))
+            Err(WireError::Frame(FrameError::EncodedTooLarge {
+                len: _,
+                max: 10
+            }))
         ));
     }
 }
