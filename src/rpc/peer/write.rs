@@ -47,15 +47,16 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             let write = write_batch(&mut writer, &batch);
             tokio::pin!(write);
             loop {
+                // The write first: most complete at once, and then nothing else is polled.
                 tokio::select! {
                     biased;
+                    written = &mut write => break written,
                     () = life.abort.cancelled() => return,
                     () = life.finish.cancelled(), if flush_by.is_none() => {
                         flush_by = Some(tokio::time::Instant::now() + flush_timeout);
                         outbox.close();
                     }
                     () = sleep_until(flush_by) => break Err(io::ErrorKind::TimedOut.into()),
-                    written = &mut write => break written,
                 }
             }
         };
