@@ -948,3 +948,50 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
     );
     server.await.expect("the server task ends");
 }
+
+#[test]
+fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
+    // A 17 MiB cell: every request's params are over the 16 MiB frame cap, and fail here, at
+    // once, with no I/O to wait for.
+    let dir = temp_path("too-big");
+    std::fs::create_dir_all(&dir).expect("a directory");
+    std::fs::write(
+        dir.join("big.csv"),
+        format!("cell\n{}\n", "x".repeat(17 << 20)),
+    )
+    .expect("writes");
+    let text = r#"
+        name = "too-big"
+        connections = 1
+        duration = "1s"
+        [csv.big]
+        file = "big.csv"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo", params = { cell = "{{big.cell}}" } }]
+    "#;
+    let scenario = Scenario::parse_in(text, &dir).expect("valid");
+    // On a thread of its own: a worker held by the failing loop would hold the test's too.
+    let result = common::bounded::bounded("a 1 s run failing every request", move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(execute(
+            scenario,
+            CancellationToken::new(),
+            Progress::hidden(),
+        ))
+    })
+    .expect("runs");
+    let errors = &result.summary["commands"]["echo"]["errors"]["protocol_error"];
+    assert!(
+        errors.as_u64().is_some_and(|n| n > 0),
+        "{:#}",
+        result.summary
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

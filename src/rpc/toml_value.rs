@@ -35,6 +35,12 @@ pub enum TomlValueError {
         /// Where in the value.
         path: String,
     },
+    /// An empty key, which AMF3 cannot send as a member name (it ends an object's members).
+    #[error("{path}: a member name cannot be empty (in AMF3 an empty name ends the members)")]
+    EmptyKey {
+        /// Where in the value.
+        path: String,
+    },
     /// `_null` with anything but `true`, or beside other keys.
     #[error("{path}: a null is written {{ {NULL_KEY} = true }} and nothing else")]
     BadNull {
@@ -87,7 +93,7 @@ fn table_to_value(table: &toml::Table, path: &str) -> Result<Value, TomlValueErr
         .filter(|(key, _)| key.as_str() != CLASS_KEY)
         .map(|(key, value)| {
             Ok((
-                Str::from(key.as_str()),
+                member_name(key, path)?,
                 toml_to_value(value, &format!("{path}.{key}"))?,
             ))
         })
@@ -96,6 +102,16 @@ fn table_to_value(table: &toml::Table, path: &str) -> Result<Value, TomlValueErr
         Some(name) => Value::typed_object(name, members),
         None => Value::object(members),
     })
+}
+
+/// A table's key as a member name: any but the empty one.
+pub fn member_name(key: &str, path: &str) -> Result<Str, TomlValueError> {
+    if key.is_empty() {
+        return Err(TomlValueError::EmptyKey {
+            path: format!("{path}.\"\""),
+        });
+    }
+    Ok(Str::from(key))
 }
 
 /// Milliseconds since the Unix epoch of an offset date-time (or a bare date, taken as UTC midnight).
@@ -179,6 +195,12 @@ mod tests {
         assert_eq!(
             parse("v = { _class = 5 }"),
             Err(TomlValueError::ClassNotString { path: "v".into() })
+        );
+        assert_eq!(
+            parse("v = { ok = { \"\" = 1 } }"),
+            Err(TomlValueError::EmptyKey {
+                path: "v.ok.\"\"".into()
+            })
         );
         assert_eq!(
             parse("v = [{ _null = false }]"),

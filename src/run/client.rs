@@ -382,6 +382,12 @@ impl Client {
         self.shared.metrics.record(command, sample);
         match outcome {
             Err(CallError::Closed(reason)) => Err(close_kind(&reason)),
+            Err(CallError::Encode(_)) => {
+                // Failed here, without any I/O to wait for: a closed model would otherwise loop
+                // on it without ever letting the runtime run anything else, its stop included.
+                tokio::task::yield_now().await;
+                Ok(Instant::now())
+            }
             _ => Ok(Instant::now()),
         }
     }

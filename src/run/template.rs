@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::data::CsvTable;
 use crate::codec::{Str, Value};
-use crate::rpc::toml_value::{CLASS_KEY, TomlValueError, class_name, toml_to_value};
+use crate::rpc::toml_value::{CLASS_KEY, TomlValueError, class_name, member_name, toml_to_value};
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,7 +174,7 @@ impl Node {
                     .filter(|(key, _)| key.as_str() != CLASS_KEY)
                     .map(|(key, value)| {
                         Ok((
-                            Str::from(key.as_str()),
+                            member_name(key, path)?,
                             Node::parse(value, &scope.at(&format!("{path}.{key}")))?,
                         ))
                     })

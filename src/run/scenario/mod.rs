@@ -455,6 +455,11 @@ mod tests {
             ),
             (
                 "params = { text = \"hi\" }",
+                "params = { \"\" = 1 }",
+                "session[0].steps[3].params.\"\": a member name cannot be empty",
+            ),
+            (
+                "params = { text = \"hi\" }",
                 "params = 5",
                 "session[0].steps[3].params: '5' is not a table",
             ),
