@@ -995,3 +995,32 @@ fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_closed_standard_output_still_gets_the_results_written() {
+    let file = echo_clients("closed-stdout", 5);
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file).expect("reads") + "[thresholds]\nerror_rate = \"< 1%\"\n",
+    )
+    .expect("writes");
+    let out = temp_path("closed-stdout-out");
+    let mut child = amf_bench()
+        .args(["run", "--quiet", file.to_str().expect("utf-8"), "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // As `| head -1` that has gone: the table has nowhere to go.
+    drop(child.stdout.take());
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("reads stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(written_summary(&out)["thresholds"][0]["ok"], true);
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
+}

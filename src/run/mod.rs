@@ -17,6 +17,8 @@ pub mod svg;
 pub mod template;
 pub mod timeline;
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,7 +86,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     progress.finish();
-    print!("{}", result.table);
+    let mut text = result.table.clone();
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
         // A latency of a command that never ended is infinite: say so rather than "infms".
@@ -93,18 +95,33 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             "nothing measured".to_string()
         };
-        println!(
+        let _ = writeln!(
+            text,
             "threshold {} {}: {measured} ... {verdict}",
             outcome.name, outcome.condition
         );
     }
+    // The results are written whatever became of standard output (`| head` closes it).
+    let shown = show(&text);
     write_results(&out, &result)?;
-    println!("results: {}", out.display());
+    shown.and_then(|()| show(&format!("results: {}\n", out.display())))?;
     Ok(if result.thresholds.iter().all(|outcome| outcome.ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints `text` on standard output; a closed pipe is not an error (the exit status still says
+/// how the thresholds went).
+fn show(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn default_out_dir(name: &str) -> PathBuf {
