@@ -293,7 +293,7 @@ pub struct ProxyArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the latency table every SECONDS, besides on exit.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds_above_zero)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_stats_interval)]
     pub stats_every: Option<std::time::Duration>,
     /// Largest frame decoded for the log, in bytes (header included); larger frames are logged
     /// with their first bytes and relayed without being held [default: 1048576, or
@@ -384,6 +384,15 @@ fn parse_seconds_above_zero(text: &str) -> Result<std::time::Duration, String> {
     let seconds = parse_seconds(text)?;
     if seconds.is_zero() {
         return Err(format!("'{text}' must be above zero seconds"));
+    }
+    Ok(seconds)
+}
+
+/// `--stats-every`: at least a tenth of a second (the table is printed whole each time).
+fn parse_stats_interval(text: &str) -> Result<std::time::Duration, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds < std::time::Duration::from_millis(100) {
+        return Err(format!("'{text}' must be at least 0.1 seconds"));
     }
     Ok(seconds)
 }

@@ -142,7 +142,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
@@ -164,6 +164,11 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         (
             &["serve", "--ping-interval=-1"],
             "'-1' is not a number of seconds",
+        ),
+        // A ping every nanosecond would have the server do nothing else.
+        (
+            &["serve", "--ping-interval", "1e-9"],
+            "--ping-interval and --ping-timeout must be at least 0.01 seconds",
         ),
         // Added to the clock, such times overflowed it: a panic per connection.
         (

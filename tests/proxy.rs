@@ -694,7 +694,12 @@ fn bad_options_are_refused_with_what_was_wrong() {
             "'0' is not a byte count from 1 to 4294967295",
         ),
         ("--buffer", "10", "from 1024 to 16777216"),
-        ("--stats-every", "0", "above zero"),
+        ("--stats-every", "0", "'0' must be at least 0.1 seconds"),
+        (
+            "--stats-every",
+            "1e-9",
+            "'1e-9' must be at least 0.1 seconds",
+        ),
     ] {
         refused(&["--upstream", "127.0.0.1:1", flag, value], expected);
     }
