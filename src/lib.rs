@@ -8,7 +8,8 @@
 //! - `proxy`: the transparent proxy that logs each frame decoded and measures latency passively;
 //! - `run`: the load tester (scenarios, schedule, simulated clients, metrics, report);
 //! - `ws`: WebSocket as a byte-stream transport (Ruffle's socket proxy), for serve and proxy;
-//! - `listener`, `shutdown`, `sniff`, `logging`, `open_files`: what the servers and `run` share;
+//! - `listener`, `shutdown`, `sniff`, `logging`, `open_files`, `text_file`: what the servers and
+//!   `run` share;
 //! - `cli` and the commands: what the `amf-bench` binary runs.
 
 pub mod cli;
@@ -25,4 +26,5 @@ pub mod run;
 pub mod serve;
 pub mod shutdown;
 pub mod sniff;
+pub mod text_file;
 pub mod ws;

@@ -238,3 +238,29 @@ fn a_closed_output_pipe_ends_decoding_quietly() {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
 }
+
+#[test]
+fn an_endless_configuration_file_is_refused_without_reading_it_all() {
+    if !std::path::Path::new("/dev/zero").exists() {
+        return;
+    }
+    for (args, expected) in [
+        (
+            &["run", "/dev/zero"][..],
+            "cannot read scenario /dev/zero: larger than 16777216 bytes",
+        ),
+        (
+            &["policy", "lint", "/dev/zero"][..],
+            "cannot read policy file /dev/zero: larger than 65536 bytes",
+        ),
+        (
+            &["serve", "--responses", "/dev/zero"][..],
+            "cannot read responses file /dev/zero: larger than 67108864 bytes",
+        ),
+    ] {
+        let output = amf_bench(args, b"");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

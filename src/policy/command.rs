@@ -60,9 +60,13 @@ fn run_lint(args: &PolicyLintArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The most of a policy file read: well past the 10,000 bytes lint refuses, so that it can say
+/// so, and short of what would make linting slow.
+const MAX_POLICY_FILE: u64 = 64 << 10;
+
 /// Reads a policy file.
 pub fn read_policy(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
+    crate::text_file::read_at_most(path, MAX_POLICY_FILE)
         .with_context(|| format!("cannot read policy file {}", path.display()))
 }
 

@@ -72,10 +72,13 @@ enum DelaySchema {
     Range { min: u64, max: u64 },
 }
 
+/// The most of a responses file read.
+const MAX_RESPONSES_FILE: u64 = 64 << 20;
+
 impl Responses {
     /// Reads and checks a responses file.
     pub fn load(path: &Path) -> anyhow::Result<Responses> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::text_file::read_at_most(path, MAX_RESPONSES_FILE)
             .with_context(|| format!("cannot read responses file {}", path.display()))?;
         Responses::parse(&text).with_context(|| format!("in responses file {}", path.display()))
     }

@@ -181,10 +181,13 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .filter(|duration| *duration <= MAX_DURATION)
 }
 
+/// The most of a scenario file read (its data goes in CSV files, read separately).
+const MAX_SCENARIO_FILE: u64 = 16 << 20;
+
 impl Scenario {
     /// Reads and validates a scenario file; its CSV files are found relative to it.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::text_file::read_at_most(path, MAX_SCENARIO_FILE)
             .with_context(|| format!("cannot read scenario {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Scenario::parse_in(&text, base).with_context(|| format!("in scenario {}", path.display()))
