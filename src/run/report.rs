@@ -306,6 +306,7 @@ fn parse_threshold(
         match text
             .strip_suffix('%')
             .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite())
         {
             Some(value) => Ok(value),
             None => bail!("{key}: '{text}' is not a percentage, e.g. 0.1%"),
@@ -482,6 +483,8 @@ mod tests {
                 "no step of the scenario sends 'lobby'",
             ),
             ("\"chat.p99\" = \"< 1s\"", "'chat' is sent by message steps"),
+            ("error_rate = \"< NaN%\"", "'NaN%' is not a percentage"),
+            ("error_rate = \"< inf%\"", "'inf%' is not a percentage"),
             (
                 "\"lobby.join.p99\" = \"= 1s\"",
                 "must start with <, <=, > or >=",

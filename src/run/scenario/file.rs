@@ -29,7 +29,10 @@ pub(super) struct ScenarioFile {
 
 /// A `[csv.NAME]` table.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { file = \"users.csv\" }"
+)]
 pub(super) struct CsvFile {
     pub(super) file: String,
     pub(super) order: Option<String>,
@@ -41,7 +44,10 @@ fn default_timeout() -> String {
 
 /// `[load]`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as [load] model = \"closed\""
+)]
 pub(super) struct LoadFile {
     pub(super) model: String,
     #[serde(default)]
@@ -52,7 +58,10 @@ pub(super) struct LoadFile {
 
 /// One of `load.stages`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { rate = 100, for = \"10s\" }"
+)]
 pub(super) struct StageFile {
     pub(super) from: Option<f64>,
     pub(super) rate: f64,
@@ -62,7 +71,10 @@ pub(super) struct StageFile {
 
 /// A `[[session]]`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[session]] table with a name and steps"
+)]
 pub(super) struct SessionFile {
     pub(super) name: String,
     #[serde(default = "one")]
@@ -76,7 +88,10 @@ fn one() -> u32 {
 
 /// One of a session's `steps`: `validate` checks that exactly one of its kinds is set.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { request = \"echo\" }"
+)]
 pub(super) struct StepFile {
     pub(super) request: Option<String>,
     pub(super) message: Option<String>,
