@@ -251,11 +251,23 @@ async fn reload_on_hangup(
 ) {
 }
 
+/// A server's answer as it may go to a terminal: line breaks and tabs as they are, every other
+/// control character escaped (`\u{1b}`), so that a server cannot send escape sequences to it.
+fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let answer = check::fetch(&args.target, args.timeout).await?;
     let text = String::from_utf8_lossy(&answer.policy).into_owned();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
+    writeln!(out, "{}", terminal_safe(&text))?;
     writeln!(
         out,
         "# {} bytes in {:.1} ms from {}; NUL-terminated: {}{}",
@@ -291,4 +303,17 @@ async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn a_server_s_escape_sequences_are_shown_escaped() {
+        assert_eq!(
+            terminal_safe("\u{1b}]0;pwned\u{7}\u{1b}[2J<a/>\r\n\t<b/>"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J<a/>\\r\n\t<b/>"
+        );
+    }
 }

@@ -177,7 +177,7 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
         let _ = writeln!(
             text,
             "{:<28} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            command,
+            crate::codec::display::printable(command),
             metrics.count,
             metrics.errors.values().sum::<u64>(),
             ms(h.value_at_percentile(50.0)),
