@@ -951,13 +951,13 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
 
 #[test]
 fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
-    // A 17 MiB cell: every request's params are over the 16 MiB frame cap, and fail here, at
-    // once, with no I/O to wait for.
+    // A cell just under the 16 MiB frame cap: with the envelope around it, every request is
+    // over the cap, and fails here, at once, with no I/O to wait for.
     let dir = temp_path("too-big");
     std::fs::create_dir_all(&dir).expect("a directory");
     std::fs::write(
         dir.join("big.csv"),
-        format!("cell\n{}\n", "x".repeat(17 << 20)),
+        format!("cell\n{}\n", "x".repeat((16 << 20) - 16)),
     )
     .expect("writes");
     let text = r#"

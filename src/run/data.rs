@@ -103,6 +103,16 @@ impl CsvTable {
         self.columns.iter().position(|name| name == column)
     }
 
+    /// The longest cell of `column`, in bytes.
+    pub fn longest(&self, column: usize) -> usize {
+        self.rows
+            .iter()
+            .filter_map(|row| row.get(column))
+            .map(|cell| cell.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The row for one request of client `client`.
     pub fn pick_row(&self, client: u64) -> usize {
         match self.order {

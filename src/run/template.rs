@@ -119,6 +119,48 @@ impl RenderContext {
 
 /// Longest random text an expression may ask for.
 const MAX_RANDOM_LEN: usize = 1 << 20;
+/// The most text a template's expressions may render for one request: a frame's default cap, as
+/// more could not be sent (and a template of many long expressions would take that much memory
+/// per request in flight).
+const MAX_RENDERED: usize = crate::frame::DEFAULT_MAX_FRAME_LEN;
+
+impl Expr {
+    /// The most bytes it renders.
+    fn longest(&self) -> usize {
+        match self {
+            // An i64 or u64 in decimal, sign included.
+            Expr::Client | Expr::Counter | Expr::RandomInt(..) => 20,
+            Expr::RandomHex(len) | Expr::RandomString(len) => *len,
+            Expr::Pick(words) => words.iter().map(String::len).max().unwrap_or(0),
+            Expr::Csv { table, column, .. } => table.longest(*column),
+        }
+    }
+}
+
+impl Node {
+    /// The most bytes its expressions render (fixed parts are the scenario's own text).
+    fn longest(&self) -> usize {
+        match self {
+            Node::Fixed(_) => 0,
+            Node::Text(pieces) => pieces
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Text(text) => text.len(),
+                    Piece::Expr(expr) => expr.longest(),
+                })
+                .fold(0, usize::saturating_add),
+            Node::Whole(expr) => expr.longest(),
+            Node::Array(items) => items
+                .iter()
+                .map(Node::longest)
+                .fold(0, usize::saturating_add),
+            Node::Object(_, members) => members
+                .iter()
+                .map(|(_, node)| node.longest())
+                .fold(0, usize::saturating_add),
+        }
+    }
+}
 
 impl Template {
     /// Parses `toml` found at `path`; `sources` are the scenario's CSV files.
@@ -127,7 +169,18 @@ impl Template {
         path: &str,
         sources: &[Arc<CsvTable>],
     ) -> Result<Template, TemplateError> {
-        Node::parse(toml, &Scope { path, sources }).map(Template)
+        let node = Node::parse(toml, &Scope { path, sources })?;
+        let longest = node.longest();
+        if longest > MAX_RENDERED {
+            return Err(error(
+                path,
+                &format!(
+                    "its expressions can render {longest} bytes, above the {MAX_RENDERED} one \
+                     request's params may hold"
+                ),
+            ));
+        }
+        Ok(Template(node))
     }
 
     /// A value for one request.
@@ -435,6 +488,20 @@ mod tests {
             Some("red" | "blue")
         ));
         assert_eq!(object.get("fixed"), Some(&Value::Integer(3)));
+    }
+
+    #[test]
+    fn a_template_that_could_render_more_than_a_frame_holds_is_refused() {
+        let many = vec!["\"{{random_string(1048576)}}\""; 17].join(", ");
+        let error = template(&format!("p = {{ parts = [{many}] }}")).expect_err("too long");
+        assert!(
+            error
+                .to_string()
+                .starts_with("p: its expressions can render 17825792 bytes, above the 16777216"),
+            "{error}"
+        );
+        let sixteen = vec!["\"{{random_string(1048576)}}\""; 16].join(", ");
+        assert!(template(&format!("p = {{ parts = [{sixteen}] }}")).is_ok());
     }
 
     #[test]
