@@ -23,10 +23,35 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("amf-bench: error: {error:#}");
+            eprintln!("amf-bench: error: {}", shortened(&format!("{error:#}")));
             ExitCode::from(2)
         }
     }
+}
+
+/// Bytes of an error kept from each end when it is longer than twice that: a TOML error quotes
+/// the whole offending line, and a line of megabytes would bury what is wrong.
+const ERROR_END: usize = 2048;
+
+/// `message`, its middle left out when it is too long (where and what come first and last).
+fn shortened(message: &str) -> String {
+    if message.len() <= 2 * ERROR_END {
+        return message.to_string();
+    }
+    let mut head = ERROR_END;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - ERROR_END;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} [... {} bytes left out ...] {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
 }
 
 /// A reader of our output that went away (`amf-bench decode ... | head`) is not an error.

@@ -264,3 +264,20 @@ fn an_endless_configuration_file_is_refused_without_reading_it_all() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_error_quoting_a_huge_line_is_shortened_in_the_middle() {
+    let path = std::env::temp_dir().join(format!("amf-bench-long-{}.toml", std::process::id()));
+    std::fs::write(&path, format!("name=\"{}\" bogus\n", "x".repeat(1 << 20))).expect("writes");
+    let output = amf_bench(&["run", path.to_str().expect("utf-8")], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.len() < 8192, "{} bytes", stderr.len());
+    assert!(stderr.contains("TOML parse error at line 1"), "{stderr}");
+    assert!(stderr.contains("bytes left out"), "{stderr}");
+    assert!(
+        stderr.contains("expected newline"),
+        "what is wrong, at the end: {stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}
