@@ -457,6 +457,11 @@ mod tests {
                 "name: the scenario's name is empty",
             ),
             (
+                "{ think = \"exp(200ms)\" },",
+                "\"think\",",
+                "expected a table such as { request = \"echo\" }",
+            ),
+            (
                 "params = { text = \"hi\" }",
                 "params = { \"\" = 1 }",
                 "session[0].steps[3].params.\"\": a member name cannot be empty",
