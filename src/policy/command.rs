@@ -86,7 +86,7 @@ pub fn read_checked_policy(path: &Path, port: u16) -> anyhow::Result<String> {
 /// What `read_checked_policy` could not check while the port was 0: the file linted for the port
 /// actually bound, printing only the findings that the port brings, and refused if any is an
 /// error. Nothing to do when the port was given.
-pub fn check_policy_for_bound_port(
+pub(super) fn check_policy_for_bound_port(
     path: &Path,
     text: &str,
     asked: u16,

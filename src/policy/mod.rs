@@ -9,6 +9,7 @@ pub mod lint;
 pub mod server;
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,13 @@ pub enum PolicySource {
     Off,
     /// Generated from these rules; none means any domain to the served port.
     Allow(Vec<Allow>),
-    /// This policy file's text.
-    Text(Arc<str>),
+    /// A policy file's text, and the file, for messages about it.
+    File {
+        /// Where it was read.
+        path: PathBuf,
+        /// Its text.
+        text: Arc<str>,
+    },
 }
 
 impl Default for PolicySource {
@@ -46,25 +52,30 @@ impl PolicySource {
                     .into(),
             ),
             PolicySource::Allow(rules) => Some(generate_for_port(rules, port).into_bytes().into()),
-            PolicySource::Text(text) => Some(text.as_bytes().into()),
+            PolicySource::File { text, .. } => Some(text.as_bytes().into()),
         }
     }
 
-    /// Logs, as warnings, what `policy lint` finds in the policy generated from `--allow` rules
-    /// for the port it is served on, such as grants Flash Player ignores there. (A policy file is
-    /// linted when it is read; the default policy grants exactly the served port.)
-    pub fn warn_about_generated(&self, port: u16) {
-        let PolicySource::Allow(rules) = self else {
-            return;
-        };
-        if rules.is_empty() {
-            return;
-        }
-        for finding in lint::lint(&generate_for_port(rules, port), Some(port)) {
-            tracing::warn!(
-                "the policy generated from --allow, served on port {port}: {}",
-                finding.message
-            );
+    /// Checks the policy for the port it is served on, once bound (`asked` is the port the
+    /// listener asked for). A policy generated from `--allow` rules gets warnings for what `policy
+    /// lint` finds, such as grants Flash Player ignores there. A policy file was linted when it
+    /// was read, for `asked`; when that was 0, what the bound port brings is checked now, and an
+    /// error refuses it. (The default policy grants exactly the served port.)
+    pub fn check_for_port(&self, asked: u16, port: u16) -> anyhow::Result<()> {
+        match self {
+            PolicySource::Allow(rules) if !rules.is_empty() => {
+                for finding in lint::lint(&generate_for_port(rules, port), Some(port)) {
+                    tracing::warn!(
+                        "the policy generated from --allow, served on port {port}: {}",
+                        finding.message
+                    );
+                }
+                Ok(())
+            }
+            PolicySource::File { path, text } => {
+                command::check_policy_for_bound_port(path, text, asked, port)
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::bail;
 
@@ -112,7 +111,10 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
         Some(path) if path.as_os_str() == FORWARD => Ok(PolicySource::Off),
         Some(path) => {
             let text = policy::command::read_checked_policy(path, args.listen.port())?;
-            Ok(PolicySource::Text(text.into()))
+            Ok(PolicySource::File {
+                path: path.clone(),
+                text: text.into(),
+            })
         }
         None if args.allow.is_empty() => Ok(PolicySource::Off),
         None => Ok(PolicySource::Allow(args.allow.clone())),
@@ -123,16 +125,8 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
 pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    let policy_file = match (&config.policy, &args.policy) {
-        (PolicySource::Text(text), Some(path)) => Some((Arc::clone(text), path)),
-        _ => None,
-    };
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
-        if let Some((text, path)) = policy_file {
-            let bound = proxy.local_addr()?.port();
-            policy::command::check_policy_for_bound_port(path, &text, args.listen.port(), bound)?;
-        }
         let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(proxy.local_addr()?)?;
         if let Some(addr) = proxy.ws_local_addr()? {

@@ -164,7 +164,9 @@ impl Proxy {
             config.decode.clone(),
         )
         .context("cannot open the log or recording file")?;
-        config.policy.warn_about_generated(addr.port());
+        config
+            .policy
+            .check_for_port(config.listen.port(), addr.port())?;
         let shared = Shared {
             policy: config.policy.render(addr.port()),
             recording: config.outputs.record.is_some(),

@@ -39,7 +39,10 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let policy = if args.no_policy {
         PolicySource::Off
     } else if let Some(path) = &args.policy {
-        PolicySource::Text(policy::command::read_checked_policy(path, args.listen.port())?.into())
+        PolicySource::File {
+            path: path.clone(),
+            text: policy::command::read_checked_policy(path, args.listen.port())?.into(),
+        }
     } else {
         PolicySource::Allow(args.allow.clone())
     };
@@ -85,16 +88,8 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     let config = config(args)?;
-    let policy_file = match (&config.policy, &args.policy) {
-        (PolicySource::Text(text), Some(path)) => Some((Arc::clone(text), path)),
-        _ => None,
-    };
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
-        if let Some((text, path)) = policy_file {
-            let bound = server.local_addr()?.port();
-            policy::command::check_policy_for_bound_port(path, &text, args.listen.port(), bound)?;
-        }
         let shutdown = crate::shutdown::on_signal();
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {

@@ -83,7 +83,7 @@ impl Server {
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
         let listeners = Listeners::bind(config.listen, config.ws_listen).await?;
         let port = listeners.local_addr()?.port();
-        config.policy.warn_about_generated(port);
+        config.policy.check_for_port(config.listen.port(), port)?;
         Ok(Server {
             listeners,
             policy: config.policy.render(port),
