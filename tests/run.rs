@@ -182,6 +182,17 @@ fn written_summary(out: &std::path::Path) -> Json {
     serde_json::from_str(&text).expect("JSON")
 }
 
+/// `amf-bench run SCENARIO --quiet --out OUT`, bounded in time.
+fn run_quietly(scenario: &std::path::Path, out: &std::path::Path) -> Output {
+    run_bounded(&[
+        "run",
+        scenario.to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ])
+}
+
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("amf-bench-run-{}-{name}", std::process::id()))
 }
@@ -195,12 +206,7 @@ fn a_failed_threshold_exits_1_and_results_are_written() {
     let file = temp_path("strict.toml");
     std::fs::write(&file, text).expect("writes");
     let out = temp_path("strict-out");
-    let output = run_bounded(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let output = run_quietly(&file, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
@@ -235,13 +241,7 @@ fn scenario_errors_exit_2_naming_the_key() {
 fn a_results_directory_that_cannot_be_made_fails_before_the_run() {
     let blocker = temp_path("out-is-a-file");
     std::fs::write(&blocker, "a file where the directory should go").expect("writes");
-    let output = run_bounded(&[
-        "run",
-        scenario("smoke.toml").to_str().expect("utf-8"),
-        "--quiet",
-        "--out",
-        blocker.to_str().expect("utf-8"),
-    ]);
+    let output = run_quietly(&scenario("smoke.toml"), &blocker);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -345,13 +345,7 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
     )
     .expect("writes");
     let out = temp_path("refused-out");
-    let output = run_bounded(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--quiet",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let output = run_quietly(&file, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
