@@ -1,5 +1,5 @@
 //! Ctrl-C and SIGTERM become one cancellation token that every role watches to stop accepting
-//! work and drain what is in flight.
+//! work and drain what is in flight; and the wait for a drain's (or flush's) deadline, once set.
 
 use tokio_util::sync::CancellationToken;
 
@@ -44,5 +44,13 @@ fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
 fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Sleeps until `deadline` (a drain's, a flush's), or for ever while none is set.
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

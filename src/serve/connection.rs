@@ -221,7 +221,7 @@ impl Handler {
             tokio::select! {
                 joined = work.join_next() => if joined.is_none() { break },
                 () = self.drain.shutdown.cancelled(), if deadline.is_none() => {}
-                () = sleep_until(deadline) => {
+                () = crate::shutdown::sleep_until(deadline) => {
                     // A zero drain asked for an immediate close: nothing to warn about.
                     if !self.drain.timeout.is_zero() {
                         tracing::warn!(peer = %self.remote, in_flight = work.len(), "drain deadline passed");
@@ -305,13 +305,6 @@ fn close_kind(reason: &CloseReason) -> &'static str {
     match reason {
         CloseReason::Io(error) => WsError::within(error).map_or(reason.kind(), WsError::kind),
         _ => reason.kind(),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -56,7 +56,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         flush_by = Some(tokio::time::Instant::now() + flush_timeout);
                         outbox.close();
                     }
-                    () = sleep_until(flush_by) => break Err(io::ErrorKind::TimedOut.into()),
+                    () = crate::shutdown::sleep_until(flush_by) => break Err(io::ErrorKind::TimedOut.into()),
                 }
             }
         };
@@ -104,14 +104,6 @@ async fn gather(first: Bytes, outbox: &mut mpsc::Receiver<Bytes>, batch: &mut By
 fn release_large(batch: &mut BytesMut) {
     if batch.capacity() > RETAINED_BATCH {
         *batch = BytesMut::new();
-    }
-}
-
-/// Sleeps until `deadline`, or for ever when there is none.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
