@@ -55,11 +55,46 @@ async fn a_client_ping_is_answered_with_null() {
             result: Value::Null
         })
     );
+    // Counted at once, not only when the connection ends.
+    let (live, _) = client.call("s", "stats", object(vec![])).await;
+    let live_pings = live
+        .as_object()
+        .and_then(|stats| stats.get("requests"))
+        .and_then(Value::as_object)
+        .and_then(|requests| requests.get(PING_COMMAND))
+        .and_then(Value::as_f64);
+    assert_eq!(live_pings, Some(1.0), "{live:?}");
     drop(client);
     let snapshot = server
         .wait_for("the connection to end", |s| s.connections_active == 0)
         .await;
     assert_eq!(snapshot.requests[PING_COMMAND], 1);
+}
+
+/// The server waits one ping interval for a client's first bytes (a policy request may come);
+/// that wait is the first interval, so the first ping follows it at once, not an interval later.
+#[tokio::test]
+async fn a_silent_client_gets_its_first_ping_after_one_interval() {
+    let interval = Duration::from_secs(1);
+    let mut config = config();
+    config.peer.ping = Some(PingConfig {
+        interval,
+        timeout: Duration::from_secs(10),
+    });
+    let server = TestServer::start(config).await;
+    let connected = Instant::now();
+    let mut silent = RawClient::connect(server.addr).await;
+    let Envelope::Request(ping) = silent.recv().await else {
+        panic!("expected a ping")
+    };
+    let waited = connected.elapsed();
+    assert_eq!(&*ping.command, PING_COMMAND);
+    assert!(waited >= interval, "no ping before an interval: {waited:?}");
+    assert!(
+        waited < interval + interval / 2,
+        "the first ping came {waited:?} after connecting, with a {interval:?} interval"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

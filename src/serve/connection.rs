@@ -84,16 +84,19 @@ impl Handler {
     /// The main port: sniffs the first bytes when something else than frames may arrive.
     async fn run_tcp(self, mut stream: TcpStream) {
         let mut already_read = BytesMut::new();
+        let opened = Instant::now();
         if self.policy.is_some() || self.config.ws_on_tcp {
             match self.sniff(&mut stream, &mut already_read).await {
                 Ok(Opening::PolicyRequest) => return self.answer_policy(stream).await,
                 Ok(Opening::WebSocket) => return self.upgrade(stream, already_read).await,
                 Ok(Opening::Frames) => {}
-                Err(kind) => return self.stats.connection_refused(kind),
+                Err(kind) => return self.stats.connection_ended(kind),
             }
         }
         let (reader, writer) = stream.into_split();
-        self.serve_connection(reader, writer, already_read).await;
+        let sniffed_for = opened.elapsed();
+        self.serve_connection(reader, writer, already_read, sniffed_for)
+            .await;
     }
 
     /// Completes a WebSocket handshake (replaying `already_read`), then serves the connection.
@@ -101,28 +104,40 @@ impl Handler {
         let handshake = ws::accept(Prefixed::new(already_read, stream), &self.config.websocket);
         let accepted = tokio::select! {
             accepted = handshake => accepted,
-            () = self.drain.shutdown.cancelled() => return self.stats.connection_refused("closed"),
+            () = self.drain.shutdown.cancelled() => return self.stats.connection_ended("closed"),
         };
         match accepted {
             Ok(websocket) => {
                 self.stats.websocket_opened();
                 let (reader, writer) = tokio::io::split(websocket);
-                self.serve_connection(reader, writer, BytesMut::new()).await;
+                self.serve_connection(reader, writer, BytesMut::new(), Duration::ZERO)
+                    .await;
             }
             Err(error) => {
                 tracing::info!(peer = %self.remote, "WebSocket connection refused: {error}");
-                self.stats.connection_refused(error.kind());
+                self.stats.connection_ended(error.kind());
             }
         }
     }
 
     /// Runs the RPC peer on the connection's two halves until it ends, and counts how it ended.
-    async fn serve_connection<R, W>(self, reader: R, writer: W, already_read: BytesMut)
-    where
+    /// `sniffed_for` is how long the connection waited for its first bytes: that much of the
+    /// first ping interval has passed.
+    async fn serve_connection<R, W>(
+        self,
+        reader: R,
+        writer: W,
+        already_read: BytesMut,
+        sniffed_for: Duration,
+    ) where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (peer, inbox) = Peer::start(reader, writer, already_read, self.config.peer.clone());
+        let mut config = self.config.peer.clone();
+        config.first_ping_in = config
+            .ping
+            .map(|ping| ping.interval.saturating_sub(sniffed_for));
+        let (peer, inbox) = Peer::start(reader, writer, already_read, config);
         self.serve(&peer, inbox).await;
         let reason = peer.closed().await;
         let kind = close_kind(&reason);
@@ -131,7 +146,7 @@ impl Handler {
         } else {
             tracing::debug!(peer = %self.remote, "connection ended: {reason}");
         }
-        self.stats.connection_closed(kind, peer.pings_answered());
+        self.stats.connection_ended(kind);
     }
 
     /// Waits for the first bytes to tell a policy request or a WebSocket upgrade from RPC
@@ -167,11 +182,11 @@ impl Handler {
             Ok(bytes) => {
                 tracing::info!(peer = %self.remote, bytes, "answered a policy request");
                 self.stats.policy_answered();
-                self.stats.connection_refused("policy_answered");
+                self.stats.connection_ended("policy_answered");
             }
             Err(error) => {
                 tracing::warn!(peer = %self.remote, "policy answer failed: {error}");
-                self.stats.connection_refused("io_error");
+                self.stats.connection_ended("io_error");
             }
         }
     }

@@ -80,15 +80,17 @@ pub struct Server {
 
 impl Server {
     /// Binds the listening socket.
-    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+    pub async fn bind(mut config: ServeConfig) -> anyhow::Result<Server> {
         let listeners = Listeners::bind(config.listen, config.ws_listen).await?;
         let port = listeners.local_addr()?.port();
         config.policy.check_for_port(config.listen.port(), port)?;
+        let stats = Arc::new(Stats::default());
+        config.peer.pings_total = Some(stats.pings_total());
         Ok(Server {
             listeners,
             policy: config.policy.render(port),
             config: Arc::new(config),
-            stats: Arc::new(Stats::default()),
+            stats,
         })
     }
 

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::codec::display::printable;
 use crate::codec::{Str, Value};
@@ -33,6 +33,8 @@ pub struct Stats {
     active: AtomicU64,
     policy_requests: AtomicU64,
     websocket: AtomicU64,
+    /// Pings answered, on every connection: each peer adds to it as it answers.
+    pings: Arc<AtomicU64>,
     by_name: Mutex<ByName>,
 }
 
@@ -47,7 +49,7 @@ pub struct Snapshot {
     pub policy_requests: u64,
     /// Connections that completed a WebSocket handshake (on either port).
     pub websocket_connections: u64,
-    /// Requests by command (pings included, counted when their connection ends).
+    /// Requests by command (pings included, counted as they are answered).
     pub requests: BTreeMap<String, u64>,
     /// Messages by command.
     pub messages: BTreeMap<String, u64>,
@@ -104,19 +106,14 @@ impl Stats {
         self.websocket.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection ended for a reason of this kind (`CloseReason::kind`, or a transport's own);
-    /// `pings` is how many of the peer's pings it answered.
-    pub fn connection_closed(&self, kind: &'static str, pings: u64) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        let mut by_name = self.by_name();
-        *by_name.closes.entry(kind).or_default() += 1;
-        if pings > 0 {
-            count(&mut by_name.requests, PING_COMMAND, pings);
-        }
+    /// The counter each connection's peer adds its answered pings to.
+    pub fn pings_total(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.pings)
     }
 
-    /// A connection ended before it became an RPC connection, for this reason kind.
-    pub fn connection_refused(&self, kind: &'static str) {
+    /// A connection ended (as an RPC connection or before it became one) for a reason of this
+    /// kind (`CloseReason::kind`, or a transport's own).
+    pub fn connection_ended(&self, kind: &'static str) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         *self.by_name().closes.entry(kind).or_default() += 1;
     }
@@ -134,18 +131,24 @@ impl Stats {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         let by_name = self.by_name();
-        let sorted = |table: &Counts| {
+        let sorted = |table: &Counts| -> BTreeMap<String, u64> {
             table
                 .iter()
                 .map(|(name, count)| (name.to_string(), *count))
                 .collect()
         };
+        let mut requests = sorted(&by_name.requests);
+        let pings = self.pings.load(Ordering::Relaxed);
+        if pings > 0 {
+            // Pings never reach the command table (the peer answers them), so the name is free.
+            requests.insert(PING_COMMAND.to_string(), pings);
+        }
         Snapshot {
             connections_accepted: self.accepted.load(Ordering::Relaxed),
             connections_active: self.active.load(Ordering::Relaxed),
             policy_requests: self.policy_requests.load(Ordering::Relaxed),
             websocket_connections: self.websocket.load(Ordering::Relaxed),
-            requests: sorted(&by_name.requests),
+            requests,
             messages: sorted(&by_name.messages),
             closes: by_name
                 .closes
@@ -249,12 +252,13 @@ mod tests {
         let stats = Stats::default();
         stats.connection_opened();
         stats.connection_opened();
-        stats.connection_closed(CloseReason::PeerClosed.kind(), 3);
+        stats.pings_total().fetch_add(3, Ordering::Relaxed);
+        stats.connection_ended(CloseReason::PeerClosed.kind());
         let torn = CloseReason::TornFrame {
             received: 2,
             expected: 4,
         };
-        stats.connection_closed(torn.kind(), 0);
+        stats.connection_ended(torn.kind());
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.connections_active, 0);
         assert_eq!(snapshot.requests[PING_COMMAND], 3);

@@ -68,6 +68,11 @@ pub struct PeerConfig {
     pub outbox_len: usize,
     /// How long a graceful close may spend flushing queued frames.
     pub flush_timeout: Duration,
+    /// When the first ping goes out, if not one interval after the start: a server that waited
+    /// for the client's first bytes has already let part of the interval pass.
+    pub first_ping_in: Option<Duration>,
+    /// A counter beyond this connection (a server's total) that each ping answered adds to.
+    pub pings_total: Option<Arc<AtomicU64>>,
 }
 
 impl Default for PeerConfig {
@@ -81,6 +86,8 @@ impl Default for PeerConfig {
             inbox_len: 16,
             outbox_len: 16,
             flush_timeout: Duration::from_secs(5),
+            first_ping_in: None,
+            pings_total: None,
         }
     }
 }
@@ -236,6 +243,7 @@ struct Shared {
     /// The limits frames are encoded within: those they are decoded within.
     limits: Limits,
     pings_answered: AtomicU64,
+    pings_total: Option<Arc<AtomicU64>>,
     /// Times the reader stopped reading because our own queues were full, and whether it is
     /// stopped now: a ping unanswered meanwhile may be waiting, unread, in our socket.
     reader_stalls: AtomicU64,
@@ -348,6 +356,7 @@ impl Peer {
             max_frame_len: config.max_frame_len,
             limits: config.decode.limits,
             pings_answered: AtomicU64::new(0),
+            pings_total: config.pings_total,
             reader_stalls: AtomicU64::new(0),
             reader_stalled: AtomicBool::new(false),
         });
@@ -370,7 +379,8 @@ impl Peer {
             write_loop(writer, outbox_rx, &life, flush_timeout).await;
         });
         if let Some(ping) = config.ping {
-            tokio::spawn(ping_loop(peer.clone(), ping));
+            let first_in = config.first_ping_in.unwrap_or(ping.interval);
+            tokio::spawn(ping_loop(peer.clone(), ping, first_in));
         }
         (peer, inbox_rx)
     }

@@ -9,10 +9,11 @@ use super::{CallError, CloseReason, Peer, PingConfig};
 use crate::codec::Str;
 use crate::rpc::envelope::Request;
 
-/// Pings the peer every `interval`; a ping unanswered after `timeout` aborts the connection.
-pub(super) async fn ping_loop(peer: Peer, config: PingConfig) {
+/// Pings the peer every `interval`, the first time after `first_in`; a ping unanswered after
+/// `timeout` aborts the connection.
+pub(super) async fn ping_loop(peer: Peer, config: PingConfig, first_in: Duration) {
     let life = Arc::clone(&peer.shared.life);
-    let start = tokio::time::Instant::now() + config.interval;
+    let start = tokio::time::Instant::now() + first_in;
     let mut ticker = tokio::time::interval_at(start, config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight = JoinSet::new();

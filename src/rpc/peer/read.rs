@@ -98,6 +98,9 @@ impl ReadLoop {
             }
             Envelope::Request(request) if request.is_ping() => {
                 self.shared.pings_answered.fetch_add(1, Ordering::Relaxed);
+                if let Some(total) = &self.shared.pings_total {
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
                 let pong = Response {
                     message_id: request.message_id,
                     result: self.ping_reply.clone(),
