@@ -102,6 +102,15 @@ fn plan_push(params: &Value) -> Action {
         Ok(interval) => interval,
         Err(message) => return Action::Reply(error_result("bad_params", &message)),
     };
+    // As long as the longest `sleep`: a request is not meant to hold its slot for days.
+    if interval.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)) > MAX_DELAY {
+        let message = format!(
+            "push: count x interval_ms must be at most {} ms, not {count} x {}",
+            MAX_DELAY.as_millis(),
+            interval.as_millis()
+        );
+        return Action::Reply(error_result("bad_params", &message));
+    }
     let command = string_param(params, "command").unwrap_or("push");
     Action::Push {
         count,
@@ -230,6 +239,28 @@ mod tests {
                 Some("bad_params")
             );
         }
+        let days = request(
+            "push",
+            vec![
+                ("count", Value::Integer(100_000)),
+                ("interval_ms", Value::Integer(60_000)),
+            ],
+        );
+        assert_eq!(
+            error_code(&plan_request(&days, &none)).as_deref(),
+            Some("bad_params")
+        );
+        let ten_minutes = request(
+            "push",
+            vec![
+                ("count", Value::Integer(10_000)),
+                ("interval_ms", Value::Integer(60)),
+            ],
+        );
+        assert!(matches!(
+            plan_request(&ten_minutes, &none),
+            Action::Push { count: 10_000, .. }
+        ));
         let push = request("push", vec![("count", Value::Double(1.5))]);
         assert_eq!(
             error_code(&plan_request(&push, &none)).as_deref(),
