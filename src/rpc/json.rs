@@ -47,6 +47,18 @@ pub fn json_to_value(json: &Json) -> Value {
     }
 }
 
+/// How deeply a JSON document's arrays and objects nest (0 for a scalar), counted as the AMF3
+/// decoder counts containers for `Limits::max_depth`. Recursion is safe: the parser refuses
+/// documents nested over 128 levels.
+pub fn json_depth(json: &Json) -> usize {
+    let deepest = |children: &mut dyn Iterator<Item = &Json>| children.map(json_depth).max();
+    match json {
+        Json::Array(items) => 1 + deepest(&mut items.iter()).unwrap_or(0),
+        Json::Object(map) => 1 + deepest(&mut map.values()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// An AMF3 value as plain JSON: references resolved, dates as ISO-8601 strings, byte arrays as
 /// arrays of numbers, XML as its text, non-finite numbers as null.
 pub fn value_to_json(value: &Value, limits: &Limits) -> Result<Json, JsonError> {
@@ -166,6 +178,13 @@ mod tests {
         assert!(matches!(big, Some(Value::Double(n)) if *n == 4e9));
         let back = value_to_json(&value, &Limits::default()).expect("writes");
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn depth_counts_nested_containers() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!([])), 1);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}], "c": 2})), 4);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::envelope::{Envelope, EnvelopeError};
-use super::json::{JsonError, json_to_value, value_to_json};
+use super::json::{JsonError, json_depth, json_to_value, value_to_json};
 use crate::codec::{self, DecodeError, DecodeOptions, Limits};
 use crate::frame::{self, FrameError, HEADER_LEN};
 
@@ -27,6 +27,14 @@ pub enum WireError {
     /// The JSON payload does not parse.
     #[error("undecodable JSON payload: {0}")]
     Json(#[from] serde_json::Error),
+    /// The JSON payload nests deeper than the decoding limit.
+    #[error("JSON payload nested {depth} levels deep, over the limit of {limit}")]
+    JsonTooDeep {
+        /// How deep the payload nests.
+        depth: usize,
+        /// The configured depth limit.
+        limit: usize,
+    },
     /// The payload decodes but is not one of the three envelopes.
     #[error("not an RPC envelope: {0}")]
     Envelope(#[from] EnvelopeError),
@@ -53,7 +61,14 @@ pub fn decode_envelope(
 ) -> Result<Envelope, WireError> {
     let value = match encoding {
         Encoding::Amf3 => codec::amf3::decode(payload, options)?,
-        Encoding::Json => json_to_value(&serde_json::from_slice(&payload)?),
+        Encoding::Json => {
+            let json = serde_json::from_slice(&payload)?;
+            let (depth, limit) = (json_depth(&json), options.limits.max_depth);
+            if depth > limit {
+                return Err(WireError::JsonTooDeep { depth, limit });
+            }
+            json_to_value(&json)
+        }
     };
     Ok(Envelope::from_owned(value)?)
 }
@@ -137,6 +152,45 @@ mod tests {
         assert_eq!(
             text,
             r#"{"request":{"command":"echo","messageId":"1:2:3","params":{"text":"hi"}},"type":"rpcRequest"}"#
+        );
+    }
+
+    /// JSON payloads keep to `--max-depth` as AMF3 ones do, counting the envelope's own levels.
+    #[test]
+    fn json_deeper_than_the_limit_is_refused_as_amf3_is() {
+        let options = DecodeOptions {
+            limits: Limits {
+                max_depth: 4,
+                ..Limits::default()
+            },
+            ..DecodeOptions::default()
+        };
+        let with_params = |params: Value| {
+            Envelope::Request(Request {
+                message_id: Str::from("1"),
+                command: Str::from("echo"),
+                params,
+            })
+        };
+        let nest = |inner: Value| Value::object(vec![(Str::from("a"), inner)]);
+        let two_deep = nest(Value::object(vec![]));
+        let three_deep = nest(two_deep.clone());
+        for encoding in [Encoding::Amf3, Encoding::Json] {
+            let decode = |params: &Value| {
+                let frame =
+                    encode_envelope(with_params(params.clone()), encoding, 1024).expect("encodes");
+                decode_envelope(frame.slice(HEADER_LEN..), encoding, &options)
+            };
+            assert!(decode(&two_deep).is_ok(), "{encoding:?}");
+            assert!(decode(&three_deep).is_err(), "{encoding:?}");
+        }
+        let frame =
+            encode_envelope(with_params(three_deep), Encoding::Json, 1024).expect("encodes");
+        let error = decode_envelope(frame.slice(HEADER_LEN..), Encoding::Json, &options)
+            .expect_err("too deep");
+        assert_eq!(
+            error.to_string(),
+            "JSON payload nested 5 levels deep, over the limit of 4"
         );
     }
 
