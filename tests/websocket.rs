@@ -146,6 +146,22 @@ async fn a_message_far_over_the_cap_still_gets_its_close() {
     expect_refusal(server, client, 1009, "ws_message_too_large").await;
 }
 
+/// Bad AMF Socket framing inside good WebSocket messages still ends with a Close, not a dropped
+/// connection (which a browser reports as an abnormal close, 1006).
+#[tokio::test]
+async fn a_bad_amf_frame_ends_the_connection_with_a_close() {
+    for (frame, kind) in [
+        (vec![0u8, 0, 0, 0], "empty_frame"),
+        (vec![0x7f, 0xff, 0xff, 0xff, 0x0a], "oversize_frame"),
+        (vec![0, 0, 0, 1, 0xff], "undecodable_frame"),
+    ] {
+        let (server, addr) = start_ws(ws_config()).await;
+        let mut client = WsClient::connect(addr).await;
+        client.send_binary(&frame).await;
+        expect_refusal(server, client, 1000, kind).await;
+    }
+}
+
 #[tokio::test]
 async fn origins_outside_the_allowlist_get_403_at_the_handshake() {
     let mut config = ws_config();
