@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use amf_bench::codec::Value;
 use amf_bench::rpc::Envelope;
@@ -13,6 +14,7 @@ use amf_bench::serve::ServeConfig;
 use common::ws::{WsClient, frame};
 use common::{RawClient, TestServer, config, object, request, text_param};
 use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// A test server with a WebSocket listener on loopback.
@@ -184,6 +186,42 @@ async fn origins_outside_the_allowlist_get_403_at_the_handshake() {
     let snapshot = server.stop().await;
     assert_eq!(snapshot.closes["ws_origin_refused"], 1);
     assert_eq!(snapshot.websocket_connections, 2);
+}
+
+/// A plain HTTP request (a browser opening the port as a page) gets an HTTP answer saying what
+/// the port is, not a dropped connection.
+#[tokio::test]
+async fn a_plain_http_request_gets_426_saying_what_the_port_takes() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n")
+        .await
+        .expect("sends");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("answered and closed in time")
+        .expect("reads");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(
+        response.contains("\r\nUpgrade: websocket\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("WebSocket connections only"),
+        "{response}"
+    );
+    let snapshot = server
+        .wait_for("the refused connection to end", |s| {
+            s.connections_active == 0
+        })
+        .await;
+    assert_eq!(snapshot.closes["ws_bad_handshake"], 1, "{snapshot:?}");
+    server.stop().await;
 }
 
 #[tokio::test]

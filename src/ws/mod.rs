@@ -8,6 +8,7 @@
 //! // `stream` is AsyncRead + AsyncWrite: split it, copy it, frame it.
 //! ```
 
+mod handshake;
 mod prefixed;
 mod stream;
 
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+pub use handshake::Refusal;
 pub use prefixed::Prefixed;
 pub use stream::WsStream;
 
@@ -117,6 +119,9 @@ pub enum WsError {
     /// The client did not complete the handshake in time.
     #[error("the WebSocket handshake did not finish within {0:?}")]
     HandshakeTimeout(Duration),
+    /// The request was not a WebSocket upgrade (answered with this HTTP error).
+    #[error("not a WebSocket upgrade (answered HTTP {}): {}", .0.status, .0.reason)]
+    NotUpgrade(Refusal),
     /// The handshake was not a valid WebSocket upgrade.
     #[error("bad WebSocket handshake: {0}")]
     Handshake(#[source] tokio_tungstenite::tungstenite::Error),
@@ -137,7 +142,7 @@ impl WsError {
         match self {
             WsError::OriginRefused(_) => "ws_origin_refused",
             WsError::HandshakeTimeout(_) => "ws_handshake_timeout",
-            WsError::Handshake(_) => "ws_bad_handshake",
+            WsError::NotUpgrade(_) | WsError::Handshake(_) => "ws_bad_handshake",
             WsError::TextMessage => "ws_text_message",
             WsError::MessageTooLarge => "ws_message_too_large",
             WsError::Protocol(_) => "ws_protocol_error",
@@ -181,10 +186,43 @@ pub fn classify(received: &[u8]) -> UpgradeSniff {
     }
 }
 
-/// Runs the server side of the handshake on `stream` (wrap it in `Prefixed` to replay bytes
-/// already read), refusing a disallowed Origin with 403, and returns the connection as a byte
-/// stream.
-pub async fn accept<S>(stream: S, config: &WsConfig) -> Result<WsStream<S>, WsError>
+/// Runs the server side of the handshake on `stream` (bytes already read go first in its
+/// `Prefixed`), refusing a request that is not an upgrade with an HTTP error and a disallowed
+/// Origin with 403, and returns the connection as a byte stream.
+pub async fn accept<S>(
+    stream: Prefixed<S>,
+    config: &WsConfig,
+) -> Result<WsStream<Prefixed<S>>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(config.handshake_timeout, checked_handshake(stream, config))
+        .await
+        .unwrap_or(Err(WsError::HandshakeTimeout(config.handshake_timeout)))
+}
+
+/// The request checked (and refused with an HTTP error if it is not an upgrade), then the
+/// handshake.
+async fn checked_handshake<S>(
+    mut stream: Prefixed<S>,
+    config: &WsConfig,
+) -> Result<WsStream<Prefixed<S>>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let refusal = handshake::check_request(&mut stream)
+        .await
+        .map_err(|error| WsError::Handshake(error.into()))?;
+    if let Some(refusal) = refusal {
+        // Best effort: the client may already be gone.
+        let _ = handshake::refuse(&mut stream, &refusal).await;
+        return Err(WsError::NotUpgrade(refusal));
+    }
+    handshake(stream, config).await
+}
+
+/// tungstenite's handshake, with the Origin allowlist.
+async fn handshake<S>(stream: S, config: &WsConfig) -> Result<WsStream<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -205,14 +243,12 @@ where
         check_origin,
         Some(config.tungstenite()),
     );
-    let outcome = tokio::time::timeout(config.handshake_timeout, handshake).await;
-    match outcome {
-        Ok(Ok(websocket)) => Ok(WsStream::new(websocket)),
-        Ok(Err(error)) => Err(match refused_origin {
+    match handshake.await {
+        Ok(websocket) => Ok(WsStream::new(websocket)),
+        Err(error) => Err(match refused_origin {
             Some(origin) => WsError::OriginRefused(origin),
             None => WsError::Handshake(error),
         }),
-        Err(_) => Err(WsError::HandshakeTimeout(config.handshake_timeout)),
     }
 }
 

@@ -1,0 +1,190 @@
+//! The HTTP request before the WebSocket handshake, checked before tungstenite sees it: a request
+//! that is not a WebSocket upgrade (a browser opening the port as a page, a health check, an old
+//! client) gets an HTTP error saying what is missing, where tungstenite would drop the connection
+//! without a word.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::Prefixed;
+
+/// The longest request head read before giving up: far above any browser's upgrade request.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most header lines read (as many as tungstenite reads).
+const MAX_HEADERS: usize = 124;
+/// The WebSocket version this server speaks (RFC 6455).
+const VERSION: &str = "13";
+
+/// An HTTP request refused before the handshake: the status to answer and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status sent back.
+    pub status: u16,
+    /// What was wrong, sent as the response's body.
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(status: u16, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads the request head into `stream`'s replay buffer, so that the handshake reads it again.
+/// Returns the refusal to send when it is not a WebSocket upgrade, `None` when it is (or when the
+/// connection ended first: the handshake then fails as it would have).
+pub async fn check_request<S: AsyncRead + Unpin>(
+    stream: &mut Prefixed<S>,
+) -> io::Result<Option<Refusal>> {
+    stream
+        .buffer_until(|head| head_len(head).is_some(), MAX_HEAD)
+        .await?;
+    Ok(check_head(stream.buffered()).err())
+}
+
+/// Where the request head ends, once it has.
+fn head_len(received: &[u8]) -> Option<usize> {
+    received
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// Whether a request head asks for a WebSocket upgrade this server can complete.
+fn check_head(received: &[u8]) -> Result<(), Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(received) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) if received.len() >= MAX_HEAD => {
+            return Err(Refusal::new(
+                431,
+                format!("the request head is over {MAX_HEAD} bytes"),
+            ));
+        }
+        // The connection ended mid-request: nobody is left to answer.
+        Ok(httparse::Status::Partial) => return Ok(()),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::new(
+                431,
+                format!("more than {MAX_HEADERS} header lines"),
+            ));
+        }
+        Err(error) => return Err(Refusal::new(400, format!("not an HTTP request: {error}"))),
+    }
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case(name))
+            .map(|header| String::from_utf8_lossy(header.value).into_owned())
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|value| {
+            value
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if request.method != Some("GET") {
+        return Err(Refusal::new(405, "a WebSocket handshake is a GET request"));
+    }
+    if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
+        return Err(Refusal::new(
+            426,
+            "this port takes WebSocket connections only (the AMF Socket byte stream in binary \
+             messages, as Ruffle's socketProxy sends it): the request needs \
+             'Connection: Upgrade' and 'Upgrade: websocket'",
+        ));
+    }
+    if header("Sec-WebSocket-Version").as_deref().map(str::trim) != Some(VERSION) {
+        return Err(Refusal::new(
+            426,
+            format!("only WebSocket version {VERSION} is spoken (Sec-WebSocket-Version)"),
+        ));
+    }
+    if header("Sec-WebSocket-Key").is_none() {
+        return Err(Refusal::new(400, "the Sec-WebSocket-Key header is missing"));
+    }
+    Ok(())
+}
+
+/// Sends the refusal as an HTTP response, then ends the connection.
+pub async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, refusal: &Refusal) -> io::Result<()> {
+    let status_text = match refusal.status {
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    };
+    let upgrade_headers = if refusal.status == 426 {
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
+    let body = format!("{}\n", refusal.reason);
+    let response = format!(
+        "HTTP/1.1 {} {status_text}\r\n{upgrade_headers}Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        refusal.status,
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPGRADE: &str = "GET /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\
+        Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: a2V5\r\n\r\n";
+
+    fn status(head: &str) -> Option<u16> {
+        check_head(head.as_bytes())
+            .err()
+            .map(|refusal| refusal.status)
+    }
+
+    #[test]
+    fn an_upgrade_passes_and_what_is_missing_is_named() {
+        assert_eq!(status(UPGRADE), None);
+        assert_eq!(
+            status(&UPGRADE.replace("keep-alive, Upgrade", "close")),
+            Some(426)
+        );
+        assert_eq!(status(&UPGRADE.replace("WebSocket", "h2c")), Some(426));
+        assert_eq!(
+            status(&UPGRADE.replace("Version: 13", "Version: 8")),
+            Some(426)
+        );
+        assert_eq!(
+            status(&UPGRADE.replace("Sec-WebSocket-Key", "X-Key")),
+            Some(400)
+        );
+        assert_eq!(status(&UPGRADE.replace("GET", "POST")), Some(405));
+        assert_eq!(status("GET / HTTP/1.1\r\nbad header\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn an_unfinished_head_is_left_to_the_handshake_unless_too_long() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: h\r\n"), None);
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(status(&long), Some(431));
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(status(&many), Some(431));
+    }
+
+    #[test]
+    fn head_ends_at_the_blank_line() {
+        assert_eq!(head_len(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(head_len(b"GET / HTTP/1.1\r\n"), None);
+    }
+}
