@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amf_bench::codec::{Str, Value};
+use amf_bench::rpc::wire::encode_envelope;
 use amf_bench::rpc::{Encoding, Envelope, PING_COMMAND, PingConfig, Request, Response};
 use amf_bench::serve::{PolicySource, Responses};
 use common::{RawClient, TestServer, config, error_code, object, request};
@@ -549,6 +550,130 @@ async fn the_drain_deadline_bounds_shutdown() {
         client.read_to_end().await.is_empty(),
         "no reply, then closed"
     );
+}
+
+/// A client that sends requests but never reads their replies holds the server's reply inside
+/// its connection's loop; shutdown still ends at the drain deadline.
+#[tokio::test]
+async fn a_client_that_does_not_read_cannot_hold_shutdown_past_the_drain_deadline() {
+    let mut config = config();
+    config.drain_timeout = Duration::from_millis(300);
+    let server = TestServer::start(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let stream = socket.connect(server.addr).await.expect("connects");
+    let (_unread, mut writer) = stream.into_split();
+    let payload = Value::ByteArray(bytes::Bytes::from(vec![7u8; 100_000]));
+    let sending = tokio::spawn(async move {
+        for index in 0..300 {
+            let echo = request(
+                &index.to_string(),
+                "echo",
+                object(vec![("b", payload.clone())]),
+            );
+            let frame = encode_envelope(echo, Encoding::Amf3, 1 << 20).expect("encodes");
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    server
+        .wait_for("the echoes to back up", |s| {
+            s.requests.get("echo").is_some_and(|&count| count >= 20)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let snapshot = server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(snapshot.connections_active, 0);
+    sending.abort();
+}
+
+/// A connection still waiting for its first bytes (a policy request may come) does not hold
+/// shutdown for the rest of a ping interval.
+#[tokio::test]
+async fn a_silent_new_connection_does_not_hold_shutdown() {
+    let mut config = config();
+    config.drain_timeout = Duration::from_millis(200);
+    config.peer.ping = Some(PingConfig {
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(60),
+    });
+    let server = TestServer::start(config).await;
+    let _silent = RawClient::connect(server.addr).await;
+    server
+        .wait_for("the connection", |s| s.connections_active == 1)
+        .await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Once the drain deadline passes, a graceful close does not go on to flush for the flush
+/// timeout to a client that does not read.
+#[tokio::test]
+async fn a_zero_drain_closes_a_client_that_does_not_read_at_once() {
+    let mut config = config();
+    config.drain_timeout = Duration::ZERO;
+    config.peer.flush_timeout = Duration::from_secs(30);
+    let server = TestServer::start(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut client = socket.connect(server.addr).await.expect("connects");
+    let flood = object(vec![
+        ("count", Value::Integer(100_000)),
+        ("interval_ms", Value::Integer(0)),
+        ("command", Value::string(&"x".repeat(200))),
+    ]);
+    let frame =
+        encode_envelope(request("flood", "push", flood), Encoding::Amf3, 1 << 20).expect("encodes");
+    client.write_all(&frame).await.expect("sends");
+    server
+        .wait_for("the push", |s| s.requests.contains_key("push"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A pushed message too large to send ends the push with an error result, not silence.
+#[tokio::test]
+async fn a_push_whose_messages_cannot_be_sent_gets_an_error_result() {
+    let mut config = config();
+    config.peer.max_frame_len = 300;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let params = object(vec![
+        ("count", Value::Integer(1)),
+        ("command", Value::string(&"c".repeat(210))),
+    ]);
+    let frame = encode_envelope(
+        request("p", "push", params.clone()),
+        Encoding::Amf3,
+        1 << 20,
+    )
+    .expect("encodes");
+    assert!(frame.len() - 4 <= 300, "the request fits: {}", frame.len());
+    let (result, messages) = client.call("p", "push", params).await;
+    assert!(messages.is_empty(), "{messages:?}");
+    assert_eq!(error_code(&result), Some("reply_not_sent"), "{result:?}");
+    let (still, _) = client.call("e", "echo", object(vec![])).await;
+    assert_eq!(still, object(vec![]), "the connection is still served");
+    server.stop().await;
 }
 
 #[tokio::test]

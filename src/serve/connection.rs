@@ -44,6 +44,12 @@ impl Drain {
     fn deadline(&self) -> Instant {
         *self.deadline.get_or_init(|| Instant::now() + self.timeout)
     }
+
+    /// Returns once shutdown has begun and the drain deadline has passed.
+    async fn passed(&self) {
+        self.shutdown.cancelled().await;
+        tokio::time::sleep_until(self.deadline()).await;
+    }
 }
 
 /// Which listener a connection arrived on.
@@ -138,8 +144,19 @@ impl Handler {
             .ping
             .map(|ping| ping.interval.saturating_sub(sniffed_for));
         let (peer, inbox) = Peer::start(reader, writer, already_read, config);
-        self.serve(&peer, inbox).await;
-        let reason = peer.closed().await;
+        // Past the drain deadline nothing waits any longer: not a reply stuck behind a client
+        // that does not read, nor the flush of a graceful close.
+        tokio::select! {
+            () = self.serve(&peer, inbox) => {}
+            () = self.drain.passed() => peer.abort(CloseReason::Closed(DRAIN_PASSED)),
+        }
+        let reason = tokio::select! {
+            reason = peer.closed() => reason,
+            () = self.drain.passed() => {
+                peer.abort(CloseReason::Closed(DRAIN_PASSED));
+                peer.closed().await
+            }
+        };
         let kind = close_kind(&reason);
         if reason.is_protocol_error() || kind.starts_with("ws_") {
             tracing::warn!(peer = %self.remote, "closing the connection: {reason}");
@@ -162,15 +179,15 @@ impl Handler {
         let decide = |received: &[u8]| classify_opening(received, policy, websocket);
         let sniffing =
             sniff::read_until_decided(stream, buffer, SNIFF_STEP, decide, Opening::Frames);
-        let outcome = match self.config.peer.ping {
-            Some(ping) => match tokio::time::timeout(ping.interval, sniffing).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Ok(Opening::Frames),
-            },
-            None => tokio::select! {
-                outcome = sniffing => outcome,
-                () = self.drain.shutdown.cancelled() => return Err("closed"),
-            },
+        let silent_until = self
+            .config
+            .peer
+            .ping
+            .map(|ping| Instant::now() + ping.interval);
+        let outcome = tokio::select! {
+            outcome = sniffing => outcome,
+            () = crate::shutdown::sleep_until(silent_until) => return Ok(Opening::Frames),
+            () = self.drain.shutdown.cancelled() => return Err("closed"),
         };
         outcome.map_err(|_| "io_error")
     }
@@ -290,6 +307,9 @@ impl Handler {
     }
 }
 
+/// Why a connection still open at the drain deadline was closed.
+const DRAIN_PASSED: &str = "the drain deadline passed";
+
 /// Bytes read per attempt while sniffing: enough for a whole policy request in one read.
 const SNIFF_STEP: usize = 128;
 
@@ -325,18 +345,20 @@ fn close_kind(reason: &CloseReason) -> &'static str {
 
 async fn reply(peer: &Peer, message_id: Str, result: Value) {
     // A closed connection has nobody to reply to; its end is recorded once, by the handler.
-    let Err(CallError::Encode(error)) = peer.respond(message_id.clone(), result).await else {
-        return;
-    };
-    // A result that cannot be sent (above --max-frame, nested beyond the encoder's depth, a
-    // member name AMF3 cannot carry) must not leave the client waiting for ever: it gets an
-    // error result instead, or, when even that cannot be sent, the connection closes.
+    if let Err(CallError::Encode(error)) = peer.respond(message_id.clone(), result).await {
+        reply_not_sent(peer, message_id, &format!("the reply: {error}")).await;
+    }
+}
+
+/// What a request asked for cannot be sent (above --max-frame, nested beyond the encoder's
+/// depth, a member name AMF3 cannot carry): the client must not wait for ever, so it gets an
+/// error result instead, or, when even that cannot be sent, the connection closes.
+async fn reply_not_sent(peer: &Peer, message_id: Str, what: &str) {
     tracing::warn!(
         message_id = %printable(&message_id),
-        "cannot send a reply: {error}; sending an error result instead"
+        "cannot send {what}; sending an error result instead"
     );
-    let failure =
-        commands::error_result("reply_not_sent", &format!("cannot send the reply: {error}"));
+    let failure = commands::error_result("reply_not_sent", &format!("cannot send {what}"));
     if let Err(CallError::Encode(_)) = peer.respond(message_id, failure).await {
         peer.close("a reply could not be sent");
     }
@@ -364,8 +386,13 @@ async fn push(
                 Value::number_from_i64(index as i64),
             ),
         ]);
-        if peer.send_message(command.clone(), params).await.is_err() {
-            return;
+        match peer.send_message(command.clone(), params).await {
+            Ok(()) => {}
+            Err(CallError::Encode(error)) => {
+                let what = format!("pushed message {index}: {error}");
+                return reply_not_sent(&peer, message_id, &what).await;
+            }
+            Err(_) => return,
         }
     }
     let result = Value::object(vec![(
