@@ -10,5 +10,8 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // By default a failed write is reported with `eprintln!`, which panics on a closed
+        // standard error: in a signal handler's task, that loses the shutdown.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -1,7 +1,7 @@
 //! The `amf-bench` binary: parses the command line, runs it, prints any error once, and maps it to
 //! an exit code (0 ok, 1 checks failed, 2 usage, input or runtime error).
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("amf-bench: error: {}", shortened(&format!("{error:#}")));
+            // A closed standard error must not turn exit status 2 into a panic's 101.
+            let message = shortened(&format!("{error:#}"));
+            let _ = writeln!(std::io::stderr(), "amf-bench: error: {message}");
             ExitCode::from(2)
         }
     }

@@ -12,8 +12,10 @@ pub fn on_signal() -> CancellationToken {
     let signalled = watch_signals();
     tokio::spawn(async move {
         signalled.await;
-        tracing::info!("shutdown requested");
+        // Cancel first: nothing (a log line on a closed standard error) may come between the
+        // signal and the shutdown.
         cancel.cancel();
+        tracing::info!("shutdown requested");
     });
     token
 }

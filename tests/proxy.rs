@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -744,6 +745,33 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
     assert!(out.contains("<- "), "{out}");
     assert!(out.contains("command (latency, ms)"), "{out}");
     server.terminate();
+}
+
+/// With standard error closed (`2>&1 | head` gone), the log line a signal prints fails; the
+/// signal must still stop the proxy, and the server, and exit cleanly.
+#[test]
+fn a_signal_stops_the_roles_when_standard_error_is_closed() {
+    let mut server = common::process::Listening::start_with_stderr(
+        &["serve", "--listen", "127.0.0.1:0", "--no-ping"],
+        Stdio::piped(),
+    );
+    let mut proxy = common::process::Listening::start_with_stderr(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &server.addr.clone(),
+            "--quiet",
+        ],
+        Stdio::piped(),
+    );
+    drop(proxy.child.stderr.take());
+    drop(server.child.stderr.take());
+    let (status, _) = proxy.terminate();
+    assert!(status.success(), "proxy: {status:?}");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "serve: {status:?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! connected clients, achieved against planned session rate, request rate, the last second's p99
 //! and the errors so far. Hidden with `--quiet` and whenever stderr is not a terminal (CI, pipes).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -67,7 +67,9 @@ impl Progress {
 
     /// Prints `text` on stderr, above the line when it is shown (and alone when it is not).
     pub fn note(&self, text: &str) {
-        self.bar.suspend(|| eprintln!("{text}"));
+        // Notes are not worth a panic when standard error is closed.
+        self.bar
+            .suspend(|| writeln!(std::io::stderr(), "{text}").unwrap_or_default());
     }
 
     /// Removes the line, before the results are printed.

@@ -72,10 +72,15 @@ pub struct Listening {
 impl Listening {
     /// Starts `amf-bench ARGS` and reads its listening line.
     pub fn start(args: &[&str]) -> Listening {
+        Listening::start_with_stderr(args, Stdio::null())
+    }
+
+    /// `start`, with standard error going to `stderr` (`Stdio::piped()` leaves it in `child`).
+    pub fn start_with_stderr(args: &[&str], stderr: Stdio) -> Listening {
         let mut child = amf_bench()
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starts amf-bench");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
