@@ -72,6 +72,49 @@ async fn a_client_ping_is_answered_with_null() {
     assert_eq!(snapshot.requests[PING_COMMAND], 1);
 }
 
+/// A client that pings the server itself still has to answer the server's pings: answering a
+/// client's ping is not a stall of the server's reading that would excuse a missed answer.
+#[tokio::test]
+async fn a_client_that_pings_but_never_answers_is_still_closed() {
+    let mut config = config();
+    config.peer.ping = Some(PingConfig {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(400),
+    });
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let started = Instant::now();
+    let mut closed = false;
+    for index in 0..40 {
+        let ping = Request::ping(Str::from(format!("c{index}")), 1.7e9, 0.0);
+        if client.stream.write_all(&ping_frame(ping)).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut scratch = [0u8; 4096];
+        let read = tokio::time::timeout(
+            Duration::from_millis(1),
+            tokio::io::AsyncReadExt::read(&mut client.stream, &mut scratch),
+        )
+        .await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", started.elapsed());
+    let snapshot = server
+        .wait_for("the connection to end", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.closes["ping_timeout"], 1, "{snapshot:?}");
+    server.stop().await;
+}
+
+fn ping_frame(ping: Request) -> bytes::Bytes {
+    encode_envelope(Envelope::Request(ping), Encoding::Amf3, 1 << 20).expect("encodes")
+}
+
 /// The server waits one ping interval for a client's first bytes (a policy request may come);
 /// that wait is the first interval, so the first ping follows it at once, not an interval later.
 #[tokio::test]

@@ -293,14 +293,33 @@ impl Shared {
         self.reader_stalled.load(Ordering::Acquire) || self.reader_stalls() != earlier
     }
 
+    fn encode(&self, envelope: Envelope) -> Result<Bytes, CallError> {
+        encode_envelope_within(envelope, self.encoding, self.max_frame_len, &self.limits)
+            .map_err(|error| CallError::Encode(Arc::new(error)))
+    }
+
     async fn send_frame(&self, envelope: Envelope) -> Result<(), CallError> {
-        let frame =
-            encode_envelope_within(envelope, self.encoding, self.max_frame_len, &self.limits)
-                .map_err(|error| CallError::Encode(Arc::new(error)))?;
+        let frame = self.encode(envelope)?;
         self.outbox
             .send(frame)
             .await
             .map_err(|_| CallError::Closed(self.life.reason()))
+    }
+
+    /// `send_frame` for the reader: when the outbox is full it waits, reading nothing meanwhile,
+    /// and only then marks itself stalled (a mark taken for every frame would excuse every
+    /// unanswered ping).
+    async fn send_frame_from_reader(&self, envelope: Envelope) -> Result<(), CallError> {
+        let frame = self.encode(envelope)?;
+        let closed = || CallError::Closed(self.life.reason());
+        match self.outbox.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                let _stall = self.reader_stall();
+                self.outbox.send(frame).await.map_err(|_| closed())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(closed()),
+        }
     }
 }
 

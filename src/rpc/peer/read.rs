@@ -112,11 +112,10 @@ impl ReadLoop {
                     message_id: request.message_id,
                     result: self.ping_reply.clone(),
                 };
-                let sent = {
-                    // With the outbox full this waits, and nothing is read meanwhile.
-                    let _stall = self.shared.reader_stall();
-                    self.shared.send_frame(Envelope::Response(pong)).await
-                };
+                let sent = self
+                    .shared
+                    .send_frame_from_reader(Envelope::Response(pong))
+                    .await;
                 return match sent {
                     Ok(()) => Ok(()),
                     Err(CallError::Closed(reason)) => Err(reason),
