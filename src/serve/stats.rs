@@ -62,7 +62,9 @@ impl Snapshot {
     pub fn errors(&self) -> BTreeMap<String, u64> {
         self.closes
             .iter()
-            .filter(|(kind, _)| !matches!(kind.as_str(), "peer_closed" | "closed"))
+            .filter(|(kind, _)| {
+                !matches!(kind.as_str(), "peer_closed" | "closed" | "policy_answered")
+            })
             .map(|(kind, count)| (kind.clone(), *count))
             .collect()
     }
@@ -71,9 +73,18 @@ impl Snapshot {
 /// The name an empty command is counted under: an empty member name cannot be sent in AMF3
 /// (it ends an object's members), so `stats` could not reply with it.
 const EMPTY: &str = "(empty)";
+/// The longest command name counted as itself: the table lives as long as the server, so
+/// without this a client's megabyte names would grow it by `MAX_COMMAND_NAMES` megabytes.
+const MAX_NAME_LEN: usize = 256;
+/// Where longer names are counted.
+const LONG: &str = "(long)";
 
 fn count(table: &mut Counts, name: &str, by: u64) {
-    let name = if name.is_empty() { EMPTY } else { name };
+    let name = match name.len() {
+        0 => EMPTY,
+        1..=MAX_NAME_LEN => name,
+        _ => LONG,
+    };
     if let Some(counter) = table.get_mut(name) {
         *counter += by;
     } else if table.len() < MAX_COMMAND_NAMES {
@@ -248,8 +259,22 @@ mod tests {
     }
 
     #[test]
+    fn long_command_names_count_together() {
+        let stats = Stats::default();
+        let longest = "n".repeat(MAX_NAME_LEN);
+        stats.request(&longest);
+        stats.request(&"a".repeat(MAX_NAME_LEN + 1));
+        stats.message(&"b".repeat(1 << 20));
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.requests[&longest], 1);
+        assert_eq!(snapshot.requests[LONG], 1);
+        assert_eq!(snapshot.messages[LONG], 1);
+    }
+
+    #[test]
     fn errors_leave_out_orderly_ends() {
         let stats = Stats::default();
+        stats.connection_opened();
         stats.connection_opened();
         stats.connection_opened();
         stats.pings_total().fetch_add(3, Ordering::Relaxed);
@@ -259,6 +284,7 @@ mod tests {
             expected: 4,
         };
         stats.connection_ended(torn.kind());
+        stats.connection_ended("policy_answered");
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.connections_active, 0);
         assert_eq!(snapshot.requests[PING_COMMAND], 3);
