@@ -65,12 +65,20 @@ pub fn plan(command: &str, params: Value, canned: &Responses) -> Action {
             Ok(delay) => Action::ReplyAfter(delay, params),
             Err(message) => Action::Reply(error_result("bad_params", &message)),
         },
-        "fail" => {
-            let message = string_param(&params, "message").unwrap_or("failure requested");
-            let code = string_param(&params, "code").unwrap_or("fail");
-            Action::Reply(error_result(code, message))
-        }
-        "push" => plan_push(&params),
+        "fail" => match (
+            string_param(&params, "message"),
+            string_param(&params, "code"),
+        ) {
+            (Ok(message), Ok(code)) => Action::Reply(error_result(
+                code.unwrap_or("fail"),
+                message.unwrap_or("failure requested"),
+            )),
+            (Err(error), _) | (_, Err(error)) => {
+                Action::Reply(error_result("bad_params", &format!("fail: {error}")))
+            }
+        },
+        "push" => plan_push(&params)
+            .unwrap_or_else(|error| Action::Reply(error_result("bad_params", &error))),
         "stats" => Action::Stats,
         "close" => Action::Close,
         unknown => Action::Reply(error_result(
@@ -83,52 +91,63 @@ pub fn plan(command: &str, params: Value, canned: &Responses) -> Action {
     }
 }
 
-fn plan_push(params: &Value) -> Action {
-    let count = match number_param(params, "count") {
-        None => 1,
-        Some(n) if n.fract() == 0.0 && (0.0..=MAX_PUSH_COUNT as f64).contains(&n) => n as u64,
-        Some(n) => {
-            let message =
-                format!("push: count must be a whole number from 0 to {MAX_PUSH_COUNT}, not {n}");
-            return Action::Reply(error_result("bad_params", &message));
-        }
+fn plan_push(params: &Value) -> Result<Action, String> {
+    let whole_count = |value: &Value| {
+        value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (0.0..=MAX_PUSH_COUNT as f64).contains(n))
+            .map(|n| n as u64)
     };
-    let interval = match duration_param(
+    let count = typed_param(params, "count", whole_count)
+        .map_err(|name| format!("push: {name} must be a whole number from 0 to {MAX_PUSH_COUNT}"))?
+        .unwrap_or(1);
+    let interval = duration_param(
         params,
         "interval_ms",
         Duration::ZERO,
         Duration::from_secs(60),
-    ) {
-        Ok(interval) => interval,
-        Err(message) => return Action::Reply(error_result("bad_params", &message)),
-    };
+    )
+    .map_err(|error| format!("push: {error}"))?;
     // As long as the longest `sleep`: a request is not meant to hold its slot for days.
     if interval.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)) > MAX_DELAY {
-        let message = format!(
+        return Err(format!(
             "push: count x interval_ms must be at most {} ms, not {count} x {}",
             MAX_DELAY.as_millis(),
             interval.as_millis()
-        );
-        return Action::Reply(error_result("bad_params", &message));
+        ));
     }
-    let command = string_param(params, "command").unwrap_or("push");
-    Action::Push {
+    let command = string_param(params, "command").map_err(|error| format!("push: {error}"))?;
+    Ok(Action::Push {
         count,
         interval,
-        command: Str::from(command),
-    }
+        command: Str::from(command.unwrap_or("push")),
+    })
 }
 
+/// A parameter; `null` and `undefined` count as absent, as an ActionScript caller leaves an
+/// optional member.
 fn member<'v>(params: &'v Value, name: &str) -> Option<&'v Value> {
-    params.as_object().and_then(|object| object.get(name))
+    params
+        .as_object()
+        .and_then(|object| object.get(name))
+        .filter(|value| !matches!(value, Value::Null | Value::Undefined))
 }
 
-fn number_param(params: &Value, name: &str) -> Option<f64> {
-    member(params, name).and_then(Value::as_f64)
+/// A parameter that `read` accepts, `None` when absent; `Err(name)` when present but not accepted
+/// (a wrong type is refused, not taken for the default).
+fn typed_param<'v, T>(
+    params: &'v Value,
+    name: &'static str,
+    read: impl Fn(&'v Value) -> Option<T>,
+) -> Result<Option<T>, &'static str> {
+    member(params, name)
+        .map(read)
+        .map_or(Ok(None), |read| read.map(Some).ok_or(name))
 }
 
-fn string_param<'v>(params: &'v Value, name: &str) -> Option<&'v str> {
-    member(params, name).and_then(Value::as_str)
+/// A string parameter, `None` when absent; an error message when it is not a string.
+fn string_param<'v>(params: &'v Value, name: &'static str) -> Result<Option<&'v str>, String> {
+    typed_param(params, name, Value::as_str).map_err(|name| format!("{name} must be a string"))
 }
 
 /// A milliseconds parameter, `default` when absent; an error message when out of range.
@@ -261,6 +280,32 @@ mod tests {
             plan_request(&ten_minutes, &none),
             Action::Push { count: 10_000, .. }
         ));
+        for (name, wrong) in [
+            ("count", Value::string("5")),
+            ("count", Value::Bool(true)),
+            ("count", Value::Double(1e300)),
+            ("command", Value::Integer(5)),
+        ] {
+            let push = request("push", vec![(name, wrong.clone())]);
+            let planned = plan_request(&push, &none);
+            assert_eq!(
+                error_code(&planned).as_deref(),
+                Some("bad_params"),
+                "{wrong:?}"
+            );
+            let Action::Reply(result) = planned else {
+                unreachable!()
+            };
+            assert!(
+                format!("{result:?}").len() < 300,
+                "a short message: {result:?}"
+            );
+        }
+        let fail = request("fail", vec![("code", Value::Integer(5))]);
+        assert_eq!(
+            error_code(&plan_request(&fail, &none)).as_deref(),
+            Some("bad_params")
+        );
         let push = request("push", vec![("count", Value::Double(1.5))]);
         assert_eq!(
             error_code(&plan_request(&push, &none)).as_deref(),
