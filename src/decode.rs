@@ -159,7 +159,7 @@ impl Printer {
             anyhow::anyhow!("{error} of the frame body (stream offset {stream_offset})")
         })?;
         if !self.json {
-            let summary = match Envelope::from_value(&value) {
+            let summary = match Envelope::from_value_within(&value, &self.options.limits) {
                 Ok(envelope) => describe(&envelope),
                 Err(error) => format!("not an RPC envelope: {error}"),
             };

@@ -783,30 +783,27 @@ async fn an_empty_command_name_is_counted_and_stats_still_replies() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn whatever_nesting_the_server_accepts_it_can_echo() {
+/// Echoes `params` through a server decoding up to 160 levels (above the encoder's default of
+/// 128, as `serve --max-depth 512` allows in release) and returns the result.
+async fn echo_deep(params: &Value) -> Value {
     use amf_bench::codec::{DecodeOptions, Limits};
     use amf_bench::frame::split_frame;
     use tokio::io::AsyncReadExt;
-    // Above the encoder's default of 128 levels, as `serve --max-depth 512` allows in release.
     let limits = Limits {
         max_depth: 160,
         ..Limits::default()
     };
-    let mut config = config();
-    config.peer.decode = Arc::new(DecodeOptions {
+    let options = DecodeOptions {
         limits,
         ..DecodeOptions::default()
-    });
+    };
+    let mut config = config();
+    config.peer.decode = Arc::new(options.clone());
     let server = TestServer::start(config).await;
-    let mut params = object(vec![]);
-    for _ in 0..150 {
-        params = Value::object(vec![(Str::from("a"), params)]);
-    }
     let envelope = request("deep", "echo", params.clone()).into_value();
     let mut frame = bytes::BytesMut::new();
     amf_bench::frame::encode_frame_within(&envelope, 1 << 20, &limits, &mut frame)
-        .expect("encodes 152 levels");
+        .expect("encodes");
     let mut client = RawClient::connect(server.addr).await;
     client.send_bytes(&frame).await;
     let mut received = bytes::BytesMut::new();
@@ -821,16 +818,41 @@ async fn whatever_nesting_the_server_accepts_it_can_echo() {
     })
     .await
     .expect("a reply in time");
-    let options = DecodeOptions {
-        limits,
-        ..DecodeOptions::default()
-    };
     let reply = amf_bench::codec::amf3::decode(payload, &options).expect("decodes");
-    let Ok(Envelope::Response(response)) = Envelope::from_owned(reply) else {
+    let Ok(Envelope::Response(response)) = Envelope::from_owned_within(reply, &limits) else {
         panic!("a reply")
     };
-    assert_eq!(response.result, params);
     server.stop().await;
+    response.result
+}
+
+fn nested(levels: usize) -> Value {
+    let mut value = object(vec![]);
+    for _ in 0..levels {
+        value = Value::object(vec![(Str::from("a"), value)]);
+    }
+    value
+}
+
+#[tokio::test]
+async fn whatever_nesting_the_server_accepts_it_can_echo() {
+    let params = nested(150);
+    assert_eq!(echo_deep(&params).await, params);
+}
+
+/// References are resolved within the server's own depth limit, not the default one.
+#[tokio::test]
+async fn deep_params_holding_a_reference_are_echoed_too() {
+    // Within the params, table entry 0 is the params object itself and 1 is `first`.
+    let params = Value::object(vec![
+        (Str::from("first"), object(vec![("n", Value::Integer(1))])),
+        (Str::from("deep"), nested(150)),
+        (Str::from("again"), Value::Reference(1)),
+    ]);
+    let result = echo_deep(&params).await;
+    let members = result.as_object().expect("an object");
+    assert_eq!(members.get("deep"), Some(&nested(150)));
+    assert!(members.get("again").is_some(), "{result:?}");
 }
 
 #[tokio::test]

@@ -182,14 +182,24 @@ const ENTRIES_BEFORE_PAYLOAD: u32 = 2;
 impl Envelope {
     /// Parses a decoded AMF3 frame body.
     pub fn from_value(value: &Value) -> Result<Envelope, EnvelopeError> {
-        Parser::new(value).parse()
+        Envelope::from_value_within(value, &Limits::default())
+    }
+
+    /// `from_value`, resolving references within `limits` (those the frame was decoded within).
+    pub fn from_value_within(value: &Value, limits: &Limits) -> Result<Envelope, EnvelopeError> {
+        Parser::new(value, limits).parse()
     }
 
     /// Parses a decoded frame the caller gives up: when the frame holds no object references
     /// (every frame a reference-free peer sends), the params or result are moved out of it
     /// rather than copied.
-    pub fn from_owned(mut value: Value) -> Result<Envelope, EnvelopeError> {
-        let mut parser = Parser::new(&value);
+    pub fn from_owned(value: Value) -> Result<Envelope, EnvelopeError> {
+        Envelope::from_owned_within(value, &Limits::default())
+    }
+
+    /// `from_owned`, resolving references within `limits` (those the frame was decoded within).
+    pub fn from_owned_within(mut value: Value, limits: &Limits) -> Result<Envelope, EnvelopeError> {
+        let mut parser = Parser::new(&value, limits);
         if parser.table.is_some() {
             return parser.parse();
         }
@@ -215,7 +225,7 @@ impl Envelope {
     /// holds no object references, the payload is left out (`Undefined`) instead of copied. It
     /// accepts and rejects exactly what `from_value` does.
     pub fn without_payload(value: &Value) -> Result<Envelope, EnvelopeError> {
-        let mut parser = Parser::new(value);
+        let mut parser = Parser::new(value, &Limits::default());
         parser.move_payload = true;
         parser.parse()
     }
@@ -319,10 +329,12 @@ struct Parser<'v> {
     table: Option<ObjectTable<'v>>,
     /// Leave the payload out (`Undefined`): the caller moves it out of the frame itself.
     move_payload: bool,
+    /// Resolving references goes no deeper, and expands no further, than these.
+    limits: Limits,
 }
 
 impl<'v> Parser<'v> {
-    fn new(root: &'v Value) -> Parser<'v> {
+    fn new(root: &'v Value, limits: &Limits) -> Parser<'v> {
         let table = root
             .contains_reference()
             .then(|| ObjectTable::build(root, Format::Amf3));
@@ -330,6 +342,7 @@ impl<'v> Parser<'v> {
             root,
             table,
             move_payload: false,
+            limits: *limits,
         }
     }
 
@@ -429,7 +442,7 @@ impl<'v> Parser<'v> {
     /// the frame are resolved and renumbered.
     fn standalone(&self, value: &'v Value) -> Result<Value, EnvelopeError> {
         match self.table {
-            Some(_) => Ok(detach(self.root, value, &Limits::default())?),
+            Some(_) => Ok(detach(self.root, value, &self.limits)?),
             None if self.move_payload => Ok(Value::Undefined),
             None => Ok(value.clone()),
         }

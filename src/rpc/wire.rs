@@ -70,7 +70,7 @@ pub fn decode_envelope(
             json_to_value(&json)
         }
     };
-    Ok(Envelope::from_owned(value)?)
+    Ok(Envelope::from_owned_within(value, &options.limits)?)
 }
 
 /// Writes `envelope` as one whole frame (header included).
