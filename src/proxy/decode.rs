@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::tap::{Framing, PREFIX_LEN, TapLimits, Tapped};
-use crate::codec::{DecodeOptions, Format, Str, Value, View, ViewDecoder, decode_with};
+use crate::codec::{DecodeOptions, Format, Limits, Str, Value, View, ViewDecoder, decode_with};
 use crate::frame::HEADER_LEN;
 use crate::rpc::{Envelope, EnvelopeHeader};
 
@@ -39,6 +39,10 @@ pub enum Content {
         value: Value,
         /// Its envelope, when it is one.
         rpc: Option<Rpc>,
+        /// The payload's bytes, whose first ones stand in when the value cannot be rendered.
+        payload: Bytes,
+        /// The limits it was decoded within, which rendering it keeps to as well.
+        limits: Limits,
     },
     /// An XMLSocket message, without its NUL.
     Text(String),
@@ -208,6 +212,8 @@ impl Content {
             Ok(value) => Content::Amf {
                 value,
                 rpc: rpc.take(),
+                payload: payload.clone(),
+                limits: options.limits,
             },
             Err(why) => error(format!("undecodable AMF3 payload: {why}"), payload),
         };
@@ -251,7 +257,7 @@ mod tests {
         assert_eq!(&*rpc.message_id, "1427767342123:123456789:987654321");
         let expected = Rpc::clone(rpc);
         content.decode_payload(DecodeOptions::shared_default());
-        let Content::Amf { value, rpc } = content else {
+        let Content::Amf { value, rpc, .. } = content else {
             panic!("decoded: {content:?}")
         };
         assert_eq!(rpc, Some(expected));

@@ -125,9 +125,14 @@ fn frame_members(entry: &FrameEntry, members: &mut Members<'_>) {
     members.uint("seq", entry.seq);
     members.uint("len", *len as u64);
     match content {
-        Content::Amf { value, rpc } => {
+        Content::Amf {
+            value,
+            rpc,
+            payload,
+            limits,
+        } => {
             rpc_and_latency(rpc.as_ref(), entry, members);
-            value_member(value, entry, members);
+            value_member(value, payload, limits, members);
         }
         // Only when rendered before the log's writer decoded it: its first bytes stand in.
         Content::Checked { payload, rpc } => {
@@ -170,13 +175,13 @@ fn rpc_member(rpc: &Rpc, members: &mut Members<'_>) {
 }
 
 /// `"value"`: the canonical JSON, or, when it cannot be rendered, why and the frame's first bytes.
-fn value_member(value: &Value, entry: &FrameEntry, members: &mut Members<'_>) {
+fn value_member(value: &Value, payload: &[u8], limits: &Limits, members: &mut Members<'_>) {
     let mark = members.out.len();
     let out = members.key("value");
-    if let Err(why) = write_canonical_json(value, Format::Amf3, &Limits::default(), out) {
+    if let Err(why) = write_canonical_json(value, Format::Amf3, limits, out) {
         members.out.truncate(mark);
         members.str("error", &format!("cannot render the value: {why}"));
-        members.hex("hex", hex_prefix(entry.raw.as_deref()));
+        members.hex("hex", hex_prefix(Some(payload)));
     }
 }
 
@@ -240,14 +245,11 @@ pub fn terminal_line(event: &Event, out: &mut impl Write) -> io::Result<()> {
 
 fn summary(entry: &FrameEntry) -> String {
     let (rpc, value) = match &entry.decoded.content {
-        Content::Amf { value, rpc } => (
+        Content::Amf {
+            value, rpc, limits, ..
+        } => (
             rpc,
-            compact(
-                value,
-                Format::Amf3,
-                &Limits::default(),
-                TERMINAL_VALUE_CHARS,
-            ),
+            compact(value, Format::Amf3, limits, TERMINAL_VALUE_CHARS),
         ),
         Content::Checked { payload, rpc } => (rpc, hex::encode(hex_prefix(Some(payload)))),
         Content::Text(text) => {
@@ -361,6 +363,8 @@ mod tests {
         let amf = Content::Amf {
             value,
             rpc: Some(rpc),
+            payload: Bytes::new(),
+            limits: Limits::default(),
         };
         let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112,
             "rpc": {"type": "rpcResponse", "command": null, "messageId": "1:2:3"},
@@ -417,6 +421,8 @@ mod tests {
         let amf = Content::Amf {
             value,
             rpc: Some(rpc),
+            payload: Bytes::new(),
+            limits: Limits::default(),
         };
         let mut terminal = Vec::new();
         terminal_line(&event(frame(amf, None)), &mut terminal).expect("writes");
@@ -439,9 +445,32 @@ mod tests {
         let amf = Content::Amf {
             value: Value::array(vec![Value::Reference(5)]),
             rpc: None,
+            payload: Bytes::from_static(&[0x09, 0x03, 0x01, 0x0a, 0x0a]),
+            limits: Limits::default(),
         };
         let expected = json!({"t": T, "conn": 3, "event": "frame", "dir": "s2c", "seq": 9, "len": 112,
-            "error": "cannot render the value: reference 5 is out of range: the object table holds 1", "hex": ""});
+            "error": "cannot render the value: reference 5 is out of range: the object table holds 1", "hex": "0903010a0a"});
         assert_eq!(line(frame(amf, None)), format!("{expected}\n"));
+    }
+
+    /// The value is rendered within the limits it was decoded within (`--max-depth`), not the
+    /// default ones.
+    #[test]
+    fn rendering_keeps_to_the_decoding_limits() {
+        let nested = |limit| Content::Amf {
+            value: Value::array(vec![Value::array(vec![Value::array(vec![])])]),
+            rpc: None,
+            payload: Bytes::from_static(&[0x09]),
+            limits: Limits {
+                max_depth: limit,
+                ..Limits::default()
+            },
+        };
+        assert!(line(frame(nested(3), None)).contains(r#""value":[[[]]]"#));
+        let refused = line(frame(nested(2), None));
+        assert!(
+            refused.contains(r#""error":"cannot render the value: "#),
+            "{refused}"
+        );
     }
 }
