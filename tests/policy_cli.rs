@@ -254,6 +254,8 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
     // Grants only port 80: an error for any served port above 1023, such as port 0's pick.
     let low = temp_file("low-port.xml", &policy_granting("80"));
     let low = low.to_str().expect("utf-8");
+    // A log from an earlier run, which the refused proxy must leave alone.
+    let earlier_log = temp_file("earlier.jsonl", "{\"event\":\"open\"}\n");
     for args in [
         vec!["serve", "--listen", "127.0.0.1:0", "--policy", low],
         vec![
@@ -264,6 +266,8 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
             "127.0.0.1:1",
             "--policy",
             low,
+            "--log",
+            earlier_log.to_str().expect("utf-8"),
         ],
     ] {
         let output = run_bounded(&args);
@@ -272,6 +276,8 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
         assert!(stderr.contains("has errors for port"), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "never announced as listening");
     }
+    let kept = std::fs::read_to_string(&earlier_log).expect("the earlier log is still there");
+    assert_eq!(kept, "{\"event\":\"open\"}\n", "not truncated");
     // The same file is served when it grants the port: shown by a port range that holds all.
     let all = temp_file("all-ports.xml", &policy_granting("1024-65535"));
     let mut server = Listening::start(&[

@@ -151,6 +151,10 @@ impl Proxy {
     pub async fn bind(config: ProxyConfig) -> anyhow::Result<Proxy> {
         let listeners = Listeners::bind(config.listen, config.ws_listen).await?;
         let addr = listeners.local_addr()?;
+        // Before the outputs are opened: a refused policy must not have truncated the log.
+        config
+            .policy
+            .check_for_port(config.listen.port(), addr.port())?;
         let latency = Arc::new(LatencyBook::new().context("cannot make a histogram")?);
         let header = record::Header {
             framing: config.framing,
@@ -164,9 +168,6 @@ impl Proxy {
             config.decode.clone(),
         )
         .context("cannot open the log or recording file")?;
-        config
-            .policy
-            .check_for_port(config.listen.port(), addr.port())?;
         let shared = Shared {
             policy: config.policy.render(addr.port()),
             recording: config.outputs.record.is_some(),
