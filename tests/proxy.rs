@@ -747,6 +747,68 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
     server.terminate();
 }
 
+/// Under traffic that never lets the log's queue run empty, `--stats-every` still prints its
+/// table on time.
+#[test]
+fn stats_every_prints_while_traffic_is_steady() {
+    let mut server =
+        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let upstream = server.addr.clone();
+    let log = temp_path("steady.jsonl");
+    let mut proxy = common::process::Listening::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--quiet",
+        "--log",
+        log.to_str().expect("utf-8"),
+        "--stats-every",
+        "0.2",
+    ]);
+    let addr: SocketAddr = proxy.addr.parse().expect("an address");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    runtime.block_on(async {
+        let mut clients = tokio::task::JoinSet::new();
+        for client_index in 0..4 {
+            clients.spawn(async move {
+                // Fire-and-forget messages, written as fast as the proxy takes them.
+                let mut burst = Vec::new();
+                for index in 0..100 {
+                    let message = Envelope::Message(amf_bench::rpc::Message {
+                        message_id: format!("{client_index}-{index}").into(),
+                        command: "chat".into(),
+                        params: object(vec![("n", Value::Integer(index))]),
+                    });
+                    burst.extend_from_slice(
+                        &encode_envelope(message, Encoding::Amf3, 1 << 20).expect("encodes"),
+                    );
+                }
+                let mut client = RawClient::connect(addr).await;
+                while std::time::Instant::now() < until {
+                    client.send_bytes(&burst).await;
+                }
+            });
+        }
+        while let Some(joined) = clients.join_next().await {
+            joined.expect("a client ran");
+        }
+    });
+    let (status, out) = proxy.terminate();
+    assert!(status.success(), "{status:?}");
+    let tables = out.matches("command (latency, ms)").count();
+    // One every 0.2 s while the log catches up, and one on exit; the old writer printed only
+    // the last.
+    assert!(tables >= 4, "{tables} tables:\n{out}");
+    server.terminate();
+}
+
 /// With standard error closed (`2>&1 | head` gone), the log line a signal prints fails; the
 /// signal must still stop the proxy, and the server, and exit cleanly.
 #[test]

@@ -362,6 +362,11 @@ impl LogWriter {
     pub fn run(mut self) -> Vec<String> {
         let mut next_stats = self.stats_every.map(|every| Instant::now() + every);
         loop {
+            // Checked on every turn: under steady traffic the queue is never empty.
+            if next_stats.is_some_and(|due| Instant::now() >= due) {
+                self.print_stats();
+                next_stats = self.stats_every.map(|every| Instant::now() + every);
+            }
             let mut batch = match self.events.try_recv() {
                 Ok(batch) => batch,
                 Err(TryRecvError::Disconnected) => break,
@@ -369,11 +374,7 @@ impl LogWriter {
                     self.flush();
                     match self.wait(next_stats) {
                         Ok(batch) => batch,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.print_stats();
-                            next_stats = self.stats_every.map(|every| Instant::now() + every);
-                            continue;
-                        }
+                        Err(RecvTimeoutError::Timeout) => continue,
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
