@@ -286,6 +286,29 @@ async fn server_first_traffic_flows_while_the_client_is_silent() {
     server.stop().await;
 }
 
+/// A client whose first bytes are a prefix of the policy tag, and which then waits for an
+/// answer, is not held for ever: its bytes go upstream after the sniffing wait.
+#[tokio::test]
+async fn a_client_stopping_within_the_policy_tag_is_relayed_after_a_wait() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let (watched_tx, _watched) = tokio::sync::mpsc::channel(1);
+    let scripts = Arc::new(Mutex::new(VecDeque::from([Script::Echo])));
+    let upstream = tokio::spawn(scripted_upstream(listener, scripts, watched_tx));
+    let proxy = TestProxy::start(proxy_config(upstream_addr, None)).await;
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connects");
+    client.write_all(b"<pol").await.expect("writes");
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(WAIT, client.read_exact(&mut echoed))
+        .await
+        .expect("relayed within the wait")
+        .expect("reads");
+    assert_eq!(&echoed, b"<pol");
+    drop(client);
+    proxy.stop().await;
+    upstream.abort();
+}
+
 /// What the scripted upstream does with its next connection.
 #[derive(Debug, Clone, Copy)]
 enum Script {

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -108,6 +109,10 @@ async fn forward<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// How long a client's first bytes, while still a prefix of `<policy-file-request/>`, wait for
+/// the rest before they are taken for traffic. Flash Player sends the whole tag at once.
+const SNIFF_WAIT: Duration = Duration::from_secs(1);
+
 /// How the client side starts.
 pub(super) struct Opening<F> {
     /// Bytes already read from the client (while telling a WebSocket upgrade from traffic).
@@ -137,7 +142,11 @@ where
         answer,
         on_policy_forwarded,
     } = opening;
-    let sniffed = policy::sniff(reader, &mut first, false).await;
+    // A client that sends a prefix of the tag and then waits for an answer is not held for
+    // ever: after `SNIFF_WAIT` its bytes go upstream as traffic. Bytes read so far stay in `first`.
+    let sniffed = tokio::time::timeout(SNIFF_WAIT, policy::sniff(reader, &mut first, false))
+        .await
+        .unwrap_or(Ok(Sniff::Other));
     let at = Stamp::now();
     match sniffed {
         Err(error) => return Ended::ReadFailed(error),
