@@ -97,6 +97,25 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
     let _ = std::fs::remove_file(file);
 }
 
+/// A SIGHUP sent the moment `listening on` is printed (a service manager's reload right after
+/// start) reloads the policy; it must not find the default action, which ends the process.
+#[test]
+fn a_hangup_right_after_start_does_not_kill_the_server() {
+    let file = temp_file("early-hup.xml", &policy_granting("9000"));
+    for _ in 0..10 {
+        let mut server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
+        server.signal("-HUP");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            server.child.try_wait().expect("polls").is_none(),
+            "the server died of the SIGHUP"
+        );
+        let (status, _) = server.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+    let _ = std::fs::remove_file(file);
+}
+
 #[test]
 fn the_server_needs_a_policy_and_refuses_a_broken_one() {
     let output = run_bounded(&["policy", "--listen", "127.0.0.1:0"]);

@@ -189,6 +189,12 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         };
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
         let shutdown = crate::shutdown::on_signal();
+        // Watched before `listening on` is printed: a SIGHUP sent right after it (a reload by
+        // a service manager) must reload, not kill, the server.
+        let reloading = args
+            .policy
+            .clone()
+            .map(|path| reload_on_hangup(path, store, shutdown.clone()));
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
             writeln!(out, "listening on {addr}")?;
@@ -196,8 +202,8 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         drop(out);
         open_files::explain_bound(args.max_connections, 1);
-        if let Some(path) = args.policy.clone() {
-            tokio::spawn(reload_on_hangup(path, store, shutdown.clone()));
+        if let Some(reloading) = reloading {
+            tokio::spawn(reloading);
         }
         let stats = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", stats.to_text())?;
@@ -206,24 +212,37 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Re-reads the policy file on each SIGHUP; a file that cannot be read or has errors leaves the
-/// current policy in place.
+/// current policy in place. SIGHUP is watched from the moment this returns.
 #[cfg(unix)]
-async fn reload_on_hangup(
+fn reload_on_hangup(
     path: std::path::PathBuf,
     store: Arc<PolicyStore>,
     shutdown: tokio_util::sync::CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; the policy will not reload");
-        return;
-    };
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let Ok(hangups) = hangups else {
+            tracing::warn!("cannot watch SIGHUP; the policy will not reload");
+            return;
+        };
+        reload_each(hangups, &path, &store, &shutdown).await;
+    }
+}
+
+#[cfg(unix)]
+async fn reload_each(
+    mut hangups: tokio::signal::unix::Signal,
+    path: &std::path::Path,
+    store: &PolicyStore,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             received = hangups.recv() => if received.is_none() { return },
         }
-        let reloaded = read_policy(&path).and_then(|text| {
+        let reloaded = read_policy(path).and_then(|text| {
             let findings = lint(&text, None);
             for finding in &findings {
                 tracing::warn!("{}:{finding}", path.display());
@@ -244,11 +263,12 @@ async fn reload_on_hangup(
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(
+fn reload_on_hangup(
     _: std::path::PathBuf,
     _: Arc<PolicyStore>,
     _: tokio_util::sync::CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send {
+    async {}
 }
 
 /// A server's answer as it may go to a terminal: line breaks and tabs as they are, every other
