@@ -166,6 +166,30 @@ async fn silent_clients_are_closed_at_the_deadline_without_delaying_others() {
     assert_eq!(stats.outcomes()[&Outcome::Answered], 1);
 }
 
+/// A request late in the exchange's window is answered; the deadline then falling while the
+/// server lingers for the client's close does not make it a time-out.
+#[tokio::test]
+async fn a_late_request_answered_before_the_deadline_counts_as_answered() {
+    let server = start("127.0.0.1:0", Duration::from_millis(600)).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"<policy-file-request/>\0")
+        .await
+        .expect("writes");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and half-closed in time")
+        .expect("reads");
+    assert_is_the_policy(&answer);
+    // Keeps the connection open past the deadline, as a client that never closes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stats = server.stop().await;
+    assert_eq!(stats.outcomes()[&Outcome::Answered], 1);
+    assert_eq!(stats.outcomes()[&Outcome::Timeout], 0);
+}
+
 #[tokio::test]
 async fn ipv6_loopback_is_served() {
     let listener = match bind("[::1]:0".parse().expect("an address")) {

@@ -172,6 +172,18 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     policy: &[u8],
     timeouts: AnswerTimeouts,
 ) -> io::Result<usize> {
+    let sent = write_answer(stream, policy, timeouts.write).await?;
+    linger(stream, timeouts.linger).await;
+    Ok(sent)
+}
+
+/// The first half of `answer`: the policy and its NUL, then our half-close; returns the bytes
+/// sent.
+pub async fn write_answer<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    policy: &[u8],
+    timeout: Duration,
+) -> io::Result<usize> {
     let mut response = Vec::with_capacity(policy.len() + 1);
     response.extend_from_slice(policy);
     response.push(0);
@@ -179,11 +191,16 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         stream.write_all(&response).await?;
         stream.shutdown().await
     };
-    tokio::time::timeout(timeouts.write, write)
+    tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "writing the policy timed out"))??;
-    let _ = tokio::time::timeout(timeouts.linger, drain(stream)).await;
     Ok(response.len())
+}
+
+/// The second half of `answer`: what the client still sends is read and dropped, for at most
+/// `timeout`, so that closing does not reset the connection under the policy in flight.
+pub async fn linger<R: AsyncRead + Unpin>(stream: &mut R, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, drain(stream)).await;
 }
 
 async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {

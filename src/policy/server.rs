@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{AnswerTimeouts, Sniff, answer, sniff};
+use super::{Sniff, linger, sniff, write_answer};
 use crate::listener::accept_loop_any;
 
 /// The policy being served; replaced whole on reload, read by every exchange.
@@ -237,13 +237,10 @@ async fn exchange(mut stream: TcpStream, peer: SocketAddr, context: &Exchange) {
         match sniff(&mut stream, &mut received, true).await {
             Ok(Sniff::PolicyRequest) => {
                 let policy = context.store.get();
-                let timeouts = AnswerTimeouts {
-                    write: context.deadline,
-                    linger: Duration::from_secs(1).min(context.deadline),
-                };
-                match answer(&mut stream, &policy, timeouts).await {
+                match write_answer(&mut stream, &policy, context.deadline).await {
                     Ok(bytes) => {
                         sent = bytes;
+                        linger(&mut stream, Duration::from_secs(1)).await;
                         Outcome::Answered
                     }
                     Err(_) => Outcome::IoError,
@@ -253,9 +250,12 @@ async fn exchange(mut stream: TcpStream, peer: SocketAddr, context: &Exchange) {
             Err(_) => Outcome::IoError,
         }
     };
-    let outcome = tokio::time::timeout(context.deadline, work)
-        .await
-        .unwrap_or(Outcome::Timeout);
+    // The deadline may fall while lingering after the answer: the exchange was still answered.
+    let outcome = match tokio::time::timeout(context.deadline, work).await {
+        Ok(outcome) => outcome,
+        Err(_) if sent > 0 => Outcome::Answered,
+        Err(_) => Outcome::Timeout,
+    };
     context.stats.record(outcome);
     tracing::info!(
         peer = %peer,
