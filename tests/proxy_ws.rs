@@ -322,6 +322,27 @@ async fn an_upstream_fin_reaches_the_client_as_a_close() {
 }
 
 #[tokio::test]
+async fn proxy_shutdown_sends_the_client_a_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
+    let mut client = WsClient::connect(addr).await;
+    let (_upstream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("dialled")
+        .expect("accepts");
+    let stopping = tokio::spawn(proxy.stop());
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1000);
+    let summary = stopping.await.expect("stops");
+    assert_eq!(
+        summary.stats.closes.get("shutdown"),
+        Some(&1),
+        "{summary:?}"
+    );
+}
+
+#[tokio::test]
 async fn one_port_serves_raw_websocket_and_policy_clients_with_ws_on_tcp() {
     let server = TestServer::start(common::config()).await;
     let mut config = proxy_config(server.addr, None);

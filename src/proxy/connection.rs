@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +69,9 @@ impl Client for WsStream<Prefixed<TcpStream>> {
         tokio::io::split(self)
     }
 }
+
+/// How long shutdown spends closing a client gracefully.
+const SHUTDOWN_CLOSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -195,6 +198,11 @@ pub(super) async fn handle<C: Client>(
             (outcome, c2s, s2c)
         }
     };
+    if matches!(outcome, Outcome::Shutdown) {
+        // As serve does: a WebSocket client gets a Close (a TCP one its FIN), not a vanished
+        // connection, which a browser reports as an abnormal close.
+        let _ = tokio::time::timeout(SHUTDOWN_CLOSE, client.shutdown()).await;
+    }
     end(client.socket(), outcome.resets_client());
     state
         .matcher
