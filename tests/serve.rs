@@ -582,17 +582,31 @@ async fn the_drain_deadline_bounds_shutdown() {
     server
         .wait_for("the request", |s| s.requests.contains_key("sleep"))
         .await;
-    let started = Instant::now();
-    server.stop().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    stop_promptly(server).await;
     assert!(
         client.read_to_end().await.is_empty(),
         "no reply, then closed"
     );
+}
+
+/// Stops the server, which must take less than 5 s (the drain deadlines here are far shorter),
+/// and returns its counters.
+async fn stop_promptly(server: TestServer) -> amf_bench::serve::Snapshot {
+    let started = Instant::now();
+    let snapshot = server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    snapshot
+}
+
+/// A connection whose receive buffer is small, for a client that will not read.
+async fn connect_without_reading(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    socket.connect(addr).await.expect("connects")
 }
 
 /// A client that sends requests but never reads their replies holds the server's reply inside
@@ -602,9 +616,7 @@ async fn a_client_that_does_not_read_cannot_hold_shutdown_past_the_drain_deadlin
     let mut config = config();
     config.drain_timeout = Duration::from_millis(300);
     let server = TestServer::start(config).await;
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let stream = socket.connect(server.addr).await.expect("connects");
+    let stream = connect_without_reading(server.addr).await;
     let (_unread, mut writer) = stream.into_split();
     let payload = Value::ByteArray(bytes::Bytes::from(vec![7u8; 100_000]));
     let sending = tokio::spawn(async move {
@@ -626,13 +638,7 @@ async fn a_client_that_does_not_read_cannot_hold_shutdown_past_the_drain_deadlin
         })
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    let snapshot = server.stop().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
+    let snapshot = stop_promptly(server).await;
     assert_eq!(snapshot.connections_active, 0);
     sending.abort();
 }
@@ -652,13 +658,7 @@ async fn a_silent_new_connection_does_not_hold_shutdown() {
     server
         .wait_for("the connection", |s| s.connections_active == 1)
         .await;
-    let started = Instant::now();
-    server.stop().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
+    stop_promptly(server).await;
 }
 
 /// Once the drain deadline passes, a graceful close does not go on to flush for the flush
@@ -669,9 +669,7 @@ async fn a_zero_drain_closes_a_client_that_does_not_read_at_once() {
     config.drain_timeout = Duration::ZERO;
     config.peer.flush_timeout = Duration::from_secs(30);
     let server = TestServer::start(config).await;
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let mut client = socket.connect(server.addr).await.expect("connects");
+    let mut client = connect_without_reading(server.addr).await;
     let flood = object(vec![
         ("count", Value::Integer(100_000)),
         ("interval_ms", Value::Integer(0)),
@@ -684,13 +682,7 @@ async fn a_zero_drain_closes_a_client_that_does_not_read_at_once() {
         .wait_for("the push", |s| s.requests.contains_key("push"))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    server.stop().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
+    stop_promptly(server).await;
 }
 
 /// A pushed message too large to send ends the push with an error result, not silence.
