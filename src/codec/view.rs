@@ -10,12 +10,12 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as ArenaVec;
 use bytes::Bytes;
 
-use super::DecodeOptions;
 use super::amf3::build::{Build, Leaf, PlainVector, items};
 use super::amf3::read::Reader;
 use super::error::DecodeError;
 use super::input::{Input, owned_str};
 use super::value::{Array, Dictionary, Externalizable, Object, ObjectVector, Str, Value, Vector};
+use super::{DecodeOptions, Limits};
 
 /// A named member of an object or associative array entry, borrowed.
 pub type MemberView<'a> = (&'a str, View<'a>);
@@ -142,6 +142,11 @@ impl ViewDecoder {
             options,
             arena: Bump::new(),
         }
+    }
+
+    /// The limits it decodes within.
+    pub fn limits(&self) -> Limits {
+        self.options.limits
     }
 
     /// Decodes exactly one AMF3 value from `bytes`; anything left over is an error. The view
@@ -401,7 +406,6 @@ fn owned_vector<T: Copy>(vector: &VectorView<'_, T>) -> Vector<T> {
 mod tests {
     use super::*;
     use crate::codec::amf3;
-    use crate::codec::limits::Limits;
 
     fn encoded(value: &Value) -> Vec<u8> {
         amf3::encode(value, &Limits::default()).expect("encodes")

@@ -165,9 +165,10 @@ fn check_amf(frame: &Bytes, decoder: &mut ViewDecoder) -> Content {
     if payload.is_empty() {
         return error("a zero-length frame (a protocol error)".into(), frame);
     }
+    let limits = decoder.limits();
     match decoder.decode(&payload) {
         Ok(view) => {
-            let rpc = rpc_of_view(view);
+            let rpc = rpc_of_view(view, &limits);
             Content::Checked { payload, rpc }
         }
         Err(why) => error(format!("undecodable AMF3 payload: {why}"), frame),
@@ -176,16 +177,16 @@ fn check_amf(frame: &Bytes, decoder: &mut ViewDecoder) -> Content {
 
 /// The envelope summary of a payload decoded into a view, if it is an envelope. References are
 /// rare in envelopes and need resolving: such a payload goes through `Value`.
-fn rpc_of_view(view: View<'_>) -> Option<Rpc> {
+fn rpc_of_view(view: View<'_>, limits: &Limits) -> Option<Rpc> {
     if view.contains_reference() {
-        return rpc_of(&view.to_value());
+        return rpc_of(&view.to_value(), limits);
     }
     EnvelopeHeader::of_view(view).map(Rpc::from)
 }
 
-/// The envelope summary of a decoded payload, if it is an envelope.
-fn rpc_of(value: &Value) -> Option<Rpc> {
-    Envelope::without_payload(value)
+/// The envelope summary of a payload decoded within `limits`, if it is an envelope.
+fn rpc_of(value: &Value, limits: &Limits) -> Option<Rpc> {
+    Envelope::without_payload(value, limits)
         .ok()
         .map(|envelope| Rpc::from(envelope.header()))
 }

@@ -223,9 +223,9 @@ impl Envelope {
 
     /// Parses a decoded frame body for its type, message id and command only: when the frame
     /// holds no object references, the payload is left out (`Undefined`) instead of copied. It
-    /// accepts and rejects exactly what `from_value` does.
-    pub fn without_payload(value: &Value) -> Result<Envelope, EnvelopeError> {
-        let mut parser = Parser::new(value, &Limits::default());
+    /// accepts and rejects exactly what `from_value_within` does with the same `limits`.
+    pub fn without_payload(value: &Value, limits: &Limits) -> Result<Envelope, EnvelopeError> {
+        let mut parser = Parser::new(value, limits);
         parser.move_payload = true;
         parser.parse()
     }
