@@ -144,14 +144,14 @@ impl Handler {
             .ping
             .map(|ping| ping.interval.saturating_sub(sniffed_for));
         let (peer, inbox) = Peer::start(reader, writer, already_read, config);
+        let served = async {
+            self.serve(&peer, inbox).await;
+            peer.closed().await
+        };
         // Past the drain deadline nothing waits any longer: not a reply stuck behind a client
         // that does not read, nor the flush of a graceful close.
-        tokio::select! {
-            () = self.serve(&peer, inbox) => {}
-            () = self.drain.passed() => peer.abort(CloseReason::Closed(DRAIN_PASSED)),
-        }
         let reason = tokio::select! {
-            reason = peer.closed() => reason,
+            reason = served => reason,
             () = self.drain.passed() => {
                 peer.abort(CloseReason::Closed(DRAIN_PASSED));
                 peer.closed().await

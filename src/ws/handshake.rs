@@ -6,6 +6,7 @@
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::Prefixed;
 
@@ -20,13 +21,13 @@ const VERSION: &str = "13";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The HTTP status sent back.
-    pub status: u16,
+    pub status: StatusCode,
     /// What was wrong, sent as the response's body.
     pub reason: String,
 }
 
 impl Refusal {
-    fn new(status: u16, reason: impl Into<String>) -> Refusal {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Refusal {
         Refusal {
             status,
             reason: reason.into(),
@@ -62,7 +63,7 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) if received.len() >= MAX_HEAD => {
             return Err(Refusal::new(
-                431,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!("the request head is over {MAX_HEAD} bytes"),
             ));
         }
@@ -70,11 +71,16 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
         Ok(httparse::Status::Partial) => return Ok(()),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::new(
-                431,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!("more than {MAX_HEADERS} header lines"),
             ));
         }
-        Err(error) => return Err(Refusal::new(400, format!("not an HTTP request: {error}"))),
+        Err(error) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("not an HTTP request: {error}"),
+            ));
+        }
     }
     let header = |name: &str| {
         request
@@ -91,11 +97,14 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
         })
     };
     if request.method != Some("GET") {
-        return Err(Refusal::new(405, "a WebSocket handshake is a GET request"));
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket handshake is a GET request",
+        ));
     }
     if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
         return Err(Refusal::new(
-            426,
+            StatusCode::UPGRADE_REQUIRED,
             "this port takes WebSocket connections only (the AMF Socket byte stream in binary \
              messages, as Ruffle's socketProxy sends it): the request needs \
              'Connection: Upgrade' and 'Upgrade: websocket'",
@@ -103,32 +112,29 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
     }
     if header("Sec-WebSocket-Version").as_deref().map(str::trim) != Some(VERSION) {
         return Err(Refusal::new(
-            426,
+            StatusCode::UPGRADE_REQUIRED,
             format!("only WebSocket version {VERSION} is spoken (Sec-WebSocket-Version)"),
         ));
     }
     if header("Sec-WebSocket-Key").is_none() {
-        return Err(Refusal::new(400, "the Sec-WebSocket-Key header is missing"));
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "the Sec-WebSocket-Key header is missing",
+        ));
     }
     Ok(())
 }
 
 /// Sends the refusal as an HTTP response, then ends the connection.
 pub async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, refusal: &Refusal) -> io::Result<()> {
-    let status_text = match refusal.status {
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        _ => "Bad Request",
-    };
-    let upgrade_headers = if refusal.status == 426 {
+    let upgrade_headers = if refusal.status == StatusCode::UPGRADE_REQUIRED {
         "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
     } else {
         ""
     };
     let body = format!("{}\n", refusal.reason);
     let response = format!(
-        "HTTP/1.1 {} {status_text}\r\n{upgrade_headers}Content-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {}\r\n{upgrade_headers}Content-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         refusal.status,
         body.len()
@@ -147,7 +153,7 @@ mod tests {
     fn status(head: &str) -> Option<u16> {
         check_head(head.as_bytes())
             .err()
-            .map(|refusal| refusal.status)
+            .map(|refusal| refusal.status.as_u16())
     }
 
     #[test]

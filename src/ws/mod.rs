@@ -120,7 +120,7 @@ pub enum WsError {
     #[error("the WebSocket handshake did not finish within {0:?}")]
     HandshakeTimeout(Duration),
     /// The request was not a WebSocket upgrade (answered with this HTTP error).
-    #[error("not a WebSocket upgrade (answered HTTP {}): {}", .0.status, .0.reason)]
+    #[error("not a WebSocket upgrade (answered HTTP {}): {}", .0.status.as_u16(), .0.reason)]
     NotUpgrade(Refusal),
     /// The handshake was not a valid WebSocket upgrade.
     #[error("bad WebSocket handshake: {0}")]
