@@ -738,18 +738,24 @@ fn bad_options_are_refused_with_what_was_wrong() {
     );
 }
 
+/// `amf-bench serve` on port 0 as a child process, without pings.
+fn serve_process(stderr: Stdio) -> common::process::Listening {
+    let args = ["serve", "--listen", "127.0.0.1:0", "--no-ping"];
+    common::process::Listening::start_with_stderr(&args, stderr)
+}
+
+/// `amf-bench proxy` on port 0 in front of `upstream`, with `extra` arguments, as a child process.
+fn proxy_process(upstream: &str, extra: &[&str], stderr: Stdio) -> common::process::Listening {
+    let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream];
+    args.extend_from_slice(extra);
+    common::process::Listening::start_with_stderr(&args, stderr)
+}
+
 #[test]
 fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
-    let mut server =
-        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let mut server = serve_process(Stdio::null());
     let upstream = server.addr.clone();
-    let mut proxy = common::process::Listening::start(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-    ]);
+    let mut proxy = proxy_process(&upstream, &[], Stdio::null());
     let addr: SocketAddr = proxy.addr.parse().expect("an address");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -774,22 +780,20 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
 /// table on time.
 #[test]
 fn stats_every_prints_while_traffic_is_steady() {
-    let mut server =
-        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let mut server = serve_process(Stdio::null());
     let upstream = server.addr.clone();
     let log = temp_path("steady.jsonl");
-    let mut proxy = common::process::Listening::start(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
+    let mut proxy = proxy_process(
         &upstream,
-        "--quiet",
-        "--log",
-        log.to_str().expect("utf-8"),
-        "--stats-every",
-        "0.2",
-    ]);
+        &[
+            "--quiet",
+            "--log",
+            log.to_str().expect("utf-8"),
+            "--stats-every",
+            "0.2",
+        ],
+        Stdio::null(),
+    );
     let addr: SocketAddr = proxy.addr.parse().expect("an address");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -836,21 +840,8 @@ fn stats_every_prints_while_traffic_is_steady() {
 /// signal must still stop the proxy, and the server, and exit cleanly.
 #[test]
 fn a_signal_stops_the_roles_when_standard_error_is_closed() {
-    let mut server = common::process::Listening::start_with_stderr(
-        &["serve", "--listen", "127.0.0.1:0", "--no-ping"],
-        Stdio::piped(),
-    );
-    let mut proxy = common::process::Listening::start_with_stderr(
-        &[
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &server.addr.clone(),
-            "--quiet",
-        ],
-        Stdio::piped(),
-    );
+    let mut server = serve_process(Stdio::piped());
+    let mut proxy = proxy_process(&server.addr, &["--quiet"], Stdio::piped());
     drop(proxy.child.stderr.take());
     drop(server.child.stderr.take());
     let (status, _) = proxy.terminate();
@@ -861,21 +852,19 @@ fn a_signal_stops_the_roles_when_standard_error_is_closed() {
 
 #[test]
 fn the_log_and_the_recording_go_on_when_standard_output_closes() {
-    let mut server =
-        common::process::Listening::start(&["serve", "--listen", "127.0.0.1:0", "--no-ping"]);
+    let mut server = serve_process(Stdio::null());
     let log = temp_path("stdout-closed.jsonl");
     let record = temp_path("stdout-closed.rec");
-    let mut proxy = common::process::Listening::start(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr.clone(),
-        "--log",
-        log.to_str().expect("utf-8"),
-        "--record",
-        record.to_str().expect("utf-8"),
-    ]);
+    let mut proxy = proxy_process(
+        &server.addr,
+        &[
+            "--log",
+            log.to_str().expect("utf-8"),
+            "--record",
+            record.to_str().expect("utf-8"),
+        ],
+        Stdio::null(),
+    );
     // As `amf-bench proxy ... | head -1`: the reader of the event lines goes away.
     proxy.close_stdout();
     let addr: SocketAddr = proxy.addr.parse().expect("an address");
