@@ -234,6 +234,41 @@ fn an_inherited_systemd_socket_is_served() {
 }
 
 #[test]
+fn check_shows_a_policy_whose_server_does_not_close() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("sets a time-out");
+        let mut request = [0u8; 23];
+        std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+        let answer = format!("{}\0", policy_granting("9000"));
+        std::io::Write::write_all(&mut stream, answer.as_bytes()).expect("answers");
+        // Held open until the checker gives up on the close, or 10 s.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    });
+    let output = run_bounded(&["policy", "check", &addr, "--port", "9000", "--timeout", "5"]);
+    server.join().expect("the server thread ends");
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("to-ports=\"9000\""),
+        "the policy is shown: {stdout}"
+    );
+    assert!(stdout.contains("NUL-terminated: yes"), "{stdout}");
+    assert!(stdout.contains("did not close the connection"), "{stdout}");
+    assert!(stdout.contains("grants port 9000: yes"), "{stdout}");
+}
+
+#[test]
 fn serve_lints_the_policy_it_generates_for_its_port() {
     let stderr_path = temp_file("serve-stderr.txt", "");
     let mut child = common::process::amf_bench()

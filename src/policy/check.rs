@@ -14,6 +14,9 @@ use super::lint::parse_policy;
 pub const FLASH_REQUEST: &[u8] = b"<policy-file-request/>\0";
 /// A server sending more than this without a NUL is not sending a policy.
 const MAX_ANSWER: usize = 64 * 1024;
+/// How long after the NUL the server has to close before it is reported as holding the
+/// connection open.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a policy server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +27,15 @@ pub struct Answer {
     pub nul_terminated: bool,
     /// Bytes after the NUL, which a correct server never sends.
     pub trailing: usize,
+    /// Whether the server closed the connection after its answer (within [`CLOSE_GRACE`] of the
+    /// NUL), as a policy server must.
+    pub closed: bool,
     /// From connecting to the end of the answer.
     pub elapsed: Duration,
 }
 
 /// Connects to `target` (`HOST:PORT`), sends the request and reads the answer until the server
-/// closes, within `timeout` in all.
+/// closes, or until [`CLOSE_GRACE`] after the NUL, within `timeout` in all.
 pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
     let started = Instant::now();
     let exchange = async {
@@ -37,38 +43,55 @@ pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
             .await
             .with_context(|| format!("cannot connect to {target}"))?;
         stream.write_all(FLASH_REQUEST).await?;
-        let mut received = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let read = stream.read(&mut chunk).await?;
-            if read == 0 {
-                break;
-            }
-            received.extend_from_slice(&chunk[..read]);
-            if received.len() > MAX_ANSWER {
-                bail!("{target} sent more than {MAX_ANSWER} bytes: not a policy answer");
-            }
-        }
-        anyhow::Ok(received)
+        read_answer(&mut stream, target).await
     };
-    let received = tokio::time::timeout(timeout, exchange)
+    let (received, closed) = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| anyhow::anyhow!("{target} did not answer and close within {timeout:?}"))??;
+        .map_err(|_| anyhow::anyhow!("{target} did not answer within {timeout:?}"))??;
     let elapsed = started.elapsed();
     Ok(match received.iter().position(|byte| *byte == 0) {
         Some(nul) => Answer {
             trailing: received.len() - nul - 1,
             policy: received[..nul].to_vec(),
             nul_terminated: true,
+            closed,
             elapsed,
         },
         None => Answer {
             policy: received,
             nul_terminated: false,
             trailing: 0,
+            closed,
             elapsed,
         },
     })
+}
+
+/// Reads until the server closes, or until [`CLOSE_GRACE`] has passed since a NUL arrived;
+/// returns the bytes and whether the server closed.
+async fn read_answer(stream: &mut TcpStream, target: &str) -> anyhow::Result<(Vec<u8>, bool)> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut close_due = None;
+    loop {
+        let read = match close_due {
+            None => stream.read(&mut chunk).await?,
+            Some(due) => match tokio::time::timeout_at(due, stream.read(&mut chunk)).await {
+                Ok(read) => read?,
+                Err(_) => return Ok((received, false)),
+            },
+        };
+        if read == 0 {
+            return Ok((received, true));
+        }
+        if close_due.is_none() && chunk[..read].contains(&0) {
+            close_due = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+        }
+        received.extend_from_slice(&chunk[..read]);
+        if received.len() > MAX_ANSWER {
+            bail!("{target} sent more than {MAX_ANSWER} bytes: not a policy answer");
+        }
+    }
 }
 
 /// Whether a policy's `allow-access-from` rules grant `port` (to some domain). Unparsable

@@ -300,6 +300,14 @@ async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
             n => format!("; {n} bytes after the NUL"),
         }
     )?;
+    if !answer.closed {
+        writeln!(
+            out,
+            "# the server did not close the connection within {:?} of the NUL (a policy server \
+             closes after its answer)",
+            check::CLOSE_GRACE
+        )?;
+    }
     // Lint for the port the policy came from: the master policy on 843 may grant any port.
     let served_on = args
         .target
@@ -308,7 +316,8 @@ async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
         .filter(|port| *port != MASTER_POLICY_PORT);
     let findings = lint(&text, served_on);
     print_findings(&args.target, &findings, &mut out)?;
-    let mut ok = answer.nul_terminated && answer.trailing == 0 && !has_errors(&findings);
+    let mut ok =
+        answer.nul_terminated && answer.trailing == 0 && answer.closed && !has_errors(&findings);
     if let Some(port) = args.port {
         let granted = check::grants(&text, port);
         writeln!(
