@@ -991,6 +991,71 @@ fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
 }
 
 #[test]
+fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
+    let dir = temp_path("message-too-big");
+    std::fs::create_dir_all(&dir).expect("a directory");
+    std::fs::write(
+        dir.join("big.csv"),
+        format!("cell\n{}\n", "x".repeat((16 << 20) - 16)),
+    )
+    .expect("writes");
+    let text = r#"
+        name = "message-too-big"
+        connections = 1
+        duration = "1s"
+        [csv.big]
+        file = "big.csv"
+        [load]
+        model = "open"
+        stages = [{ rate = 10, for = "1s" }]
+        [[session]]
+        name = "s"
+        steps = [
+          { message = "chat", params = { cell = "{{big.cell}}" } },
+          { request = "echo", params = { n = "{{counter}}" } },
+        ]
+    "#;
+    let scenario = Scenario::parse_in(text, &dir).expect("valid");
+    let result = common::bounded::bounded("a 1 s run of messages over the cap", move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(execute(
+            scenario,
+            CancellationToken::new(),
+            Progress::hidden(),
+        ))
+    })
+    .expect("runs");
+    let summary = &result.summary;
+    let failed = count(summary, "message:chat");
+    assert!(failed > 0, "{summary:#}");
+    assert_eq!(
+        summary["commands"]["message:chat"]["errors"]["protocol_error"].as_u64(),
+        Some(failed),
+        "{summary:#}"
+    );
+    assert_eq!(
+        count(summary, "echo"),
+        failed,
+        "every session went on: {summary:#}"
+    );
+    assert_eq!(
+        summary["commands"]["echo"]["errors"],
+        serde_json::json!({}),
+        "{summary:#}"
+    );
+    assert_eq!(
+        summary["connections"]["lost"],
+        serde_json::json!({}),
+        "{summary:#}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_closed_standard_output_still_gets_the_results_written() {
     let file = echo_clients("closed-stdout", 5);
     std::fs::write(

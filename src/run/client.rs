@@ -301,11 +301,14 @@ impl Client {
             }
             Step::Message { command, params } => {
                 let params = params.render(&mut self.render);
-                self.peer
-                    .send_message(command.clone(), params)
-                    .await
-                    .map_err(|error| error_kind(&error))?;
-                Ok(Instant::now())
+                match self.peer.send_message(command.clone(), params).await {
+                    Ok(()) => Ok(Instant::now()),
+                    Err(CallError::Encode(_)) => {
+                        self.message_not_encoded(command, due).await;
+                        Ok(Instant::now())
+                    }
+                    Err(error) => Err(error_kind(&error)),
+                }
             }
             Step::Request {
                 command,
@@ -346,6 +349,23 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Counts a message whose params could not be encoded (over the frame cap) as a protocol
+    /// error of `message:COMMAND`: nothing was sent, the connection is sound, the session goes on.
+    async fn message_not_encoded(&self, command: &Str, due: Instant) {
+        let now = Instant::now();
+        let sample = Sample {
+            latency: now.saturating_duration_since(due),
+            service: Duration::ZERO,
+            lag: now.saturating_duration_since(due),
+            error: Some(ErrorKind::ProtocolError),
+        };
+        self.shared
+            .metrics
+            .record(&format!("message:{command}"), sample);
+        // As for a request that failed to encode: no I/O to wait for, so let the runtime run.
+        tokio::task::yield_now().await;
     }
 
     /// Sends a request and records it against `due`; a timeout is recorded at the timeout so the
