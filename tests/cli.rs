@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn amf_bench(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
@@ -11,13 +12,25 @@ fn amf_bench(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
+    // A command that should have refused its options but runs instead is killed, not waited
+    // for: the test then fails on its exit status rather than hanging.
+    let pid = child.id().to_string();
+    let (finished, watched) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if watched.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(stdin)
         .expect("stdin written");
-    child.wait_with_output().expect("the binary finishes")
+    let output = child.wait_with_output().expect("the binary finishes");
+    let _ = finished.send(());
+    watchdog.join().expect("the watchdog ends");
+    output
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -142,7 +155,19 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 12] = [
+    // Canned results the server could never send: refused at start, not at each request.
+    let unsendable =
+        std::env::temp_dir().join(format!("amf-bench-unsendable-{}.toml", std::process::id()));
+    std::fs::write(
+        &unsendable,
+        format!(
+            "[commands.deep]\nresult = [[[[[[1]]]]]]\n[commands.big]\nresult = \"{}\"\n",
+            "x".repeat(3000)
+        ),
+    )
+    .expect("writes");
+    let unsendable = unsendable.to_string_lossy().into_owned();
+    let cases: [(&[&str], &str); 14] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
@@ -191,6 +216,16 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
             &["serve", "--responses", &bad_responses],
             "commands.a.delay_ms: min (5) is above max (1)",
         ),
+        (
+            &["serve", "--responses", &unsendable, "--max-depth", "4"],
+            "commands.deep.result cannot be sent with --max-frame 16777216 and --max-depth 4: \
+             cannot encode the value: nesting deeper than the limit of 4",
+        ),
+        (
+            &["serve", "--responses", &unsendable, "--max-frame", "2000"],
+            "commands.big.result cannot be sent with --max-frame 2000 and --max-depth 128: the \
+             encoded frame is 3089 bytes, above the cap of 2000",
+        ),
     ];
     for (args, expected) in cases {
         let output = amf_bench(args, b"");
@@ -199,6 +234,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let _ = std::fs::remove_file(&bad_responses);
+    let _ = std::fs::remove_file(&unsendable);
 }
 
 #[test]

@@ -5,14 +5,15 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::{PolicySource, Responses, ServeConfig, Server};
 use crate::cli::ServeArgs;
-use crate::codec::{DecodeOptions, Limits, Value};
+use crate::codec::{DecodeOptions, Limits, Str, Value};
 use crate::open_files;
 use crate::policy;
-use crate::rpc::{PING_COMMAND, PeerConfig, PingConfig};
+use crate::rpc::wire::encode_envelope_within;
+use crate::rpc::{Envelope, PING_COMMAND, PeerConfig, PingConfig, Response};
 
 /// What pings are answered with: `null`, as the Ruby server, or a canned `amf_socket_ping`'s
 /// result. The connection answers pings itself, at once, so a canned ping cannot be delayed.
@@ -27,6 +28,36 @@ fn ping_reply(responses: &Responses) -> anyhow::Result<Value> {
         );
     }
     Ok(canned.result.clone())
+}
+
+/// Refuses canned results the connection could never send (deeper than `--max-depth`, or over
+/// `--max-frame` once in a reply), so that they fail at start, not as `reply_not_sent` at each
+/// request.
+fn check_canned_results(responses: &Responses, peer: &PeerConfig) -> anyhow::Result<()> {
+    // A message id of the usual form and length; a client's own may be longer.
+    const USUAL_MESSAGE_ID: &str = "1427767342123:123456789:987654321";
+    for (command, canned) in responses.iter() {
+        let reply = Envelope::Response(Response {
+            message_id: Str::from(USUAL_MESSAGE_ID),
+            result: canned.result.clone(),
+        });
+        encode_envelope_within(
+            reply,
+            peer.encoding,
+            peer.max_frame_len,
+            &peer.decode.limits,
+        )
+        // Worded here: the error's own text already holds its source's.
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "commands.{command}.result cannot be sent with --max-frame {} and --max-depth {}: \
+                 {error}",
+                peer.max_frame_len,
+                peer.decode.limits.max_depth
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Builds the server's configuration from the command line, reading the files it names.
@@ -57,24 +88,29 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             "--ping-interval and --ping-timeout must be at least 0.01 seconds (or use --no-ping)"
         );
     }
+    let peer = PeerConfig {
+        encoding: args.encoding,
+        max_frame_len: args.max_frame,
+        decode: Arc::new(DecodeOptions {
+            limits: Limits {
+                max_depth: args.max_depth,
+                ..Limits::default()
+            },
+            ..DecodeOptions::default()
+        }),
+        ping,
+        ping_reply,
+        ..PeerConfig::default()
+    };
+    if let Some(path) = &args.responses {
+        check_canned_results(&responses, &peer)
+            .with_context(|| format!("in responses file {}", path.display()))?;
+    }
     Ok(ServeConfig {
         listen: args.listen,
         max_connections: open_files::max_connections(args.max_connections, 1),
         max_in_flight: args.max_in_flight as usize,
-        peer: PeerConfig {
-            encoding: args.encoding,
-            max_frame_len: args.max_frame,
-            decode: Arc::new(DecodeOptions {
-                limits: Limits {
-                    max_depth: args.max_depth,
-                    ..Limits::default()
-                },
-                ..DecodeOptions::default()
-            }),
-            ping,
-            ping_reply,
-            ..PeerConfig::default()
-        },
+        peer,
         policy,
         responses: Arc::new(responses),
         drain_timeout: args.drain_timeout,

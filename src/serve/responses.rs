@@ -122,6 +122,11 @@ impl Responses {
         self.by_command.get(command)
     }
 
+    /// Every command with its canned reply.
+    pub fn iter(&self) -> impl Iterator<Item = (&Str, &Canned)> {
+        self.by_command.iter()
+    }
+
     /// How many commands have canned replies.
     pub fn len(&self) -> usize {
         self.by_command.len()
