@@ -192,6 +192,9 @@ const IDLE_POLLS: u32 = 20;
 struct Batch {
     events: Vec<Event>,
     cost: usize,
+    /// Events dropped since the last batch queued: noted just before this one's, where they
+    /// would have been.
+    dropped_before: u64,
 }
 
 /// The connections' side of the log queue. Never waits: when the queue is full or holds its
@@ -207,6 +210,8 @@ struct QueueCounters {
     queued_bytes: AtomicUsize,
     budget: usize,
     dropped: AtomicU64,
+    /// Drops not yet carried by a queued batch.
+    unnoted: AtomicU64,
 }
 
 impl LogSender {
@@ -225,9 +230,25 @@ impl LogSender {
         let counters = &self.counters;
         let before = counters.queued_bytes.fetch_add(cost, Ordering::Relaxed);
         let count = events.len() as u64;
-        if before + cost > counters.budget || self.queue.try_send(Batch { events, cost }).is_err() {
+        let dropped = |counters: &QueueCounters, unnoted: u64| {
             counters.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
             counters.dropped.fetch_add(count, Ordering::Relaxed);
+            counters
+                .unnoted
+                .fetch_add(unnoted + count, Ordering::Relaxed);
+        };
+        if before + cost > counters.budget {
+            dropped(counters, 0);
+            return;
+        }
+        let dropped_before = counters.unnoted.swap(0, Ordering::Relaxed);
+        let batch = Batch {
+            events,
+            cost,
+            dropped_before,
+        };
+        if self.queue.try_send(batch).is_err() {
+            dropped(counters, dropped_before);
         }
     }
 
@@ -297,7 +318,6 @@ pub struct LogWriter {
     latency: Arc<LatencyBook>,
     /// How logged payloads are decoded for rendering: as the relay checked them.
     decode: DecodeOptions,
-    reported_drops: u64,
     /// The JSON line being written, reused from event to event.
     line: String,
 }
@@ -342,7 +362,6 @@ pub fn open(
         stats_every: outputs.stats_every,
         latency,
         decode,
-        reported_drops: 0,
         line: String::new(),
     };
     Ok((sender, writer))
@@ -379,6 +398,9 @@ impl LogWriter {
                     }
                 }
             };
+            if let Some(first) = batch.events.first() {
+                self.note_drops(batch.dropped_before, first.at);
+            }
             for event in &mut batch.events {
                 self.write(event);
             }
@@ -386,7 +408,8 @@ impl LogWriter {
                 .queued_bytes
                 .fetch_sub(batch.cost, Ordering::Relaxed);
         }
-        self.report_drops(SystemTime::now());
+        let unnoted = self.counters.unnoted.swap(0, Ordering::Relaxed);
+        self.note_drops(unnoted, Stamp::now());
         self.flush();
         self.failures
     }
@@ -419,7 +442,6 @@ impl LogWriter {
     }
 
     fn write(&mut self, event: &mut Event) {
-        self.report_drops(event.at.wall);
         let failures = &mut self.failures;
         self.recorder
             .write(failures, |recorder| recorder.write(event));
@@ -441,23 +463,21 @@ impl LogWriter {
         }
     }
 
-    /// Notes in the outputs how many events were dropped since the last note.
-    fn report_drops(&mut self, at: SystemTime) {
-        let dropped = self.counters.dropped.load(Ordering::Relaxed);
-        let count = dropped - self.reported_drops;
+    /// Notes in the outputs that `count` events were dropped here, at `at`: the time of the
+    /// first event queued after them, so that `t` keeps to the order of the lines around it.
+    fn note_drops(&mut self, count: u64, at: Stamp) {
         if count == 0 {
             return;
         }
-        self.reported_drops = dropped;
         let note = serde_json::json!({
-            "t": super::format::rfc3339(at),
+            "t": super::format::rfc3339(at.wall),
             "event": "dropped",
             "count": count,
         });
         let failures = &mut self.failures;
         self.json.write(failures, |json| writeln!(json, "{note}"));
         self.recorder
-            .write(failures, |recorder| recorder.dropped(count));
+            .write(failures, |recorder| recorder.dropped(count, at.mono));
         if self.terminal {
             self.stdout.write(failures, |stdout| {
                 writeln!(stdout, "!! {count} log events dropped: the log fell behind")
@@ -478,5 +498,100 @@ impl LogWriter {
         self.json.write(failures, |json| json.flush());
         self.recorder.write(failures, Recorder::flush);
         self.stdout.write(failures, |stdout| stdout.flush());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::record::Header;
+    use crate::proxy::tap::Framing;
+
+    fn close(conn: u64) -> Event {
+        Event {
+            at: Stamp::now(),
+            conn,
+            what: What::Close {
+                reason: "client closed".into(),
+                c2s: 0,
+                s2c: 0,
+                transport: Transport::Tcp,
+            },
+            logged: true,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .expect("reads")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_drop_is_noted_where_it_happened_and_in_time_order() {
+        let dir = std::env::temp_dir();
+        let json = dir.join(format!("amf-bench-drops-{}.jsonl", std::process::id()));
+        let record = dir.join(format!("amf-bench-drops-{}.rec", std::process::id()));
+        let outputs = Outputs {
+            json: Some(json.clone()),
+            record: Some(record.clone()),
+            queue_bytes: close(0).cost(), // one event at a time
+            ..Outputs::default()
+        };
+        let header = Header {
+            framing: Framing::AmfSocket,
+            upstream: "127.0.0.1:1".into(),
+            listen: "127.0.0.1:2".into(),
+        };
+        let latency = Arc::new(LatencyBook::new().expect("a book"));
+        let (sender, writer) = open(
+            &outputs,
+            |out| Recorder::start(out, &header),
+            latency,
+            DecodeOptions::default(),
+        )
+        .expect("opens");
+        sender.send(close(1));
+        sender.send(close(2)); // over the budget while the first waits
+        std::thread::sleep(Duration::from_millis(2));
+        let counters = Arc::clone(&sender.counters);
+        let writing = std::thread::spawn(move || writer.run());
+        for _ in 0..5_000 {
+            if counters.queued_bytes.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(counters.queued_bytes.load(Ordering::Relaxed), 0);
+        std::thread::sleep(Duration::from_millis(2));
+        sender.send(close(3));
+        drop(sender);
+        assert!(writing.join().expect("the writer ends").is_empty());
+
+        let logged = lines(&json);
+        let events: Vec<_> = logged.iter().map(|line| &line["event"]).collect();
+        assert_eq!(events, ["close", "dropped", "close"], "{logged:?}");
+        assert_eq!(logged[1]["count"], 1);
+        assert_eq!(logged[2]["conn"], 3);
+        assert!(
+            logged[0]["t"].as_str() < logged[1]["t"].as_str(),
+            "{logged:?}"
+        );
+        assert_eq!(
+            logged[1]["t"], logged[2]["t"],
+            "noted at the next event's time"
+        );
+
+        let recorded = lines(&record);
+        let at: Vec<_> = recorded[1..]
+            .iter()
+            .map(|line| line["at_us"].as_u64())
+            .collect();
+        assert_eq!(recorded[2]["event"], "dropped", "{recorded:?}");
+        assert!(at[0] < at[1] && at[1] == at[2], "{recorded:?}");
+        let _ = std::fs::remove_file(json);
+        let _ = std::fs::remove_file(record);
     }
 }

@@ -108,9 +108,9 @@ impl Recorder {
         self.out.write_all(b"\n")
     }
 
-    /// Notes that `count` events were dropped (the recording has a gap there).
-    pub fn dropped(&mut self, count: u64) -> io::Result<()> {
-        let at = self.started.elapsed().as_micros() as u64;
+    /// Notes that `count` events were dropped before `at` (the recording has a gap there).
+    pub fn dropped(&mut self, count: u64, at: Instant) -> io::Result<()> {
+        let at = at.saturating_duration_since(self.started).as_micros() as u64;
         writeln!(
             self.out,
             "{}",
