@@ -132,8 +132,17 @@ pub enum WsError {
     #[error("a WebSocket message over the size limit arrived")]
     MessageTooLarge,
     /// A WebSocket protocol violation after the handshake.
-    #[error("WebSocket protocol error: {0}")]
+    #[error("WebSocket protocol error: {}", protocol_text(.0))]
     Protocol(#[source] tokio_tungstenite::tungstenite::Error),
+}
+
+/// What went wrong, without tungstenite's own "WebSocket protocol error: " before a protocol
+/// violation, which `WsError::Protocol` says already.
+fn protocol_text(error: &tokio_tungstenite::tungstenite::Error) -> String {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Protocol(violation) => violation.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl WsError {
@@ -261,6 +270,21 @@ fn forbidden() -> ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protocol_error_is_named_once() {
+        use tokio_tungstenite::tungstenite::{Error, error::ProtocolError};
+        let reset = WsError::Protocol(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake));
+        assert_eq!(
+            reset.to_string(),
+            "WebSocket protocol error: Connection reset without closing handshake"
+        );
+        let closed = WsError::Protocol(Error::ConnectionClosed);
+        assert_eq!(
+            closed.to_string(),
+            "WebSocket protocol error: Connection closed normally"
+        );
+    }
 
     #[test]
     fn get_is_told_from_frames() {
