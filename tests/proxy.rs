@@ -682,6 +682,72 @@ async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
     let _ = std::fs::remove_file(log);
 }
 
+#[tokio::test]
+async fn a_frame_cut_off_by_the_other_side_or_by_shutdown_is_logged_truncated() {
+    // The upstream resets its first connection once it has the client's half frame, and
+    // holds its second open; each tells the test what it read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let upstream_addr = listener.local_addr().expect("bound");
+    let (read_tx, mut read) = tokio::sync::mpsc::channel(2);
+    let upstream = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for reset in [true, false] {
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let mut half = [0u8; 5];
+            socket.read_exact(&mut half).await.expect("reads");
+            read_tx.send(half).await.expect("reports");
+            if reset {
+                socket.set_zero_linger().expect("sets linger");
+            } else {
+                held.push(socket);
+            }
+        }
+        held
+    });
+    let log = temp_path("cut-off.jsonl");
+    let proxy = TestProxy::start(proxy_config(upstream_addr, Some(log.clone()))).await;
+    let half = [0, 0, 0, 50, 0x0A];
+
+    let mut reset_client = TcpStream::connect(proxy.addr).await.expect("connects");
+    reset_client.write_all(&half).await.expect("writes");
+    let saw = tokio::time::timeout(WAIT, read.recv())
+        .await
+        .expect("in time");
+    assert_eq!(saw, Some(half));
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, reset_client.read_to_end(&mut rest)).await;
+    assert!(ended.expect("in time").is_err(), "the reset is passed on");
+    proxy.wait_idle(1).await;
+
+    let mut held_client = TcpStream::connect(proxy.addr).await.expect("connects");
+    held_client.write_all(&half).await.expect("writes");
+    let saw = tokio::time::timeout(WAIT, read.recv())
+        .await
+        .expect("in time");
+    assert_eq!(saw, Some(half));
+    let summary = proxy.stop().await;
+    assert_eq!(
+        summary.stats.closes.get("shutdown"),
+        Some(&1),
+        "{summary:?}"
+    );
+    drop(upstream.await.expect("the upstream task ends"));
+
+    let truncated: Vec<Json> = read_log(&log)
+        .into_iter()
+        .filter(|e| e["event"] == "truncated")
+        .map(|e| serde_json::json!([e["conn"], e["dir"], e["len"]]))
+        .collect();
+    assert_eq!(
+        truncated,
+        [
+            serde_json::json!([1, "c2s", 5]),
+            serde_json::json!([2, "c2s", 5])
+        ]
+    );
+    let _ = std::fs::remove_file(log);
+}
+
 /// Runs `amf-bench proxy --listen 127.0.0.1:0 ARGS`, which must exit 2 naming `expected`.
 fn refused(args: &[&str], expected: &str) {
     let mut all = vec!["proxy", "--listen", "127.0.0.1:0"];

@@ -311,6 +311,9 @@ async fn relay<C: Client>(
         );
         both(up, down, shutdown).await
     };
+    // A direction abandoned mid-frame (the other side failed, or shutdown) reports it too.
+    c2s.finish();
+    s2c.finish();
     (outcome, c2s.bytes, s2c.bytes)
 }
 

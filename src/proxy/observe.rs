@@ -37,6 +37,8 @@ pub(super) struct Observer<'c> {
     /// Events of the chunk being observed, queued together at its end.
     pending: Vec<Event>,
     seq: u64,
+    /// Whether `finish` ran: the direction's end is reported once.
+    finished: bool,
     /// Bytes relayed this way.
     pub(super) bytes: u64,
 }
@@ -60,6 +62,7 @@ impl<'c> Observer<'c> {
             tapped: Vec::new(),
             pending: Vec::new(),
             seq: 0,
+            finished: false,
             bytes: 0,
         }
     }
@@ -92,8 +95,12 @@ impl<'c> Observer<'c> {
         self.flush();
     }
 
-    /// The direction ended (closed or failed): a frame left incomplete is logged.
+    /// The direction ended (closed, failed, or abandoned when the other failed or the proxy
+    /// shut down): a frame left incomplete is logged, once.
     pub(super) fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let at = Stamp::now();
         let mut tapped = Vec::new();
         self.tap.finish(&mut |item| tapped.push(item));
