@@ -231,7 +231,8 @@ async fn a_text_message_is_refused_with_1003() {
 #[tokio::test]
 async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
     let server = TestServer::start(common::config()).await;
-    let mut config = ws_proxy_config(server.addr, None);
+    let log = temp_path("ws-refused.jsonl");
+    let mut config = ws_proxy_config(server.addr, Some(log.clone()));
     config.websocket.origins = vec!["http://127.0.0.1:8000".into()];
     let (proxy, addr) = start_ws(config).await;
     match WsClient::try_connect(addr, Some("http://evil.example")).await {
@@ -259,6 +260,22 @@ async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
         1,
         "only the allowed client was relayed"
     );
+    // The refused connection is in the log too: opened, and closed saying why.
+    let refused: Vec<_> = read_log(&log)
+        .into_iter()
+        .filter(|e| e["conn"] == 1)
+        .collect();
+    let events: Vec<_> = refused.iter().map(|e| e["event"].clone()).collect();
+    assert_eq!(events, ["open", "close"], "{refused:?}");
+    assert_eq!(refused[0]["transport"], "websocket", "{refused:?}");
+    assert!(
+        refused[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("WebSocket connection refused: ")),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1]["c2s_bytes"], 0);
+    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]

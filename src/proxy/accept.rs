@@ -12,9 +12,9 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::connection::{self, Accepted};
-use super::log::Stamp;
+use super::log::{Stamp, What};
+use super::{Shared, Transport};
 use crate::listener::Which;
 use crate::sniff;
 use crate::ws::{self, Prefixed, UpgradeSniff};
@@ -42,12 +42,25 @@ pub(super) async fn accepted(
         Which::WebSocket => true,
         Which::Main if shared.config.ws_on_tcp => {
             let sniffing = is_upgrade(&mut stream, &mut first);
+            let refusal = |kind, reason| Refusal {
+                conn,
+                addr,
+                at,
+                transport: Transport::Tcp,
+                kind,
+                reason,
+            };
             match tokio::select! {
                 sniffed = sniffing => sniffed,
-                () = shutdown.cancelled() => return refused(&shared, "shutdown"),
+                () = shutdown.cancelled() => {
+                    return refused(&shared, refusal("shutdown", "proxy shutting down".into()));
+                }
             } {
                 Ok(upgrade) => upgrade,
-                Err(_) => return refused(&shared, "client_error"),
+                Err(error) => {
+                    let reason = format!("client error: {error}");
+                    return refused(&shared, refusal("client_error", reason));
+                }
             }
         }
         Which::Main => false,
@@ -92,10 +105,20 @@ async fn handshake(
         first,
         at,
     } = accepted;
+    let refusal = |kind, reason| Refusal {
+        conn,
+        addr,
+        at,
+        transport: Transport::WebSocket,
+        kind,
+        reason,
+    };
     let handshake = ws::accept(Prefixed::new(first, client), &shared.config.websocket);
     let outcome = tokio::select! {
         outcome = handshake => outcome,
-        () = shutdown.cancelled() => return refused(&shared, "shutdown"),
+        () = shutdown.cancelled() => {
+            return refused(&shared, refusal("shutdown", "proxy shutting down".into()));
+        }
     };
     match outcome {
         Ok(client) => {
@@ -110,13 +133,41 @@ async fn handshake(
         }
         Err(error) => {
             tracing::info!(conn, client = %addr, "WebSocket connection refused: {error}");
-            refused(&shared, error.kind());
+            let reason = format!("WebSocket connection refused: {error}");
+            refused(&shared, refusal(error.kind(), reason));
         }
     }
 }
 
-/// Counts a connection that ended before it was relayed.
-fn refused(shared: &Shared, kind: &'static str) {
+/// A connection that ended before it was relayed, and why.
+struct Refusal {
+    conn: u64,
+    addr: SocketAddr,
+    /// When it was accepted.
+    at: Stamp,
+    transport: Transport,
+    /// As counted.
+    kind: &'static str,
+    /// As the log's `close` says.
+    reason: String,
+}
+
+/// Counts and logs a connection that ended before it was relayed: an `open` (the upstream never
+/// dialed, so named as given) and its `close`, as every connection has.
+fn refused(shared: &Shared, refusal: Refusal) {
     shared.stats.opened();
-    shared.stats.closed(kind, 0, 0);
+    shared.stats.closed(refusal.kind, 0, 0);
+    let open = What::Open {
+        client: refusal.addr,
+        upstream: shared.config.upstream.clone(),
+        transport: refusal.transport,
+    };
+    connection::send_at(shared, refusal.conn, refusal.at, open);
+    let close = What::Close {
+        reason: refusal.reason,
+        c2s: 0,
+        s2c: 0,
+        transport: refusal.transport,
+    };
+    connection::send_at(shared, refusal.conn, Stamp::now(), close);
 }

@@ -234,7 +234,9 @@ fn send(shared: &Shared, conn: u64, what: What) {
     send_at(shared, conn, Stamp::now(), what);
 }
 
-fn send_at(shared: &Shared, conn: u64, at: Stamp, what: What) {
+/// Queues an event of connection `conn` that happened at `at`, if the log shows it or the
+/// recording records it.
+pub(super) fn send_at(shared: &Shared, conn: u64, at: Stamp, what: What) {
     let logged = shared.logging && shared.config.filter.shows_conn(conn);
     if logged || shared.recording {
         shared.log.send(Event {
