@@ -661,6 +661,28 @@ async fn a_silent_new_connection_does_not_hold_shutdown() {
     stop_promptly(server).await;
 }
 
+/// A policy client that reads its answer but never closes is drained for 2 s; shutdown cuts
+/// that short at the drain deadline.
+#[tokio::test]
+async fn a_policy_client_that_stays_does_not_hold_shutdown() {
+    let mut config = config();
+    config.drain_timeout = Duration::from_millis(100);
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.send_bytes(b"<policy-file-request/>\0").await;
+    let text = String::from_utf8(client.read_to_end().await).expect("utf-8");
+    assert!(text.ends_with('\0'), "the policy arrived: {text}");
+    let started = Instant::now();
+    let snapshot = server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(snapshot.policy_requests, 1);
+    drop(client);
+}
+
 /// Once the drain deadline passes, a graceful close does not go on to flush for the flush
 /// timeout to a client that does not read.
 #[tokio::test]

@@ -192,10 +192,24 @@ impl Handler {
         outcome.map_err(|_| "io_error")
     }
 
+    /// Answers a policy request; the drain deadline cuts both the write and the drain after it
+    /// short, as it does every connection.
     async fn answer_policy(&self, mut stream: TcpStream) {
         let policy = self.policy.as_deref().unwrap_or_default();
-        let outcome = policy::answer(&mut stream, policy, policy::AnswerTimeouts::default()).await;
-        match outcome {
+        let timeouts = policy::AnswerTimeouts::default();
+        let written = tokio::select! {
+            written = policy::write_answer(&mut stream, policy, timeouts.write) => written,
+            () = self.drain.passed() => {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, DRAIN_PASSED))
+            }
+        };
+        if written.is_ok() {
+            tokio::select! {
+                () = policy::linger(&mut stream, timeouts.linger) => {}
+                () = self.drain.passed() => {}
+            }
+        }
+        match written {
             Ok(bytes) => {
                 tracing::info!(peer = %self.remote, bytes, "answered a policy request");
                 self.stats.policy_answered();
