@@ -73,17 +73,25 @@ fn main() -> BenchResult<()> {
         );
     }
 
-    let one = idle_rss(server.addr, 1, &scratch)?;
+    let (one, _) = idle_rss(server.addr, 1, &scratch)?;
     for wanted in IDLE_CLIENTS {
         let (clients, limited) = idle_clients_allowed(wanted);
-        let many = idle_rss(server.addr, clients, &scratch)?;
-        let per_client = many.saturating_sub(one) as f64 / (clients - 1) as f64;
+        let (many, connected) = idle_rss(server.addr, clients, &scratch)?;
+        // Clients still connecting hold less than connected ones: dividing by those connected
+        // overstates the cost, never understates it.
+        let per_client =
+            many.saturating_sub(one) as f64 / connected.saturating_sub(1).max(1) as f64;
         println!(
-            "idle client: {:.1} KiB of run RSS each ({clients} clients{})",
+            "idle client: {:.1} KiB of run RSS each ({clients} clients{}{})",
             per_client / 1024.0,
             limited
                 .map(|limit| format!(", not {wanted}: {limit} open files per process here"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if connected < clients as u64 {
+                format!(", of which {connected} connected in time")
+            } else {
+                String::new()
+            }
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -245,15 +253,17 @@ fn steal_ms() -> Option<[u64; 2]> {
     Some([steal_of("cpu0")?, steal_of("cpu1")?])
 }
 
-/// RSS of the run process with `clients` idle clients, once all have connected. Past 25,000
-/// clients their sockets come from three loopback addresses, as one address has about 28,000
-/// ephemeral ports.
-fn idle_rss(addr: SocketAddr, clients: usize, dir: &Path) -> BenchResult<u64> {
-    // Slow enough that the server's accept queue never overflows: a connect whose SYN is
-    // dropped is retried only after 1, 3 and 7 s.
+/// RSS of the run process with `clients` idle clients once they have had time to connect, and
+/// how many did. Past 25,000 clients their sockets come from three loopback addresses, as one
+/// address has about 28,000 ephemeral ports.
+fn idle_rss(addr: SocketAddr, clients: usize, dir: &Path) -> BenchResult<(u64, u64)> {
+    // Slow enough that the server's accept queue rarely overflows; a connect whose SYN is
+    // dropped anyway (a server core lost to the hypervisor) is retried after 1, 3 and 7 s, so
+    // the wait covers all three.
     const CONNECT_RATE: usize = 2_000;
+    const RETRIES: u64 = 1 + 3 + 7;
     let name = format!("idle-{clients}");
-    let connected_after = Duration::from_secs((clients / CONNECT_RATE) as u64 + 5);
+    let connected_after = Duration::from_secs((clients / CONNECT_RATE) as u64 + RETRIES + 2);
     let sources = if clients > 25_000 {
         r#"source_addresses = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]"#
     } else {
@@ -279,10 +289,10 @@ fn idle_rss(addr: SocketAddr, clients: usize, dir: &Path) -> BenchResult<u64> {
     let rss = rss_bytes(child.id());
     let summary = summary_of(child, dir, &name)?;
     let connected = summary["connections"]["connected"].as_u64().unwrap_or(0);
-    if connected != clients as u64 {
-        return Err(format!("{connected} of {clients} idle clients connected").into());
+    if connected == 0 {
+        return Err(format!("none of {clients} idle clients connected").into());
     }
-    rss
+    Ok((rss?, connected))
 }
 
 /// `wanted` idle clients, or the most one process may hold under the hard open-file limit
