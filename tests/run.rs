@@ -943,32 +943,20 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
     server.await.expect("the server task ends");
 }
 
-#[test]
-fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
-    // A cell just under the 16 MiB frame cap: with the envelope around it, every request is
-    // over the cap, and fails here, at once, with no I/O to wait for.
-    let dir = temp_path("too-big");
+/// Runs `scenario` (TOML with `{{big.cell}}`: a cell just under the 16 MiB frame cap, so that
+/// any request or message holding it is over the cap once in its envelope, and fails here, at
+/// once, with no I/O to wait for) on a one-worker runtime of its own: a worker held by a failing
+/// loop would hold the test's too.
+fn run_with_a_big_cell(name: &str, scenario: &'static str) -> RunResult {
+    let dir = temp_path(name);
     std::fs::create_dir_all(&dir).expect("a directory");
     std::fs::write(
         dir.join("big.csv"),
         format!("cell\n{}\n", "x".repeat((16 << 20) - 16)),
     )
     .expect("writes");
-    let text = r#"
-        name = "too-big"
-        connections = 1
-        duration = "1s"
-        [csv.big]
-        file = "big.csv"
-        [load]
-        model = "closed"
-        [[session]]
-        name = "s"
-        steps = [{ request = "echo", params = { cell = "{{big.cell}}" } }]
-    "#;
-    let scenario = Scenario::parse_in(text, &dir).expect("valid");
-    // On a thread of its own: a worker held by the failing loop would hold the test's too.
-    let result = common::bounded::bounded("a 1 s run failing every request", move || {
+    let scenario = Scenario::parse_in(scenario, &dir).expect("valid");
+    let result = common::bounded::bounded("a 1 s run over the frame cap", move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -981,25 +969,40 @@ fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
         ))
     })
     .expect("runs");
+    let _ = std::fs::remove_dir_all(dir);
+    result
+}
+
+#[test]
+fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
+    let result = run_with_a_big_cell(
+        "too-big",
+        r#"
+        name = "too-big"
+        connections = 1
+        duration = "1s"
+        [csv.big]
+        file = "big.csv"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo", params = { cell = "{{big.cell}}" } }]
+        "#,
+    );
     let errors = &result.summary["commands"]["echo"]["errors"]["protocol_error"];
     assert!(
         errors.as_u64().is_some_and(|n| n > 0),
         "{:#}",
         result.summary
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
-    let dir = temp_path("message-too-big");
-    std::fs::create_dir_all(&dir).expect("a directory");
-    std::fs::write(
-        dir.join("big.csv"),
-        format!("cell\n{}\n", "x".repeat((16 << 20) - 16)),
-    )
-    .expect("writes");
-    let text = r#"
+    let result = run_with_a_big_cell(
+        "message-too-big",
+        r#"
         name = "message-too-big"
         connections = 1
         duration = "1s"
@@ -1014,21 +1017,8 @@ fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
           { message = "chat", params = { cell = "{{big.cell}}" } },
           { request = "echo", params = { n = "{{counter}}" } },
         ]
-    "#;
-    let scenario = Scenario::parse_in(text, &dir).expect("valid");
-    let result = common::bounded::bounded("a 1 s run of messages over the cap", move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(execute(
-            scenario,
-            CancellationToken::new(),
-            Progress::hidden(),
-        ))
-    })
-    .expect("runs");
+        "#,
+    );
     let summary = &result.summary;
     let failed = count(summary, "message:chat");
     assert!(failed > 0, "{summary:#}");
@@ -1052,7 +1042,6 @@ fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
         serde_json::json!({}),
         "{summary:#}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
