@@ -42,25 +42,16 @@ pub(super) async fn accepted(
         Which::WebSocket => true,
         Which::Main if shared.config.ws_on_tcp => {
             let sniffing = is_upgrade(&mut stream, &mut first);
-            let refusal = |kind, reason| Refusal {
-                conn,
-                addr,
-                at,
-                transport: Transport::Tcp,
-                kind,
-                reason,
-            };
+            let who = Who { conn, addr, at };
+            let refused = |kind, reason| refused(&shared, who, Transport::Tcp, kind, reason);
             match tokio::select! {
                 sniffed = sniffing => sniffed,
                 () = shutdown.cancelled() => {
-                    return refused(&shared, refusal("shutdown", "proxy shutting down".into()));
+                    return refused("shutdown", "proxy shutting down".into());
                 }
             } {
                 Ok(upgrade) => upgrade,
-                Err(error) => {
-                    let reason = format!("client error: {error}");
-                    return refused(&shared, refusal("client_error", reason));
-                }
+                Err(error) => return refused("client_error", format!("client error: {error}")),
             }
         }
         Which::Main => false,
@@ -105,20 +96,12 @@ async fn handshake(
         first,
         at,
     } = accepted;
-    let refusal = |kind, reason| Refusal {
-        conn,
-        addr,
-        at,
-        transport: Transport::WebSocket,
-        kind,
-        reason,
-    };
+    let who = Who { conn, addr, at };
+    let refused = |kind, reason| refused(&shared, who, Transport::WebSocket, kind, reason);
     let handshake = ws::accept(Prefixed::new(first, client), &shared.config.websocket);
     let outcome = tokio::select! {
         outcome = handshake => outcome,
-        () = shutdown.cancelled() => {
-            return refused(&shared, refusal("shutdown", "proxy shutting down".into()));
-        }
+        () = shutdown.cancelled() => return refused("shutdown", "proxy shutting down".into()),
     };
     match outcome {
         Ok(client) => {
@@ -133,41 +116,40 @@ async fn handshake(
         }
         Err(error) => {
             tracing::info!(conn, client = %addr, "WebSocket connection refused: {error}");
-            let reason = format!("WebSocket connection refused: {error}");
-            refused(&shared, refusal(error.kind(), reason));
+            refused(
+                error.kind(),
+                format!("WebSocket connection refused: {error}"),
+            );
         }
     }
 }
 
-/// A connection that ended before it was relayed, and why.
-struct Refusal {
+/// Which connection, for its log events.
+#[derive(Clone, Copy)]
+struct Who {
     conn: u64,
     addr: SocketAddr,
     /// When it was accepted.
     at: Stamp,
-    transport: Transport,
-    /// As counted.
-    kind: &'static str,
-    /// As the log's `close` says.
-    reason: String,
 }
 
-/// Counts and logs a connection that ended before it was relayed: an `open` (the upstream never
-/// dialed, so named as given) and its `close`, as every connection has.
-fn refused(shared: &Shared, refusal: Refusal) {
+/// Counts and logs a connection that ended before it was relayed, under `kind`: an `open` (the
+/// upstream never dialed, so named as given) and a `close` giving `reason`, as every connection
+/// has.
+fn refused(shared: &Shared, who: Who, transport: Transport, kind: &'static str, reason: String) {
     shared.stats.opened();
-    shared.stats.closed(refusal.kind, 0, 0);
+    shared.stats.closed(kind, 0, 0);
     let open = What::Open {
-        client: refusal.addr,
+        client: who.addr,
         upstream: shared.config.upstream.clone(),
-        transport: refusal.transport,
+        transport,
     };
-    connection::send_at(shared, refusal.conn, refusal.at, open);
+    connection::send_at(shared, who.conn, who.at, open);
     let close = What::Close {
-        reason: refusal.reason,
+        reason,
         c2s: 0,
         s2c: 0,
-        transport: refusal.transport,
+        transport,
     };
-    connection::send_at(shared, refusal.conn, Stamp::now(), close);
+    connection::send_at(shared, who.conn, Stamp::now(), close);
 }

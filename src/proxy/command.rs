@@ -180,37 +180,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("amf-bench-same-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("makes a directory");
         let log = dir.join("log.jsonl");
+        let logged_and_recorded_to = |record: &std::path::Path| {
+            config_of(&[
+                "--log",
+                log.to_str().expect("utf-8"),
+                "--record",
+                record.to_str().expect("utf-8"),
+            ])
+        };
         let dotted = dir.join(".").join("log.jsonl");
-        let error = config_of(&[
-            "--log",
-            log.to_str().expect("utf-8"),
-            "--record",
-            dotted.to_str().expect("utf-8"),
-        ])
-        .expect_err("one file, before it exists");
+        let error = logged_and_recorded_to(&dotted).expect_err("one file, before it exists");
         assert!(error.to_string().contains("the same file"), "{error}");
         std::fs::write(&log, "").expect("writes");
         let link = dir.join("link.jsonl");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&log, &link).expect("links");
-        let error = config_of(&[
-            "--log",
-            log.to_str().expect("utf-8"),
-            "--record",
-            link.to_str().expect("utf-8"),
-        ])
-        .expect_err("one file, through a link");
+        let error = logged_and_recorded_to(&link).expect_err("one file, through a link");
         assert!(error.to_string().contains("the same file"), "{error}");
-        let other = dir.join("other.jsonl");
-        assert!(
-            config_of(&[
-                "--log",
-                log.to_str().expect("utf-8"),
-                "--record",
-                other.to_str().expect("utf-8"),
-            ])
-            .is_ok()
-        );
+        assert!(logged_and_recorded_to(&dir.join("other.jsonl")).is_ok());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
