@@ -167,7 +167,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let unsendable = unsendable.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
@@ -203,6 +203,13 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         (
             &["serve", "--drain-timeout", "31536001"],
             "'31536001' is not a number of seconds from 0 to 31536000",
+        ),
+        // Pings that could never be sent would leave silent clients unchecked.
+        (
+            &["serve", "--max-frame", "100"],
+            "the server's own amf_socket_ping cannot be sent with --max-frame 100: the encoded \
+             frame is 143 bytes, above the cap of 100; raise --max-frame, or turn pings off with \
+             --no-ping",
         ),
         (
             &["serve", "--listen", "localhost"],

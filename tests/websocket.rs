@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use amf_bench::codec::Value;
-use amf_bench::rpc::Envelope;
+use amf_bench::rpc::{Envelope, PingConfig};
 use amf_bench::serve::ServeConfig;
 use common::ws::{WsClient, frame};
 use common::{RawClient, TestServer, config, object, request, text_param};
@@ -148,20 +148,41 @@ async fn a_message_far_over_the_cap_still_gets_its_close() {
     expect_refusal(server, client, 1009, "ws_message_too_large").await;
 }
 
-/// Bad AMF Socket framing inside good WebSocket messages still ends with a Close, not a dropped
-/// connection (which a browser reports as an abnormal close, 1006).
+/// Bad AMF Socket framing inside good WebSocket messages ends with a Close 1002 saying what was
+/// wrong, not a dropped connection (which a browser reports as an abnormal close, 1006), nor an
+/// orderly 1000.
 #[tokio::test]
-async fn a_bad_amf_frame_ends_the_connection_with_a_close() {
-    for (frame, kind) in [
-        (vec![0u8, 0, 0, 0], "empty_frame"),
-        (vec![0x7f, 0xff, 0xff, 0xff, 0x0a], "oversize_frame"),
-        (vec![0, 0, 0, 1, 0xff], "undecodable_frame"),
+async fn a_bad_amf_frame_ends_the_connection_with_a_protocol_error_close() {
+    for (frame, kind, said) in [
+        (vec![0u8, 0, 0, 0], "empty_frame", "bad frame"),
+        (
+            vec![0x7f, 0xff, 0xff, 0xff, 0x0a],
+            "oversize_frame",
+            "above the cap",
+        ),
+        (vec![0, 0, 0, 1, 0xff], "undecodable_frame", "bad payload"),
     ] {
         let (server, addr) = start_ws(ws_config()).await;
         let mut client = WsClient::connect(addr).await;
         client.send_binary(&frame).await;
-        expect_refusal(server, client, 1000, kind).await;
+        let reason = expect_refusal(server, client, 1002, kind).await;
+        assert!(reason.contains(said), "{kind}: {reason}");
     }
+}
+
+/// A client that never answers the server's pings gets a Close 1002 saying so, not a dropped
+/// connection.
+#[tokio::test]
+async fn an_unanswered_ping_ends_the_connection_with_a_close() {
+    let mut config = ws_config();
+    config.peer.ping = Some(PingConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(200),
+    });
+    let (server, addr) = start_ws(config).await;
+    let client = WsClient::connect(addr).await;
+    let reason = expect_refusal(server, client, 1002, "ping_timeout").await;
+    assert!(reason.contains("did not answer a ping"), "{reason}");
 }
 
 #[tokio::test]
@@ -193,19 +214,11 @@ async fn origins_outside_the_allowlist_get_403_at_the_handshake() {
 #[tokio::test]
 async fn a_plain_http_request_gets_426_saying_what_the_port_takes() {
     let (server, addr) = start_ws(ws_config()).await;
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n")
-        .await
-        .expect("sends");
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("answered and closed in time")
-        .expect("reads");
-    let response = String::from_utf8_lossy(&response);
+    let response = http_answer(
+        addr,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
     assert!(
         response.contains("\r\nUpgrade: websocket\r\n"),
@@ -221,6 +234,49 @@ async fn a_plain_http_request_gets_426_saying_what_the_port_takes() {
         })
         .await;
     assert_eq!(snapshot.closes["ws_bad_handshake"], 1, "{snapshot:?}");
+    server.stop().await;
+}
+
+/// Sends `head` and reads the whole answer until the server closes.
+async fn http_answer(addr: SocketAddr, head: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("sends");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("answered and closed in time")
+        .expect("reads");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Upgrades that tungstenite would refuse (a key that is not 16 bytes in base64, HTTP/1.0) get
+/// an HTTP error naming the fault, not a connection closed without a word.
+#[tokio::test]
+async fn a_malformed_upgrade_gets_an_http_error_naming_it() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let upgrade = |version: &str, key: &str| {
+        format!(
+            "GET / HTTP/{version}\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    for (head, status, said) in [
+        (upgrade("1.1", "short"), "400", "Sec-WebSocket-Key"),
+        (
+            upgrade("1.0", "dGhlIHNhbXBsZSBub25jZQ=="),
+            "505",
+            "HTTP/1.1",
+        ),
+    ] {
+        let response = http_answer(addr, &head).await;
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
+        assert!(response.contains(said), "{response}");
+    }
     server.stop().await;
 }
 

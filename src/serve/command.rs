@@ -12,8 +12,9 @@ use crate::cli::ServeArgs;
 use crate::codec::{DecodeOptions, Limits, Str, Value};
 use crate::open_files;
 use crate::policy;
+use crate::rpc::envelope::new_message_id;
 use crate::rpc::wire::encode_envelope_within;
-use crate::rpc::{Envelope, PING_COMMAND, PeerConfig, PingConfig, Response};
+use crate::rpc::{Envelope, PING_COMMAND, PeerConfig, PingConfig, Request, Response};
 
 /// What pings are answered with: `null`, as the Ruby server, or a canned `amf_socket_ping`'s
 /// result. The connection answers pings itself, at once, so a canned ping cannot be delayed.
@@ -60,6 +61,25 @@ fn check_canned_results(responses: &Responses, peer: &PeerConfig) -> anyhow::Res
     Ok(())
 }
 
+/// Refuses a frame cap too small for the server's own pings: they could never be sent, so no
+/// connection would ever be checked for `--ping-timeout`.
+fn check_ping_fits(peer: &PeerConfig) -> anyhow::Result<()> {
+    if peer.ping.is_none() {
+        return Ok(());
+    }
+    let ping = Envelope::Request(Request::ping(new_message_id(), 0.5, 0.5));
+    encode_envelope_within(ping, peer.encoding, peer.max_frame_len, &peer.decode.limits).map_err(
+        |error| {
+            anyhow::anyhow!(
+                "the server's own amf_socket_ping cannot be sent with --max-frame {}: {error}; \
+                 raise --max-frame, or turn pings off with --no-ping",
+                peer.max_frame_len
+            )
+        },
+    )?;
+    Ok(())
+}
+
 /// Builds the server's configuration from the command line, reading the files it names.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let responses = match &args.responses {
@@ -102,6 +122,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         ping_reply,
         ..PeerConfig::default()
     };
+    check_ping_fits(&peer)?;
     if let Some(path) = &args.responses {
         check_canned_results(&responses, &peer)
             .with_context(|| format!("in responses file {}", path.display()))?;

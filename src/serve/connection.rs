@@ -101,7 +101,7 @@ impl Handler {
         }
         let (reader, writer) = stream.into_split();
         let sniffed_for = opened.elapsed();
-        self.serve_connection(reader, writer, already_read, sniffed_for)
+        self.serve_connection(reader, writer, already_read, sniffed_for, None)
             .await;
     }
 
@@ -115,8 +115,9 @@ impl Handler {
         match accepted {
             Ok(websocket) => {
                 self.stats.websocket_opened();
+                let close_note = Some(websocket.close_note());
                 let (reader, writer) = tokio::io::split(websocket);
-                self.serve_connection(reader, writer, BytesMut::new(), Duration::ZERO)
+                self.serve_connection(reader, writer, BytesMut::new(), Duration::ZERO, close_note)
                     .await;
             }
             Err(error) => {
@@ -128,13 +129,15 @@ impl Handler {
 
     /// Runs the RPC peer on the connection's two halves until it ends, and counts how it ended.
     /// `sniffed_for` is how long the connection waited for its first bytes: that much of the
-    /// first ping interval has passed.
+    /// first ping interval has passed. A WebSocket's `close_note` gets the reason when the
+    /// client's fault (bad framing, an unanswered ping) closes the connection, for its Close.
     async fn serve_connection<R, W>(
         self,
         reader: R,
         writer: W,
         already_read: BytesMut,
         sniffed_for: Duration,
+        close_note: Option<Arc<OnceLock<String>>>,
     ) where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -143,6 +146,7 @@ impl Handler {
         config.first_ping_in = config
             .ping
             .map(|ping| ping.interval.saturating_sub(sniffed_for));
+        config.close_note = close_note;
         let (peer, inbox) = Peer::start(reader, writer, already_read, config);
         let served = async {
             self.serve(&peer, inbox).await;

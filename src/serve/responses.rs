@@ -66,10 +66,20 @@ struct CannedSchema {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "delay_ms must be whole milliseconds (e.g. 20) or a range { min = 5, max = 50 }"
+)]
 enum DelaySchema {
     Fixed(u64),
-    Range { min: u64, max: u64 },
+    Range(DelayRange),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelayRange {
+    min: u64,
+    max: u64,
 }
 
 /// The most of a responses file read.
@@ -96,7 +106,7 @@ impl Responses {
             let (min, max) = match canned.delay_ms {
                 None => (0, 0),
                 Some(DelaySchema::Fixed(ms)) => (ms, ms),
-                Some(DelaySchema::Range { min, max }) => (min, max),
+                Some(DelaySchema::Range(DelayRange { min, max })) => (min, max),
             };
             if min > max {
                 bail!("{path}.delay_ms: min ({min}) is above max ({max})");
@@ -186,6 +196,17 @@ mod tests {
                 "commands.a.result: '_class' must be a string",
             ),
             ("[command.a]", "unknown field `command`"),
+            // A delay in any other form says which forms it may take, never a type's name.
+            (
+                "[commands.a]\ndelay_ms = \"20ms\"",
+                "whole milliseconds (e.g. 20) or a range",
+            ),
+            ("[commands.a]\ndelay_ms = -5", "whole milliseconds"),
+            ("[commands.a]\ndelay_ms = { min = 1 }", "whole milliseconds"),
+            (
+                "[commands.a]\ndelay_ms = { min = 1, max = 5, mx = 9 }",
+                "whole milliseconds",
+            ),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", Responses::parse(text).expect_err(text));

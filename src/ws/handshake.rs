@@ -102,7 +102,17 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
             "a WebSocket handshake is a GET request",
         ));
     }
-    if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
+    // httparse reads HTTP/1.0 (0) and HTTP/1.1 (1); RFC 6455 needs 1.1 or later.
+    if request.version != Some(1) {
+        return Err(Refusal::new(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "a WebSocket handshake is an HTTP/1.1 request",
+        ));
+    }
+    // The whole Upgrade value, as tungstenite compares it.
+    let upgrades_to_websocket =
+        header("Upgrade").is_some_and(|value| value.trim().eq_ignore_ascii_case("websocket"));
+    if !upgrades_to_websocket || !has_token("Connection", "upgrade") {
         return Err(Refusal::new(
             StatusCode::UPGRADE_REQUIRED,
             "this port takes WebSocket connections only (the AMF Socket byte stream in binary \
@@ -116,13 +126,25 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
             format!("only WebSocket version {VERSION} is spoken (Sec-WebSocket-Version)"),
         ));
     }
-    if header("Sec-WebSocket-Key").is_none() {
-        return Err(Refusal::new(
+    match header("Sec-WebSocket-Key") {
+        None => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "the Sec-WebSocket-Key header is missing",
-        ));
+        )),
+        Some(key) if !is_valid_key(&key) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "the Sec-WebSocket-Key header must be 16 random bytes in base64 (24 characters)",
+        )),
+        Some(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// Whether a Sec-WebSocket-Key is 16 bytes in base64, as RFC 6455 requires and tungstenite checks.
+fn is_valid_key(key: &str) -> bool {
+    key.len() == 24
+        && data_encoding::BASE64
+            .decode(key.as_bytes())
+            .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 /// Sends the refusal as an HTTP response, then ends the connection.
@@ -148,7 +170,8 @@ mod tests {
     use super::*;
 
     const UPGRADE: &str = "GET /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\
-        Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: a2V5\r\n\r\n";
+        Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
     fn status(head: &str) -> Option<u16> {
         check_head(head.as_bytes())
@@ -173,6 +196,20 @@ mod tests {
             Some(400)
         );
         assert_eq!(status(&UPGRADE.replace("GET", "POST")), Some(405));
+        assert_eq!(status(&UPGRADE.replace("HTTP/1.1", "HTTP/1.0")), Some(505));
+        // tungstenite takes the whole Upgrade value, not a list.
+        assert_eq!(
+            status(&UPGRADE.replace("Upgrade: WebSocket", "Upgrade: websocket, h2c")),
+            Some(426)
+        );
+        for bad_key in [
+            "short",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=!",
+        ] {
+            let head = UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", bad_key);
+            assert_eq!(status(&head), Some(400), "{bad_key}");
+        }
         assert_eq!(status("GET / HTTP/1.1\r\nbad header\r\n\r\n"), Some(400));
     }
 

@@ -1,10 +1,15 @@
 //! A WebSocket connection as a byte stream (AsyncRead + AsyncWrite): binary messages carry the
 //! bytes and their boundaries mean nothing; a Close (or the end of the connection) is the end of
 //! input; shutting down sends a Close, then ends the TCP stream. A text message or one over the
-//! size limit is refused: the stream sends a Close saying why and fails the read with a `WsError`.
+//! size limit is refused: the stream sends a Close saying why and fails reads (and writes) with a
+//! `WsError`.
+//! A layer above that closes for the peer's fault (bad framing inside the messages, an unanswered
+//! ping) notes why in the stream's `close_note` first, and shutting down then sends that as a
+//! Close 1002: the peer broke the protocol the messages carry.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -33,6 +38,8 @@ pub struct WsStream<S> {
     refusal: Option<Refusal>,
     /// Our Close is queued (a shutdown in progress).
     close_sent: bool,
+    /// Why the layer above is closing for the peer's fault, when it is: the reason of our Close.
+    close_note: Arc<OnceLock<String>>,
 }
 
 struct Refusal {
@@ -72,7 +79,30 @@ impl<S> WsStream<S> {
             input_ended: false,
             refusal: None,
             close_sent: false,
+            close_note: Arc::default(),
         }
+    }
+}
+
+/// The longest reason a Close frame carries: its payload is at most 125 bytes, 2 of them the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// The Close sent at shutdown: 1002 with the noted reason (cut to what a Close carries) when the
+/// peer was at fault, else 1000, the end of the stream.
+fn closing_frame(note: Option<&String>) -> CloseFrame {
+    let Some(reason) = note else {
+        return CloseFrame {
+            code: CloseCode::Normal,
+            reason: "end of stream".into(),
+        };
+    };
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseFrame {
+        code: CloseCode::Protocol,
+        reason: reason[..end].into(),
     }
 }
 
@@ -80,6 +110,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// The underlying connection.
     pub fn get_ref(&self) -> &S {
         self.inner.get_ref()
+    }
+
+    /// Where the layer above writes why it closes for the peer's fault (bad framing inside the
+    /// messages, an unanswered ping), before it shuts the stream down; the first note is sent.
+    pub fn close_note(&self) -> Arc<OnceLock<String>> {
+        Arc::clone(&self.close_note)
     }
 
     /// Takes in the next message: bytes to hand out, the end, or a refusal.
@@ -122,6 +158,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             shut: false,
             linger: None,
         });
+    }
+
+    /// Once a message was refused, the refusal's error for writes too: what the other
+    /// direction of a relay sees must say why the connection ends, not that its Close went.
+    fn refused(&self) -> Option<io::Error> {
+        let refusal = self.refusal.as_ref()?;
+        Some(io::Error::new(
+            io::ErrorKind::InvalidData,
+            (refusal.error)(),
+        ))
     }
 
     /// Sends the refusal's Close (once, best effort), then fails the read.
@@ -185,6 +231,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(refused) = self.refused() {
+            return Poll::Ready(Err(refused));
+        }
         let mut inner = Pin::new(&mut self.get_mut().inner);
         ready!(inner.as_mut().poll_ready(cx)).map_err(to_io)?;
         let count = buf.len().min(MAX_MESSAGE_OUT);
@@ -194,22 +243,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(refused) = self.refused() {
+            return Poll::Ready(Err(refused));
+        }
         Pin::new(&mut self.get_mut().inner)
             .poll_flush(cx)
             .map_err(to_io)
     }
 
-    /// Sends a Close 1000 (the WebSocket end of stream; after the peer's own Close, just the
-    /// echo tungstenite queued), then shuts the TCP stream's write side.
+    /// Sends a Close 1000 (the WebSocket end of stream), or 1002 with the `close_note` when there
+    /// is one (after the peer's own Close, just the echo tungstenite queued), then shuts the TCP
+    /// stream's write side.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut inner = Pin::new(&mut this.inner);
         if !this.close_sent {
             ready!(inner.as_mut().poll_ready(cx)).map_err(to_io)?;
-            let close = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "end of stream".into(),
-            };
+            let close = closing_frame(this.close_note.get());
             // Refused only when a Close already went either way, which is as good.
             let _ = inner.as_mut().start_send(Message::Close(Some(close)));
             this.close_sent = true;
@@ -264,5 +314,24 @@ fn to_io(error: tungstenite::Error) -> io::Error {
             "the WebSocket is closed: its Close handshake is done",
         ),
         other => io::Error::new(io::ErrorKind::InvalidData, WsError::Protocol(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_noted_protocol_error_closes_with_1002_and_a_reason_that_fits() {
+        assert_eq!(closing_frame(None).code, CloseCode::Normal);
+        let short = "bad frame: a zero-length frame".to_string();
+        let close = closing_frame(Some(&short));
+        assert_eq!(close.code, CloseCode::Protocol);
+        assert_eq!(close.reason.as_str(), short);
+        // 'é' is two bytes: the cut must not fall inside one.
+        let long = "é".repeat(100);
+        let close = closing_frame(Some(&long));
+        assert_eq!(close.reason.len(), 122);
+        assert!(close.reason.chars().all(|c| c == 'é'));
     }
 }

@@ -26,6 +26,15 @@ use tokio_util::sync::CancellationToken;
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A listener on 127.0.0.1 with a port the system picked, and its address.
+pub async fn loopback_listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds 127.0.0.1:0");
+    let addr = listener.local_addr().expect("a bound address");
+    (listener, addr)
+}
+
 /// A server configuration for tests: loopback port 0, no pings unless a test turns them on.
 pub fn config() -> ServeConfig {
     let mut config = ServeConfig {

@@ -73,6 +73,10 @@ pub struct PeerConfig {
     pub first_ping_in: Option<Duration>,
     /// A counter beyond this connection (a server's total) that each ping answered adds to.
     pub pings_total: Option<Arc<AtomicU64>>,
+    /// Where the reason goes when the peer's fault (bad input, an unanswered ping) closes the
+    /// connection, before the writer shuts down: a transport that can tell the peer why (a
+    /// WebSocket's Close) reads it there.
+    pub close_note: Option<Arc<OnceLock<String>>>,
 }
 
 impl Default for PeerConfig {
@@ -88,6 +92,7 @@ impl Default for PeerConfig {
             flush_timeout: Duration::from_secs(5),
             first_ping_in: None,
             pings_total: None,
+            close_note: None,
         }
     }
 }
@@ -198,12 +203,25 @@ struct Lifecycle {
     /// Both tasks have stopped: the socket is closed.
     done: CancellationToken,
     reason: OnceLock<CloseReason>,
+    /// Where the reason of a close for the peer's fault is also written (`PeerConfig::close_note`).
+    close_note: Option<Arc<OnceLock<String>>>,
     tasks_left: AtomicUsize,
 }
 
 impl Lifecycle {
     fn record(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
+        let peer_at_fault =
+            reason.is_protocol_error() || matches!(reason, CloseReason::PingTimeout(_));
+        let note = match &self.close_note {
+            Some(note) if peer_at_fault => Some((note, reason.to_string())),
+            _ => None,
+        };
+        // Only the reason that wins is noted.
+        if self.reason.set(reason).is_ok()
+            && let Some((note, text)) = note
+        {
+            let _ = note.set(text);
+        }
     }
 
     fn reason(&self) -> CloseReason {
@@ -268,6 +286,14 @@ impl Shared {
         for (_, waiter) in waiters {
             let _ = waiter.send(Err(CallError::Closed(reason.clone())));
         }
+    }
+
+    /// Closes for the peer's fault (bad input, an unanswered ping): the replies already queued
+    /// still go, within the flush time-out, and a WebSocket peer gets a Close saying why.
+    fn close_for(&self, reason: CloseReason) {
+        self.life.record(reason);
+        self.fail_pending(&self.life.reason());
+        self.life.finish.cancel();
     }
 
     fn abort(&self, reason: CloseReason) {
@@ -365,6 +391,7 @@ impl Peer {
             input_done: CancellationToken::new(),
             done: CancellationToken::new(),
             reason: OnceLock::new(),
+            close_note: config.close_note.clone(),
             tasks_left: AtomicUsize::new(2),
         });
         let shared = Arc::new(Shared {

@@ -10,7 +10,7 @@ use crate::codec::Str;
 use crate::rpc::envelope::Request;
 
 /// Pings the peer every `interval`, the first time after `first_in`; a ping unanswered after
-/// `timeout` aborts the connection.
+/// `timeout` closes the connection (what is queued still goes, and a WebSocket gets a Close).
 pub(super) async fn ping_loop(peer: Peer, config: PingConfig, first_in: Duration) {
     let life = Arc::clone(&peer.shared.life);
     let start = tokio::time::Instant::now() + first_in;
@@ -37,7 +37,7 @@ pub(super) async fn ping_loop(peer: Peer, config: PingConfig, first_in: Duration
                 Ok((Err(CallError::Timeout(_)), stalls))
                     if peer.shared.reader_stalled_since(stalls) => {}
                 Ok((Err(CallError::Timeout(after)), _)) => {
-                    peer.abort(CloseReason::PingTimeout(after));
+                    peer.shared.close_for(CloseReason::PingTimeout(after));
                     break;
                 }
                 _ => {}

@@ -45,11 +45,7 @@ impl ReadLoop {
             }
             // Bad input ends the connection gracefully: the replies already queued still go, and
             // a WebSocket peer gets a Close rather than a dropped connection.
-            Err(reason) if reason.is_protocol_error() => {
-                life.record(reason);
-                self.shared.fail_pending(&life.reason());
-                life.finish.cancel();
-            }
+            Err(reason) if reason.is_protocol_error() => self.shared.close_for(reason),
             Err(reason) => self.shared.abort(reason),
         }
         life.input_done.cancel();
