@@ -297,7 +297,7 @@ pub struct ProxyArgs {
     pub stats_every: Option<std::time::Duration>,
     /// Largest frame decoded for the log, in bytes (header included); larger frames are logged
     /// with their first bytes and relayed without being held [default: 1048576, or
-    /// --max-frame when that is lower]
+    /// --max-frame + 4 when that is lower]
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(usize))]
     pub max_decode: Option<usize>,
     /// A frame header declaring more than this loses the framing (the rest of that direction is

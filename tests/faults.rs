@@ -25,7 +25,7 @@ use common::relay::{TEST_MAX_DECODE, assert_exact, clients_through, hashing_upst
 use common::{object, request};
 use serde_json::Value as Json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -245,8 +245,7 @@ where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("bound");
+    let (listener, addr) = common::loopback_listener().await;
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
@@ -375,8 +374,7 @@ async fn run_against_a_server_that_closes_after_one_reply() {
 /// oversize frames in random write sizes: every byte arrives unchanged on every connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_relays_1000_connections_of_bad_frames_byte_for_byte() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let upstream_results = Arc::new(std::sync::Mutex::new(Vec::new()));
     let upstream = tokio::spawn(hashing_upstream(listener, Arc::clone(&upstream_results), 4));
     let log = temp_path("faults.jsonl");
@@ -402,8 +400,7 @@ async fn proxy_relays_1000_connections_of_bad_frames_byte_for_byte() {
 /// and the proxy's one relay buffer are full, and the proxy's memory stays flat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_memory_stays_bounded_when_the_upstream_never_reads() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let holding = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {

@@ -27,8 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_connections_relay_every_byte_both_ways() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let upstream_results = Arc::new(Mutex::new(Vec::new()));
     let upstream = tokio::spawn(hashing_upstream(
         listener,
@@ -286,12 +285,30 @@ async fn server_first_traffic_flows_while_the_client_is_silent() {
     server.stop().await;
 }
 
+/// A client that says nothing for longer than the sniffing wait and then sends the policy
+/// request (a person at telnet) still gets the proxy's answer, and the upstream never sees it.
+#[tokio::test]
+async fn a_policy_request_after_a_silence_is_still_answered() {
+    let server = TestServer::start(common::config()).await;
+    let mut config = proxy_config(server.addr, None);
+    config.policy = PolicySource::Allow(vec!["*:9000".parse().expect("valid")]);
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.send_bytes(POLICY_REQUEST).await;
+    let answer = String::from_utf8(client.read_to_end().await).expect("text");
+    assert!(answer.ends_with("</cross-domain-policy>\n\0"), "{answer}");
+    drop(client);
+    proxy.wait_idle(1).await;
+    assert_eq!(proxy.stop().await.stats.policy_answered, 1);
+    assert_eq!(server.stop().await.policy_requests, 0);
+}
+
 /// A client whose first bytes are a prefix of the policy tag, and which then waits for an
 /// answer, is not held for ever: its bytes go upstream after the sniffing wait.
 #[tokio::test]
 async fn a_client_stopping_within_the_policy_tag_is_relayed_after_a_wait() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let (watched_tx, _watched) = tokio::sync::mpsc::channel(1);
     let scripts = Arc::new(Mutex::new(VecDeque::from([Script::Echo])));
     let upstream = tokio::spawn(scripted_upstream(listener, scripts, watched_tx));
@@ -372,8 +389,7 @@ async fn echo_once(addr: SocketAddr) {
 #[tokio::test]
 async fn failures_on_either_side_are_logged_and_contained() {
     // Upstream refused: a port nobody listens on.
-    let closed = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let refused_addr = closed.local_addr().expect("bound");
+    let (closed, refused_addr) = common::loopback_listener().await;
     drop(closed);
     let log = temp_path("failures.jsonl");
     let refusing = TestProxy::start(proxy_config(refused_addr, Some(log.clone()))).await;
@@ -403,8 +419,7 @@ async fn failures_on_either_side_are_logged_and_contained() {
 
     // Upstream reset mid-frame, then client abort mid-frame, with a healthy connection open
     // throughout and a new one after.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let scripts = Arc::new(Mutex::new(VecDeque::from([
         Script::Echo,
         Script::ResetMidFrame,
@@ -506,8 +521,7 @@ async fn failures_on_either_side_are_logged_and_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_holds_back_the_writer_instead_of_growing_the_proxy() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let total = 256 * 1024 * 1024;
     let counter = Arc::clone(&written);
@@ -630,8 +644,7 @@ async fn a_log_that_falls_behind_drops_entries_never_traffic() {
 #[tokio::test]
 async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
     // An upstream that reads everything and answers nothing.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let upstream = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accepts");
         let mut sink = Vec::new();
@@ -686,8 +699,7 @@ async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
 async fn a_frame_cut_off_by_the_other_side_or_by_shutdown_is_logged_truncated() {
     // The upstream resets its first connection once it has the client's half frame, and
     // holds its second open; each tells the test what it read.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let (read_tx, mut read) = tokio::sync::mpsc::channel(2);
     let upstream = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -707,24 +719,25 @@ async fn a_frame_cut_off_by_the_other_side_or_by_shutdown_is_logged_truncated() 
     let log = temp_path("cut-off.jsonl");
     let proxy = TestProxy::start(proxy_config(upstream_addr, Some(log.clone()))).await;
     let half = [0, 0, 0, 50, 0x0A];
+    // A client that sends half a frame, once the upstream has read it.
+    let mut half_frame_client = async || {
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connects");
+        client.write_all(&half).await.expect("writes");
+        let saw = tokio::time::timeout(WAIT, read.recv())
+            .await
+            .expect("in time");
+        assert_eq!(saw, Some(half));
+        client
+    };
 
-    let mut reset_client = TcpStream::connect(proxy.addr).await.expect("connects");
-    reset_client.write_all(&half).await.expect("writes");
-    let saw = tokio::time::timeout(WAIT, read.recv())
-        .await
-        .expect("in time");
-    assert_eq!(saw, Some(half));
+    let mut reset_client = half_frame_client().await;
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(WAIT, reset_client.read_to_end(&mut rest)).await;
     assert!(ended.expect("in time").is_err(), "the reset is passed on");
     proxy.wait_idle(1).await;
 
-    let mut held_client = TcpStream::connect(proxy.addr).await.expect("connects");
-    held_client.write_all(&half).await.expect("writes");
-    let saw = tokio::time::timeout(WAIT, read.recv())
-        .await
-        .expect("in time");
-    assert_eq!(saw, Some(half));
+    // Held open (to the end of the test) while the proxy shuts down.
+    let _held_client = half_frame_client().await;
     let summary = proxy.stop().await;
     assert_eq!(
         summary.stats.closes.get("shutdown"),

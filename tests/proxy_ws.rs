@@ -159,8 +159,7 @@ async fn echo_through(addr: SocketAddr, bytes: Vec<u8>, mut noise: Noise) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_byte_is_relayed_both_ways_over_concurrent_websockets() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let hashes = Hashes::default();
     let upstream = tokio::spawn(echo_upstream(listener, Arc::clone(&hashes)));
     let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
@@ -202,6 +201,45 @@ async fn every_byte_is_relayed_both_ways_over_concurrent_websockets() {
     );
 }
 
+/// Sends a text message on `client` and expects the Close 1003 that refuses it.
+async fn text_is_refused(mut client: WsClient) {
+    client
+        .socket
+        .send(Message::Text("{}".into()))
+        .await
+        .expect("sends");
+    let (code, reason) = client.expect_close().await;
+    assert_eq!(code, 1003, "{reason}");
+}
+
+/// While the upstream is sending, a refused text message is still counted as one: the write
+/// towards the client that fails once the Close went must not report a client error instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_refused_while_the_upstream_sends_is_counted_as_one() {
+    let (listener, upstream_addr) = common::loopback_listener().await;
+    let upstream = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let chunk = vec![7u8; 16 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    const CLIENTS: u64 = 5;
+    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
+    for _ in 0..CLIENTS {
+        text_is_refused(WsClient::connect(addr).await).await;
+    }
+    proxy.wait_idle(CLIENTS).await;
+    let summary = proxy.stop().await;
+    upstream.abort();
+    assert_eq!(
+        summary.stats.closes.get("ws_text_message"),
+        Some(&CLIENTS),
+        "{summary:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_text_message_is_refused_with_1003() {
     let server = TestServer::start(common::config()).await;
@@ -211,13 +249,7 @@ async fn a_text_message_is_refused_with_1003() {
         client.call("x", "echo", text_param("ok")).await.0,
         text_param("ok")
     );
-    client
-        .socket
-        .send(Message::Text("{}".into()))
-        .await
-        .expect("sends");
-    let (code, reason) = client.expect_close().await;
-    assert_eq!(code, 1003, "{reason}");
+    text_is_refused(client).await;
     proxy.wait_idle(1).await;
     let summary = proxy.stop().await;
     assert_eq!(
@@ -280,8 +312,7 @@ async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
 
 #[tokio::test]
 async fn a_client_close_reaches_the_upstream_as_a_fin() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
     let mut client = WsClient::connect(addr).await;
     client.send_binary(b"last words").await;
@@ -309,8 +340,7 @@ async fn a_client_close_reaches_the_upstream_as_a_fin() {
 
 #[tokio::test]
 async fn an_upstream_fin_reaches_the_client_as_a_close() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
     let mut client = WsClient::connect(addr).await;
     let (mut upstream, _) = tokio::time::timeout(WAIT, listener.accept())
@@ -340,8 +370,7 @@ async fn an_upstream_fin_reaches_the_client_as_a_close() {
 
 #[tokio::test]
 async fn proxy_shutdown_sends_the_client_a_close() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let upstream_addr = listener.local_addr().expect("bound");
+    let (listener, upstream_addr) = common::loopback_listener().await;
     let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
     let mut client = WsClient::connect(addr).await;
     let (_upstream, _) = tokio::time::timeout(WAIT, listener.accept())

@@ -12,6 +12,7 @@ use super::tap::TapLimits;
 use super::{Proxy, ProxyConfig};
 use crate::cli::ProxyArgs;
 use crate::codec::{DecodeOptions, Limits};
+use crate::frame::HEADER_LEN;
 use crate::open_files;
 use crate::policy::{self, PolicySource};
 
@@ -21,7 +22,7 @@ pub const FORWARD: &str = "forward";
 /// Open files per proxied connection: a client's socket and its upstream's.
 const FILES_PER_CONNECTION: u64 = 2;
 
-/// `--max-decode` when not given (or `--max-frame`, if that is lower).
+/// `--max-decode` when not given (or `--max-frame` plus the header, if that is lower).
 const DEFAULT_MAX_DECODE: usize = 1024 * 1024;
 
 /// Whether two paths name one file: the same file once both exist, or the same absolute path
@@ -37,20 +38,42 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Refuses a command line that names one file twice among `--log`, `--record` and `--policy`:
+/// the outputs would write over each other, or over the policy being served.
+fn check_files_apart(args: &ProxyArgs) -> anyhow::Result<()> {
+    let policy = args
+        .policy
+        .as_deref()
+        .filter(|path| path.as_os_str() != FORWARD);
+    let named = [
+        ("--log", args.log.as_deref()),
+        ("--record", args.record.as_deref()),
+        ("--policy", policy),
+    ];
+    for (index, (flag, path)) in named.iter().enumerate() {
+        for (other_flag, other_path) in &named[index + 1..] {
+            if let (Some(path), Some(other_path)) = (path, other_path)
+                && same_file(path, other_path)
+            {
+                bail!("{flag} and {other_flag} name the same file; give each its own");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the proxy's configuration from the command line, reading the files it names.
 pub fn config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     check_upstream(&args.upstream)?;
-    if let (Some(log), Some(record)) = (&args.log, &args.record)
-        && same_file(log, record)
-    {
-        bail!("--log and --record name the same file; give each its own");
-    }
+    check_files_apart(args)?;
+    // `--max-frame` caps the payload, `--max-decode` the whole frame.
+    let largest_frame = args.max_frame.saturating_add(HEADER_LEN);
     let max_decode = args
         .max_decode
-        .unwrap_or(DEFAULT_MAX_DECODE.min(args.max_frame));
-    if max_decode > args.max_frame {
+        .unwrap_or(DEFAULT_MAX_DECODE.min(largest_frame));
+    if max_decode > largest_frame {
         bail!(
-            "--max-decode ({max_decode}) must not be above --max-frame ({})",
+            "--max-decode ({max_decode}) must not be above --max-frame ({}) plus the {HEADER_LEN}-byte header",
             args.max_frame
         );
     }
@@ -166,13 +189,15 @@ mod tests {
 
     #[test]
     fn the_decode_cap_follows_a_lower_frame_cap_unless_given() {
+        // The frame cap counts the payload, the decode cap the header too.
         let config = config_of(&["--max-frame", "100"]).expect("valid");
-        assert_eq!(config.limits.max_decode, 100);
+        assert_eq!(config.limits.max_decode, 104);
         let config = config_of(&[]).expect("valid");
         assert_eq!(config.limits.max_decode, DEFAULT_MAX_DECODE);
-        let error = config_of(&["--max-frame", "100", "--max-decode", "200"])
+        assert!(config_of(&["--max-frame", "100", "--max-decode", "104"]).is_ok());
+        let error = config_of(&["--max-frame", "100", "--max-decode", "105"])
             .expect_err("given above the frame cap");
-        assert!(error.to_string().contains("--max-decode (200)"), "{error}");
+        assert!(error.to_string().contains("--max-decode (105)"), "{error}");
     }
 
     #[test]
@@ -198,6 +223,34 @@ mod tests {
         let error = logged_and_recorded_to(&link).expect_err("one file, through a link");
         assert!(error.to_string().contains("the same file"), "{error}");
         assert!(logged_and_recorded_to(&dir.join("other.jsonl")).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_output_naming_the_policy_file_is_refused_before_it_is_written() {
+        let dir = std::env::temp_dir().join(format!("amf-bench-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("makes a directory");
+        let policy = dir.join("policy.xml");
+        let text = r#"<cross-domain-policy><allow-access-from domain="*" to-ports="*"/></cross-domain-policy>"#;
+        std::fs::write(&policy, text).expect("writes");
+        let policy_arg = policy.to_str().expect("utf-8");
+        let dotted = dir.join(".").join("policy.xml");
+        for output in ["--log", "--record"] {
+            let error = config_of(&[
+                "--policy",
+                policy_arg,
+                output,
+                dotted.to_str().expect("utf-8"),
+            ])
+            .expect_err("an output over the policy");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("{output} and --policy name the same file")),
+                "{error}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&policy).expect("reads"), text);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -110,7 +110,9 @@ async fn forward<W: AsyncWrite + Unpin>(
 }
 
 /// How long a client's first bytes, while still a prefix of `<policy-file-request/>`, wait for
-/// the rest before they are taken for traffic. Flash Player sends the whole tag at once.
+/// the rest before they are taken for traffic. Flash Player sends the whole tag at once. The
+/// wait starts at the first byte: a silent client has nothing to relay meanwhile, and a person
+/// typing the request into telnet takes longer than this to begin.
 const SNIFF_WAIT: Duration = Duration::from_secs(1);
 
 /// How the client side starts.
@@ -142,11 +144,7 @@ where
         answer,
         on_policy_forwarded,
     } = opening;
-    // A client that sends a prefix of the tag and then waits for an answer is not held for
-    // ever: after `SNIFF_WAIT` its bytes go upstream as traffic. Bytes read so far stay in `first`.
-    let sniffed = tokio::time::timeout(SNIFF_WAIT, policy::sniff(reader, &mut first, false))
-        .await
-        .unwrap_or(Ok(Sniff::Other));
+    let sniffed = sniff_policy_request(reader, &mut first).await;
     let at = Stamp::now();
     match sniffed {
         Err(error) => return Ended::ReadFailed(error),
@@ -160,4 +158,20 @@ where
         return ended;
     }
     pump(reader, writer, buffer, observer, held).await
+}
+
+/// Waits for the client's first bytes however long they take, then tells a policy request from
+/// traffic. A client that sends a prefix of the tag and then waits for an answer is not held for
+/// ever: `SNIFF_WAIT` after its first bytes, they go upstream as traffic. Bytes read stay in
+/// `first`.
+async fn sniff_policy_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    first: &mut BytesMut,
+) -> io::Result<Sniff> {
+    if first.is_empty() && reader.read_buf(first).await? == 0 {
+        return Ok(Sniff::Other);
+    }
+    tokio::time::timeout(SNIFF_WAIT, policy::sniff(reader, first, false))
+        .await
+        .unwrap_or(Ok(Sniff::Other))
 }
