@@ -167,6 +167,10 @@ async fn run_connection(
                     break;
                 }
                 free.push(lane);
+                // A session that waits for nothing (zero think times) ends as it starts; in a
+                // closed model the next starts at once, and without this the task would never
+                // let the runtime run its timers and signals, the run's end and Ctrl-C included.
+                tokio::task::coop::consume_budget().await;
             }
             () = &mut stopped => break,
             more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
@@ -281,6 +285,7 @@ impl Client {
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.
             if index > 0 && self.stop.is_cancelled() {
+                self.shared.metrics.session_cut_short();
                 return Ok(());
             }
             due = self.run_step(step, due).await?;
@@ -330,7 +335,9 @@ impl Client {
                 };
                 under_way.ended();
                 let (end, error) = match waited {
-                    Ok(Some(arrived)) => (arrived, None),
+                    // A message that came before the wait is the client's from the wait's start:
+                    // its own lateness counts, as for a request sent late.
+                    Ok(Some(arrived)) => (arrived.max(started), None),
                     Ok(None) => (started + *timeout, Some(ErrorKind::Timeout)),
                     Err(lost) => (Instant::now(), Some(lost)),
                 };

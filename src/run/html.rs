@@ -57,6 +57,10 @@ fn facts(summary: &Json) -> String {
         ("interrupted", &summary["interrupted"]),
         ("sessions planned", &summary["sessions"]["planned"]),
         ("sessions started", &summary["sessions"]["started"]),
+        (
+            "sessions cut short at the end",
+            &summary["sessions"]["cut_short"],
+        ),
         ("sessions dropped", &summary["sessions"]["dropped"]),
         (
             "sessions unstarted at the end",

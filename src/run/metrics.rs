@@ -152,6 +152,8 @@ pub struct Recorded {
     pub disconnects: BTreeMap<ErrorKind, u64>,
     /// Sessions started.
     pub sessions_started: u64,
+    /// Sessions started whose later steps were skipped because the run ended.
+    pub sessions_cut_short: u64,
     /// Arrivals dropped because no client was free and the queue was full.
     pub dropped: u64,
     /// Connections open now.
@@ -268,6 +270,11 @@ impl Metrics {
     /// Records a session start.
     pub fn session_started(&self) {
         self.with(|recorded| recorded.sessions_started += 1);
+    }
+
+    /// Records a session whose later steps were skipped because the run ended.
+    pub fn session_cut_short(&self) {
+        self.with(|recorded| recorded.sessions_cut_short += 1);
     }
 
     /// Records an arrival that found no room in the queue.

@@ -89,7 +89,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut text = result.table.clone();
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
-        // A latency of a command that never ended is infinite: say so rather than "infms".
+        // A latency of a command that never ended is NaN: say so rather than "NaNms".
         let measured = if outcome.measured.is_finite() {
             format!("measured {:.3}{}", outcome.measured, outcome.unit)
         } else {
@@ -124,6 +124,12 @@ fn show(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The most characters of the scenario's name in the default results directory's name: far
+/// below the 255 bytes a file name may have, with room for the time.
+const NAME_IN_DIR: usize = 100;
+
+/// `results/<name>-<UTC time>`: the name's first `NAME_IN_DIR` characters, those other than
+/// letters, digits, '-' and '_' written as '_'.
 fn default_out_dir(name: &str) -> PathBuf {
     let stamp = crate::codec::display::format_date(
         std::time::SystemTime::now()
@@ -133,6 +139,7 @@ fn default_out_dir(name: &str) -> PathBuf {
     .replace([':', '.'], "-");
     let safe: String = name
         .chars()
+        .take(NAME_IN_DIR)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -533,5 +540,17 @@ mod tests {
         if std::path::Path::new("/proc/sys/net/ipv4/ip_local_port_range").exists() {
             assert!(local_port_count().is_some_and(|ports| ports > 0));
         }
+    }
+
+    #[test]
+    fn a_long_or_strange_name_makes_a_directory_name_that_fits() {
+        let dir = default_out_dir(&"é/".repeat(300));
+        let file_name = dir.file_name().expect("a name").to_str().expect("ascii");
+        assert!(file_name.len() < 255, "{} bytes", file_name.len());
+        assert!(
+            file_name.starts_with(&format!("{}-", "_".repeat(NAME_IN_DIR))),
+            "{file_name}"
+        );
+        assert_eq!(dir.parent(), Some(Path::new("results")));
     }
 }

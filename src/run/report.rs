@@ -136,6 +136,7 @@ pub fn summary(
         "sessions": {
             "planned": facts.planned_sessions,
             "started": recorded.sessions_started,
+            "cut_short": recorded.sessions_cut_short,
             "dropped": recorded.dropped,
             "unstarted": facts.planned_sessions.map(|planned| planned.saturating_sub(recorded.sessions_started + recorded.dropped)),
             "planned_rate": facts.planned_sessions.map(|planned| planned as f64 / seconds),
@@ -189,9 +190,10 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
     }
     let _ = writeln!(
         text,
-        "sessions: {} started{}, {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
+        "sessions: {} started{}, {} cut short at the end, {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
         recorded.sessions_started,
         share_of_plan(recorded, facts),
+        recorded.sessions_cut_short,
         recorded.dropped,
         recorded.connect.as_ref().map_or(0, Histogram::len),
         recorded.connect_errors.values().sum::<u64>(),
@@ -395,11 +397,12 @@ pub fn evaluate(thresholds: &[Threshold], recorded: &Recorded, facts: &RunFacts)
                     command,
                     percentile,
                 } => {
-                    // A command that never ran cannot meet a latency bound.
+                    // NaN when nothing was measured: no bound holds for it, `<` nor `>`.
                     let us = recorded
                         .commands
                         .get(command)
-                        .map_or(f64::INFINITY, |metrics| {
+                        .filter(|metrics| !metrics.latency.is_empty())
+                        .map_or(f64::NAN, |metrics| {
                             if *percentile >= 100.0 {
                                 metrics.latency.max() as f64
                             } else {
@@ -409,6 +412,7 @@ pub fn evaluate(thresholds: &[Threshold], recorded: &Recorded, facts: &RunFacts)
                     (us, us / 1000.0, "ms")
                 }
             };
+            // Every comparison with NaN is false: a command never measured meets no bound.
             let ok = match (threshold.less, threshold.inclusive) {
                 (true, false) => measured < threshold.bound,
                 (true, true) => measured <= threshold.bound,
@@ -540,5 +544,29 @@ mod tests {
         assert!(!p99.less && p99.inclusive && p99.bound == 5_000.0);
         let strict = thresholds("error_rate = \"< 1%\"\n").expect("valid");
         assert!(strict[0].less && !strict[0].inclusive);
+    }
+
+    #[test]
+    fn a_command_never_measured_meets_no_latency_bound_either_way() {
+        let parsed = thresholds(
+            "\"lobby.join.p99\" = \"> 1ms\"\n\"lobby.join.max\" = \">= 0ms\"\n\
+             \"lobby.join.p50\" = \"< 1s\"\n",
+        )
+        .expect("valid");
+        let facts = RunFacts {
+            target: "embedded".into(),
+            elapsed: Duration::from_secs(1),
+            planned_sessions: None,
+            interrupted: false,
+            generator_busy: 0.0,
+            generator_threads: 1,
+            embedded_server: true,
+        };
+        let outcomes = evaluate(&parsed, &Recorded::default(), &facts);
+        assert_eq!(outcomes.len(), 3);
+        for outcome in outcomes {
+            assert!(!outcome.ok, "{} {} passed", outcome.name, outcome.condition);
+            assert!(outcome.measured.is_nan(), "{}", outcome.measured);
+        }
     }
 }
