@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // A closed standard error must not turn exit status 2 into a panic's 101.
-            let message = shortened(&format!("{error:#}"));
+            let message = shortened(&chain_text(&error));
             let _ = writeln!(std::io::stderr(), "amf-bench: error: {message}");
             ExitCode::from(2)
         }
@@ -56,6 +56,23 @@ fn shortened(message: &str) -> String {
     )
 }
 
+/// The error and its causes, joined by ": " as anyhow's `{:#}` does, leaving out a cause whose text
+/// is already said: many errors put their cause in their own text and also give it as their
+/// source, and "nesting too deep: nesting too deep" tells the reader nothing twice.
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
+}
+
 /// A reader of our output that went away (`amf-bench decode ... | head`) is not an error.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
@@ -63,4 +80,28 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad payload: {0}")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_text_is_said_once() {
+        let cause = || std::io::Error::other("nesting deeper than the limit of 4");
+        let error = anyhow::Error::from(Wrapper(cause())).context("reading frame 3");
+        assert_eq!(
+            chain_text(&error),
+            "reading frame 3: bad payload: nesting deeper than the limit of 4"
+        );
+        let plain = anyhow::Error::from(cause()).context("reading frame 3");
+        assert_eq!(
+            chain_text(&plain),
+            "reading frame 3: nesting deeper than the limit of 4"
+        );
+    }
 }

@@ -233,6 +233,36 @@ fn an_inherited_systemd_socket_is_served() {
     );
 }
 
+/// A server that reads the request and closes: with no byte it is no answer (2), with a policy
+/// but no NUL it is a wrong answer, shown (1).
+#[test]
+fn check_tells_no_answer_from_an_answer_without_its_nul() {
+    for (answer, status) in [(String::new(), 2), (policy_granting("9000"), 1)] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let sent = answer.clone();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accepts");
+            let mut request = [0u8; 23];
+            std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+            std::io::Write::write_all(&mut stream, sent.as_bytes()).expect("answers");
+        });
+        let output = run_bounded(&["policy", "check", &addr, "--timeout", "5"]);
+        server.join().expect("the server thread ends");
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert_eq!(output.status.code(), Some(status), "{stdout}{stderr}");
+        if answer.is_empty() {
+            assert!(
+                stderr.contains("closed the connection without answering"),
+                "{stderr}"
+            );
+        } else {
+            assert!(stdout.contains("NUL-terminated: no"), "{stdout}");
+            assert!(stdout.contains("to-ports=\"9000\""), "{stdout}");
+        }
+    }
+}
+
 #[test]
 fn check_shows_a_policy_whose_server_does_not_close() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");

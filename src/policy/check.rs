@@ -82,6 +82,9 @@ async fn read_answer(stream: &mut TcpStream, target: &str) -> anyhow::Result<(Ve
             },
         };
         if read == 0 {
+            if received.is_empty() {
+                bail!("{target} closed the connection without answering");
+            }
             return Ok((received, true));
         }
         if close_due.is_none() && chunk[..read].contains(&0) {
