@@ -281,9 +281,14 @@ async fn run_against(addr: SocketAddr, steps: &str) -> (RunResult, Duration) {
     );
     let scenario = Scenario::parse(&text).expect("valid");
     let started = std::time::Instant::now();
-    let result = execute(scenario, CancellationToken::new(), Progress::hidden())
-        .await
-        .expect("runs");
+    let result = execute(
+        scenario,
+        CancellationToken::new(),
+        Progress::hidden(),
+        Vec::new(),
+    )
+    .await
+    .expect("runs");
     (result, started.elapsed())
 }
 

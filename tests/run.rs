@@ -21,9 +21,14 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Runs `scenario` in this process to its end, quietly, with no Ctrl-C.
 async fn run_to_the_end(scenario: Scenario) -> RunResult {
-    execute(scenario, CancellationToken::new(), Progress::hidden())
-        .await
-        .expect("runs")
+    execute(
+        scenario,
+        CancellationToken::new(),
+        Progress::hidden(),
+        Vec::new(),
+    )
+    .await
+    .expect("runs")
 }
 
 fn count(summary: &Json, command: &str) -> u64 {
@@ -126,6 +131,7 @@ fn a_saturated_generator_is_reported() {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
+            Vec::new(),
         ))
         .expect("runs");
     let generator = &result.summary["generator"];
@@ -396,7 +402,7 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
 }
 
 #[test]
-fn ctrl_c_stops_early_and_still_writes_results() {
+fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")
         .replace("duration = \"3s\"", "duration = \"60s\"");
@@ -414,10 +420,24 @@ fn ctrl_c_stops_early_and_still_writes_results() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starts");
-    std::thread::sleep(Duration::from_millis(1500));
+    // The interval log is written as the run goes, not kept for the end.
+    let hlog = out.join("latency.hlog");
+    let has_an_interval = || {
+        std::fs::read_to_string(&hlog).is_ok_and(|text| text.lines().any(|l| l.starts_with("Tag=")))
+    };
+    let mut waited = Duration::ZERO;
+    while !has_an_interval() {
+        assert!(
+            waited < Duration::from_secs(20),
+            "no interval in latency.hlog during the run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    }
     signal(child.id(), "-INT");
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
+    assert!(has_an_interval());
     let summary = written_summary(&out);
     assert_eq!(summary["interrupted"], true);
     assert!(
@@ -426,6 +446,54 @@ fn ctrl_c_stops_early_and_still_writes_results() {
     );
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
+}
+
+/// Takes the interval log's header, then fails every write, as a disk that fills up does.
+struct FillsUp {
+    room: usize,
+}
+
+impl std::io::Write for FillsUp {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if bytes.len() > self.room {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        self.room -= bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A run whose interval log cannot be written stops at once with the reason, rather than going
+/// on for its whole duration to fail at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_at_once_when_its_interval_log_cannot_be_written() {
+    let text = std::fs::read_to_string(scenario("smoke.toml"))
+        .expect("reads")
+        .replace("duration = \"3s\"", "duration = \"60s\"");
+    let scenario = Scenario::parse(&text).expect("valid");
+    let run = execute(
+        scenario,
+        CancellationToken::new(),
+        Progress::hidden(),
+        FillsUp { room: 400 },
+    );
+    let error = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("stops long before its 60 s")
+        .err()
+        .expect("fails");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("cannot write latency.hlog") && text.contains("no space left"),
+        "{text}"
+    );
 }
 
 /// Sessions the end of the run cuts short (later steps skipped) are counted, not lost.
@@ -482,6 +550,7 @@ async fn a_request_under_way_at_the_end_is_waited_for_up_to_its_timeout_only() {
         one_long_sleep("2s"),
         CancellationToken::new(),
         Progress::hidden(),
+        Vec::new(),
     )
     .await
     .expect("runs");
@@ -505,6 +574,7 @@ async fn ctrl_c_while_waiting_for_requests_under_way_stops_the_wait() {
         one_long_sleep("30s"),
         shutdown.clone(),
         Progress::hidden(),
+        Vec::new(),
     ));
     // After the run's second, while it waits for the sleep (up to its 30 s timeout).
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -544,6 +614,7 @@ fn run_text(text: &str) -> RunResult {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
+            Vec::new(),
         ))
         .expect("runs")
 }
@@ -823,10 +894,15 @@ async fn client_sockets_come_from_the_listed_source_addresses() {
     );
     let foreign = text.replace("127.0.0.3", "192.0.2.1");
     let scenario = Scenario::parse(&foreign).expect("valid");
-    let error = execute(scenario, CancellationToken::new(), Progress::hidden())
-        .await
-        .err()
-        .expect("refused");
+    let error = execute(
+        scenario,
+        CancellationToken::new(),
+        Progress::hidden(),
+        Vec::new(),
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(
         format!("{error:#}").contains("source_addresses[1]: 192.0.2.1 cannot be bound"),
         "{error:#}"
@@ -985,7 +1061,12 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
         "#
     ))
     .expect("valid");
-    let run = execute(scenario, CancellationToken::new(), Progress::hidden());
+    let run = execute(
+        scenario,
+        CancellationToken::new(),
+        Progress::hidden(),
+        Vec::new(),
+    );
     // Well under the wait's 30 s time-out.
     let result = tokio::time::timeout(Duration::from_secs(10), run)
         .await
@@ -1034,6 +1115,7 @@ fn run_on_one_worker(what: &str, scenario: Scenario) -> RunResult {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
+            Vec::new(),
         ))
     })
     .expect("runs")

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::metrics::Recorded;
 use super::svg::{Chart, Series, escape, line_chart};
-use super::timeline::Timeline;
+use super::timeline::{Point, PointCommand};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:980px}\
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;\
@@ -16,7 +16,7 @@ text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:
 .fail{color:#b00;font-weight:bold}.ok{color:#070}h2{margin-top:28px}";
 
 /// The page for a finished run.
-pub fn report(summary: &Json, recorded: &Recorded, timeline: &Timeline) -> String {
+pub fn report(summary: &Json, recorded: &Recorded, points: &[Point]) -> String {
     let name = summary["name"].as_str().unwrap_or("run");
     let mut page = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>amf-bench run: {}</title>\
@@ -30,8 +30,8 @@ pub fn report(summary: &Json, recorded: &Recorded, timeline: &Timeline) -> Strin
     page.push_str("<h2>Latency by percentile</h2>");
     page.push_str(&line_chart(&spectrum(recorded)));
     page.push_str("<h2>Over time</h2>");
-    page.push_str(&line_chart(&latency_over_time(timeline)));
-    page.push_str(&line_chart(&throughput_over_time(timeline)));
+    page.push_str(&line_chart(&latency_over_time(points)));
+    page.push_str(&line_chart(&throughput_over_time(points)));
     page.push_str(&errors(summary));
     page.push_str("</body></html>\n");
     page
@@ -222,9 +222,9 @@ fn spectrum(recorded: &Recorded) -> Chart {
 }
 
 /// Commands in the order they first appear, for stable colours.
-fn command_names(timeline: &Timeline) -> Vec<String> {
+fn command_names(points: &[Point]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for point in &timeline.points {
+    for point in points {
         for command in &point.commands {
             if !names.contains(&command.command) {
                 names.push(command.command.clone());
@@ -235,12 +235,11 @@ fn command_names(timeline: &Timeline) -> Vec<String> {
     names
 }
 
-fn latency_over_time(timeline: &Timeline) -> Chart {
+fn latency_over_time(points: &[Point]) -> Chart {
     let mut series = Vec::new();
-    for (index, name) in command_names(timeline).into_iter().enumerate() {
-        let pick = |percentile: fn(&super::timeline::PointCommand) -> u64| {
-            timeline
-                .points
+    for (index, name) in command_names(points).into_iter().enumerate() {
+        let pick = |percentile: fn(&PointCommand) -> u64| {
+            points
                 .iter()
                 .filter_map(|point| {
                     let command = point.commands.iter().find(|c| c.command == name)?;
@@ -262,23 +261,35 @@ fn latency_over_time(timeline: &Timeline) -> Chart {
         });
     }
     Chart {
-        title: "latency per second".into(),
+        title: latency_title(points),
         x_label: "seconds into the run".into(),
         y_label: "ms".into(),
-        x_ticks: Some(run_ticks(timeline)),
+        x_ticks: Some(run_ticks(points)),
         series,
     }
 }
 
+/// "latency per second", or for a run longer than `MAX_POINTS` seconds, the span of its points
+/// and what they show.
+fn latency_title(points: &[Point]) -> String {
+    let seconds = points
+        .first()
+        .map_or(1, |point| point.length.as_secs_f64().round() as u64);
+    if seconds <= 1 {
+        "latency per second".into()
+    } else {
+        format!("latency per {seconds} s (of each span, its worst second's p50 and p99)")
+    }
+}
+
 /// The middle of an interval, in seconds into the run: where its figures are drawn.
-fn middle(point: &super::timeline::Point) -> f64 {
+fn middle(point: &Point) -> f64 {
     (point.start + point.length / 2).as_secs_f64()
 }
 
 /// The x axis of the charts over time: the whole run, the same for each.
-fn run_ticks(timeline: &Timeline) -> Vec<(f64, String)> {
-    let end = timeline
-        .points
+fn run_ticks(points: &[Point]) -> Vec<(f64, String)> {
+    let end = points
         .last()
         .map_or(1.0, |point| (point.start + point.length).as_secs_f64());
     super::svg::ticks(0.0, end.max(1.0))
@@ -288,10 +299,9 @@ fn run_ticks(timeline: &Timeline) -> Vec<(f64, String)> {
 /// requests in a few milliseconds make a rate that says nothing.
 const SHORTEST_RATED: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn throughput_over_time(timeline: &Timeline) -> Chart {
-    let per_second = |pick: &dyn Fn(&super::timeline::Point) -> u64| {
-        timeline
-            .points
+fn throughput_over_time(points: &[Point]) -> Chart {
+    let per_second = |pick: &dyn Fn(&Point) -> u64| {
+        points
             .iter()
             .filter(|point| point.length >= SHORTEST_RATED)
             .map(|point| {
@@ -326,7 +336,7 @@ fn throughput_over_time(timeline: &Timeline) -> Chart {
         title: "throughput per second".into(),
         x_label: "seconds into the run".into(),
         y_label: "per second".into(),
-        x_ticks: Some(run_ticks(timeline)),
+        x_ticks: Some(run_ticks(points)),
         series,
     }
 }
@@ -335,7 +345,6 @@ fn throughput_over_time(timeline: &Timeline) -> Chart {
 mod tests {
     use std::time::Duration;
 
-    use super::super::timeline::{Point, PointCommand};
     use super::*;
 
     fn point(start_ms: u64, length_ms: u64, count: u64) -> Point {
@@ -357,14 +366,11 @@ mod tests {
 
     #[test]
     fn intervals_are_drawn_at_their_middle_and_a_short_last_one_has_no_rate() {
-        let timeline = Timeline {
-            points: vec![
-                point(0, 1_000, 100),
-                point(1_000, 1_000, 300),
-                point(2_000, 5, 2),
-            ],
-            hlog: Vec::new(),
-        };
+        let timeline = [
+            point(0, 1_000, 100),
+            point(1_000, 1_000, 300),
+            point(2_000, 5, 2),
+        ];
         let throughput = throughput_over_time(&timeline);
         assert_eq!(
             throughput.series[0].points,
@@ -378,6 +384,20 @@ mod tests {
         assert_eq!(
             latency.x_ticks, throughput.x_ticks,
             "both charts span the run"
+        );
+        assert_eq!(latency.title, "latency per second");
+    }
+
+    #[test]
+    fn points_of_a_long_run_say_what_span_they_cover() {
+        let merged = [point(0, 4_000, 100), point(4_000, 4_000, 100)];
+        assert_eq!(
+            latency_over_time(&merged).title,
+            "latency per 4 s (of each span, its worst second's p50 and p99)"
+        );
+        assert_eq!(
+            throughput_over_time(&merged).series[0].points,
+            [(2.0, 25.0), (6.0, 25.0)]
         );
     }
 }

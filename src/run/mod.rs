@@ -18,7 +18,8 @@ pub mod template;
 pub mod timeline;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{LineWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,16 +42,16 @@ use report::{Outcome, RunFacts};
 use scenario::{Load, Scenario, Step};
 use timeline::{Sampler, Timeline};
 
-/// What a finished run produced.
-pub struct RunResult {
+/// What a finished run produced; `W` is where its interval log went.
+pub struct RunResult<W = Vec<u8>> {
     /// The `summary.json` document.
     pub summary: serde_json::Value,
     /// The terminal table.
     pub table: String,
     /// Each threshold's verdict.
     pub thresholds: Vec<Outcome>,
-    /// The run second by second, and its interval log.
-    pub timeline: Timeline,
+    /// The run over time, and its interval log.
+    pub timeline: Timeline<W>,
     /// `report.html`.
     pub html: String,
 }
@@ -70,22 +71,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // taken back if the run does not start, which leaves nothing to put in it.
     let made = !out.exists();
     create_out_dir(&out)?;
-    let runtime = crate::listener::runtime(args.threads)?;
-    let progress = Progress::new(!args.quiet, scenario.duration);
-    let result = runtime.block_on(async {
-        let shutdown = crate::shutdown::on_signal();
-        execute(scenario.clone(), shutdown, progress.clone()).await
-    });
-    let result = match result {
+    let hlog_path = out.join("latency.hlog");
+    let started = File::create(&hlog_path)
+        .with_context(|| format!("cannot write {}", hlog_path.display()))
+        .and_then(|hlog| {
+            let runtime = crate::listener::runtime(args.threads)?;
+            let progress = Progress::new(!args.quiet, scenario.duration);
+            let result = runtime.block_on(async {
+                let shutdown = crate::shutdown::on_signal();
+                execute(
+                    scenario.clone(),
+                    shutdown,
+                    progress.clone(),
+                    LineWriter::new(hlog),
+                )
+                .await
+            })?;
+            progress.finish();
+            Ok(result)
+        });
+    let result = match started {
         Ok(result) => result,
         Err(error) => {
+            // A log the run did not finish is not a result.
+            let _ = std::fs::remove_file(&hlog_path);
             if made {
                 let _ = std::fs::remove_dir(&out);
             }
             return Err(error);
         }
     };
-    progress.finish();
     let mut text = result.table.clone();
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
@@ -156,13 +171,13 @@ fn create_out_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the results directory {}", dir.display()))
 }
 
-/// Writes `summary.json`, `latency.hlog` and `report.html` into `dir`.
-pub fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
+/// Writes `summary.json` and `report.html` into `dir`, beside the `latency.hlog` written during
+/// the run.
+pub fn write_results<W>(dir: &Path, result: &RunResult<W>) -> anyhow::Result<()> {
     create_out_dir(dir)?;
     let summary = serde_json::to_string_pretty(&result.summary)? + "\n";
     let files = [
         ("summary.json", summary.as_bytes()),
-        ("latency.hlog", result.timeline.hlog.as_slice()),
         ("report.html", result.html.as_bytes()),
     ];
     for (name, contents) in files {
@@ -174,12 +189,13 @@ pub fn write_results(dir: &Path, result: &RunResult) -> anyhow::Result<()> {
 }
 
 /// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results,
-/// showing `progress` once a second.
-pub async fn execute(
+/// showing `progress` once a second and writing the interval log to `hlog` as the run goes.
+pub async fn execute<W: Write + Send + 'static>(
     scenario: Scenario,
     shutdown: CancellationToken,
     progress: Progress,
-) -> anyhow::Result<RunResult> {
+    hlog: W,
+) -> anyhow::Result<RunResult<W>> {
     let thresholds = report::parse_thresholds(&scenario)?;
     check_open_files(&scenario, open_files::current_limit())?;
     check_local_ports(&scenario, local_port_count())?;
@@ -237,8 +253,9 @@ pub async fn execute(
                 Load::Closed => None,
             },
             progress: progress.clone(),
+            stop_run: stop.clone(),
         }
-        .run(sampled.clone()),
+        .run(sampled.clone(), hlog),
     );
     tokio::select! {
         () = tokio::time::sleep_until(start + scenario.duration) => {}
@@ -277,7 +294,7 @@ pub async fn execute(
     };
     let outcomes = report::evaluate(&thresholds, &recorded, &facts);
     let summary = report::summary(&scenario, &recorded, &facts, &outcomes);
-    let html = html::report(&summary, &recorded, &timeline);
+    let html = html::report(&summary, &recorded, &timeline.points);
     Ok(RunResult {
         summary,
         table: report::table(&recorded, &facts),

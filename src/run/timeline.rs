@@ -1,7 +1,9 @@
 //! The run over time: once a second, each command's latency histogram for that second goes to
-//! `latency.hlog` (an HdrHistogram interval log, tagged by command) and its rate and percentiles
-//! to the report's time series and the progress line.
+//! `latency.hlog` (an HdrHistogram interval log, tagged by command) as it is taken, and its rate
+//! and percentiles to the report's time series (at most `MAX_POINTS` points, whatever the run's
+//! length) and the progress line.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime};
@@ -53,13 +55,100 @@ pub struct Point {
     pub commands: Vec<PointCommand>,
 }
 
-/// The run's intervals, and its interval log.
+impl Point {
+    /// Takes in the interval that follows this one: counts add up, latencies keep the worst of
+    /// the two, and `connected` is the later's (the count at the end).
+    fn absorb(&mut self, later: Point) {
+        self.length = (later.start + later.length).saturating_sub(self.start);
+        self.connected = later.connected;
+        self.sessions += later.sessions;
+        for command in later.commands {
+            match self
+                .commands
+                .iter_mut()
+                .find(|c| c.command == command.command)
+            {
+                Some(mine) => {
+                    mine.count += command.count;
+                    mine.errors += command.errors;
+                    mine.p50_us = mine.p50_us.max(command.p50_us);
+                    mine.p99_us = mine.p99_us.max(command.p99_us);
+                    mine.max_us = mine.max_us.max(command.max_us);
+                }
+                None => self.commands.push(command),
+            }
+        }
+    }
+}
+
+/// The most points the report keeps: an hour's, one a second. Each time a longer run reaches it,
+/// neighbouring points merge in pairs and later points cover twice as many seconds, so a
+/// day-long run's report costs the memory of an hour's.
+pub const MAX_POINTS: usize = 3600;
+
+/// The report's points as they come in, each covering `per_point` intervals.
+#[derive(Debug)]
+struct Points {
+    done: Vec<Point>,
+    /// The point being filled, and how many intervals it holds so far.
+    filling: Option<(Point, usize)>,
+    per_point: usize,
+}
+
+impl Points {
+    fn new() -> Self {
+        Points {
+            done: Vec::new(),
+            filling: None,
+            per_point: 1,
+        }
+    }
+
+    fn push(&mut self, interval: Point) {
+        let (point, held) = match self.filling.take() {
+            Some((mut point, held)) => {
+                point.absorb(interval);
+                (point, held + 1)
+            }
+            None => (interval, 1),
+        };
+        if held < self.per_point {
+            self.filling = Some((point, held));
+            return;
+        }
+        self.done.push(point);
+        if self.done.len() >= MAX_POINTS {
+            self.merge_pairs();
+        }
+    }
+
+    fn merge_pairs(&mut self) {
+        let mut merged = Vec::with_capacity(MAX_POINTS / 2 + 1);
+        let mut points = std::mem::take(&mut self.done).into_iter();
+        while let Some(mut first) = points.next() {
+            if let Some(second) = points.next() {
+                first.absorb(second);
+            }
+            merged.push(first);
+        }
+        self.done = merged;
+        self.per_point *= 2;
+    }
+
+    /// All points, the one still filling (the run's last, maybe short) included.
+    fn finish(mut self) -> Vec<Point> {
+        self.done.extend(self.filling.map(|(point, _)| point));
+        self.done
+    }
+}
+
+/// The run's points, and its interval log once written.
 #[derive(Debug, Clone, Default)]
-pub struct Timeline {
-    /// In order.
+pub struct Timeline<W> {
+    /// In order, covering the run; each covers one interval unless the run outgrew `MAX_POINTS`.
     pub points: Vec<Point>,
-    /// The text of `latency.hlog`.
-    pub hlog: Vec<u8>,
+    /// Where `latency.hlog` went, each interval as it was taken.
+    pub hlog: W,
 }
 
 /// What the sampler needs to know of the run.
@@ -74,6 +163,9 @@ pub struct Sampler {
     pub stages: Option<Vec<Stage>>,
     /// Where to show progress.
     pub progress: Progress,
+    /// Cancelled if the interval log cannot be written, so that the run stops at once rather
+    /// than at its end with nothing written.
+    pub stop_run: CancellationToken,
 }
 
 /// One interval's measurements, on their way from the sampler to the writer.
@@ -92,7 +184,13 @@ impl Sampler {
     /// to the log and summing them up happen on a thread of their own: compressing the histograms
     /// took 0.1 to 16 ms a second, which on a client thread delayed every client's sends by as
     /// much (the run's largest schedule lag).
-    pub async fn run(self, done: CancellationToken) -> anyhow::Result<Timeline> {
+    /// The log goes to `hlog` a line at a time: give it a `LineWriter` of a file, and the file
+    /// can be read while the run goes on, and keeps all but the last second of a run killed.
+    pub async fn run<W: Write + Send + 'static>(
+        self,
+        done: CancellationToken,
+        hlog: W,
+    ) -> anyhow::Result<Timeline<W>> {
         let (sender, intervals) = std::sync::mpsc::channel();
         let timeline_writer = TimelineWriter {
             wall_start: self.wall_start,
@@ -104,7 +202,7 @@ impl Sampler {
         let (written, writer) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("timeline".into())
-            .spawn(move || written.send(timeline_writer.write(&intervals)))
+            .spawn(move || written.send(timeline_writer.write(&intervals, hlog)))
             .context("cannot start the timeline writer")?;
         let mut interval_start = self.start;
         loop {
@@ -120,7 +218,11 @@ impl Sampler {
                 length: now.saturating_duration_since(interval_start),
             };
             // A send fails only when the writer has stopped on an error, which it returns below.
-            if sender.send(interval).is_err() || finished {
+            if sender.send(interval).is_err() {
+                self.stop_run.cancel();
+                break;
+            }
+            if finished {
                 break;
             }
             interval_start = now;
@@ -140,8 +242,11 @@ struct TimelineWriter {
 impl TimelineWriter {
     /// Writes each interval received to the log, the points and the progress line, until the
     /// sampler hangs up.
-    fn write(self, intervals: &Receiver<Interval>) -> anyhow::Result<Timeline> {
-        let mut hlog = Vec::new();
+    fn write<W: Write>(
+        self,
+        intervals: &Receiver<Interval>,
+        mut hlog: W,
+    ) -> anyhow::Result<Timeline<W>> {
         let mut serializer = V2DeflateSerializer::new();
         let mut writer = IntervalLogWriterBuilder::new()
             .add_comment("[Histogram log format version 1.3]")
@@ -149,8 +254,9 @@ impl TimelineWriter {
             .with_start_time(self.wall_start)
             .with_base_time(self.wall_start)
             .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut hlog, &mut serializer)?;
-        let mut points = Vec::new();
+            .begin_log_with(&mut hlog, &mut serializer)
+            .map_err(|error| anyhow::anyhow!("cannot write latency.hlog: {error}"))?;
+        let mut points = Points::new();
         let mut last_sessions = 0;
         for Interval {
             rotation,
@@ -171,7 +277,11 @@ impl TimelineWriter {
             points.push(point);
         }
         drop(writer);
-        Ok(Timeline { points, hlog })
+        hlog.flush().context("cannot write latency.hlog")?;
+        Ok(Timeline {
+            points: points.finish(),
+            hlog,
+        })
     }
 
     fn status(&self, rotation: &Rotation, point: &Point, elapsed: Duration) -> Status {
@@ -253,6 +363,85 @@ mod tests {
         }
     }
 
+    fn second(index: u64, count: u64, p99_us: u64) -> Point {
+        Point {
+            start: Duration::from_secs(index),
+            length: Duration::from_secs(1),
+            connected: index,
+            sessions: 1,
+            commands: vec![PointCommand {
+                command: "echo".into(),
+                count,
+                errors: 0,
+                p50_us: p99_us / 2,
+                p99_us,
+                max_us: p99_us,
+            }],
+        }
+    }
+
+    /// A run of any length keeps at most `MAX_POINTS` points, which together still cover every
+    /// second, count every request, and show its worst latency where it happened.
+    #[test]
+    fn a_long_run_keeps_a_bounded_number_of_points_covering_it_all() {
+        let seconds = 4 * MAX_POINTS as u64 + 3;
+        let worst_at = 3 * MAX_POINTS as u64 + 17;
+        let mut points = Points::new();
+        for index in 0..seconds {
+            let p99_us = if index == worst_at { 90_000 } else { 1_000 };
+            points.push(second(index, 10, p99_us));
+        }
+        let points = points.finish();
+        assert!(points.len() <= MAX_POINTS, "{} points", points.len());
+        assert_eq!(
+            points[0].length,
+            Duration::from_secs(8),
+            "merged on reaching the cap at 1, 2 and 4 hours"
+        );
+        let mut covered = Duration::ZERO;
+        for point in &points {
+            assert_eq!(point.start, covered, "no gap and no overlap");
+            covered += point.length;
+        }
+        assert_eq!(covered, Duration::from_secs(seconds));
+        let requests: u64 = points.iter().map(|point| point.commands[0].count).sum();
+        assert_eq!(requests, 10 * seconds);
+        let sessions: u64 = points.iter().map(|point| point.sessions).sum();
+        assert_eq!(sessions, seconds);
+        let worst = points
+            .iter()
+            .find(|point| point.commands[0].p99_us == 90_000)
+            .expect("the worst second is kept");
+        let worst_second = Duration::from_secs(worst_at);
+        assert!(worst.start <= worst_second && worst_second < worst.start + worst.length);
+        let last = points.last().expect("points");
+        assert_eq!(
+            last.connected,
+            seconds - 1,
+            "connected at the end of the span"
+        );
+        assert_eq!(
+            last.length,
+            Duration::from_secs(3),
+            "the part span at the end"
+        );
+    }
+
+    #[test]
+    fn a_run_within_the_cap_keeps_one_point_a_second() {
+        let mut points = Points::new();
+        for index in 0..MAX_POINTS as u64 - 1 {
+            points.push(second(index, 1, 1_000));
+        }
+        let points = points.finish();
+        assert_eq!(points.len(), MAX_POINTS - 1);
+        assert!(
+            points
+                .iter()
+                .all(|point| point.length == Duration::from_secs(1))
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn every_second_goes_to_the_log_tagged_by_command() {
         let metrics = Arc::new(Metrics::new().expect("bounds"));
@@ -263,8 +452,9 @@ mod tests {
             wall_start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             stages: None,
             progress: Progress::hidden(),
+            stop_run: CancellationToken::new(),
         };
-        let task = tokio::spawn(sampler.run(done.clone()));
+        let task = tokio::spawn(sampler.run(done.clone(), Vec::new()));
         metrics.record("echo", sample(2));
         metrics.record("get room", sample(5));
         tokio::time::sleep(Duration::from_millis(1500)).await;
