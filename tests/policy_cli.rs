@@ -263,39 +263,58 @@ fn check_tells_no_answer_from_an_answer_without_its_nul() {
     }
 }
 
+/// A server that answers at once but holds the connection open: the policy is shown, the missing
+/// close flagged, and the time is the answer's, not the wait for the close. With `--timeout` of
+/// the close's grace or less, the answer within it still counts as an answer.
 #[test]
 fn check_shows_a_policy_whose_server_does_not_close() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accepts");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("sets a time-out");
-        let mut request = [0u8; 23];
-        std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
-        let answer = format!("{}\0", policy_granting("9000"));
-        std::io::Write::write_all(&mut stream, answer.as_bytes()).expect("answers");
-        // Held open until the checker gives up on the close, or 10 s.
-        let mut rest = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
-    });
-    let output = run_bounded(&["policy", "check", &addr, "--port", "9000", "--timeout", "5"]);
-    server.join().expect("the server thread ends");
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
-    assert!(
-        stdout.contains("to-ports=\"9000\""),
-        "the policy is shown: {stdout}"
-    );
-    assert!(stdout.contains("NUL-terminated: yes"), "{stdout}");
-    assert!(stdout.contains("did not close the connection"), "{stdout}");
-    assert!(stdout.contains("grants port 9000: yes"), "{stdout}");
+    for timeout in ["5", "1"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accepts");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("sets a time-out");
+            let mut request = [0u8; 23];
+            std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+            let answer = format!("{}\0", policy_granting("9000"));
+            std::io::Write::write_all(&mut stream, answer.as_bytes()).expect("answers");
+            // Held open until the checker gives up on the close, or 10 s.
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+        });
+        let output = run_bounded(&[
+            "policy",
+            "check",
+            &addr,
+            "--port",
+            "9000",
+            "--timeout",
+            timeout,
+        ]);
+        server.join().expect("the server thread ends");
+        let stdout = text(&output.stdout);
+        let failed = format!("--timeout {timeout}: {stdout}{}", text(&output.stderr));
+        assert_eq!(output.status.code(), Some(1), "{failed}");
+        assert!(
+            stdout.contains("to-ports=\"9000\""),
+            "the policy is shown: {failed}"
+        );
+        assert!(stdout.contains("NUL-terminated: yes"), "{failed}");
+        assert!(stdout.contains("did not close the connection"), "{failed}");
+        assert!(stdout.contains("grants port 9000: yes"), "{failed}");
+        let millis: f64 = stdout
+            .split(" bytes in ")
+            .nth(1)
+            .and_then(|rest| rest.split(" ms").next())
+            .and_then(|number| number.parse().ok())
+            .expect("the time taken");
+        assert!(
+            millis < 1000.0,
+            "the 1 s wait for the close is not counted: {failed}"
+        );
+    }
 }
 
 #[test]

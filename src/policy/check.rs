@@ -30,25 +30,34 @@ pub struct Answer {
     /// Whether the server closed the connection after its answer (within [`CLOSE_GRACE`] of the
     /// NUL), as a policy server must.
     pub closed: bool,
-    /// From connecting to the end of the answer.
+    /// From connecting to the NUL (or, without one, to the close).
     pub elapsed: Duration,
 }
 
 /// Connects to `target` (`HOST:PORT`), sends the request and reads the answer until the server
-/// closes, or until [`CLOSE_GRACE`] after the NUL, within `timeout` in all.
+/// closes, or until [`CLOSE_GRACE`] after the NUL. The NUL-ended answer must come within
+/// `timeout`; the wait for the close after it is the grace's, however late the NUL came.
 pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
     let started = Instant::now();
-    let exchange = async {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let late = || anyhow::anyhow!("{target} did not answer within {timeout:?}");
+    let mut stream = tokio::time::timeout_at(deadline, async {
         let mut stream = TcpStream::connect(target)
             .await
             .with_context(|| format!("cannot connect to {target}"))?;
         stream.write_all(FLASH_REQUEST).await?;
-        read_answer(&mut stream, target).await
-    };
-    let (received, closed) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("{target} did not answer within {timeout:?}"))??;
-    let elapsed = started.elapsed();
+        anyhow::Ok(stream)
+    })
+    .await
+    .map_err(|_| late())??;
+    let Reading {
+        received,
+        closed,
+        answered,
+    } = read_answer(&mut stream, target, deadline)
+        .await?
+        .ok_or_else(late)?;
+    let elapsed = answered.saturating_duration_since(started);
     Ok(match received.iter().position(|byte| *byte == 0) {
         Some(nul) => Answer {
             trailing: received.len() - nul - 1,
@@ -67,28 +76,49 @@ pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
     })
 }
 
+/// What the server sent.
+struct Reading {
+    received: Vec<u8>,
+    /// Whether it closed the connection.
+    closed: bool,
+    /// When the NUL came, or else the close.
+    answered: Instant,
+}
+
 /// Reads until the server closes, or until [`CLOSE_GRACE`] has passed since a NUL arrived;
-/// returns the bytes and whether the server closed.
-async fn read_answer(stream: &mut TcpStream, target: &str) -> anyhow::Result<(Vec<u8>, bool)> {
+/// `None` when `deadline` passes with neither a NUL nor a close.
+async fn read_answer(
+    stream: &mut TcpStream,
+    target: &str,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Option<Reading>> {
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
-    let mut close_due = None;
+    let mut nul_at = None::<Instant>;
     loop {
-        let read = match close_due {
-            None => stream.read(&mut chunk).await?,
-            Some(due) => match tokio::time::timeout_at(due, stream.read(&mut chunk)).await {
-                Ok(read) => read?,
-                Err(_) => return Ok((received, false)),
-            },
+        let due = nul_at.map_or(deadline, |at| {
+            tokio::time::Instant::from_std(at) + CLOSE_GRACE
+        });
+        let Ok(read) = tokio::time::timeout_at(due, stream.read(&mut chunk)).await else {
+            return Ok(nul_at.map(|answered| Reading {
+                received,
+                closed: false,
+                answered,
+            }));
         };
+        let read = read?;
         if read == 0 {
             if received.is_empty() {
                 bail!("{target} closed the connection without answering");
             }
-            return Ok((received, true));
+            return Ok(Some(Reading {
+                received,
+                closed: true,
+                answered: nul_at.unwrap_or_else(Instant::now),
+            }));
         }
-        if close_due.is_none() && chunk[..read].contains(&0) {
-            close_due = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+        if nul_at.is_none() && chunk[..read].contains(&0) {
+            nul_at = Some(Instant::now());
         }
         received.extend_from_slice(&chunk[..read]);
         if received.len() > MAX_ANSWER {
