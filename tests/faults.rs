@@ -285,7 +285,7 @@ async fn run_against(addr: SocketAddr, steps: &str) -> (RunResult, Duration) {
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     )
     .await
     .expect("runs");

@@ -25,7 +25,7 @@ async fn run_to_the_end(scenario: Scenario) -> RunResult {
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     )
     .await
     .expect("runs")
@@ -131,7 +131,7 @@ fn a_saturated_generator_is_reported() {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
-            Vec::new(),
+            || Ok(Vec::new()),
         ))
         .expect("runs");
     let generator = &result.summary["generator"];
@@ -308,7 +308,17 @@ fn clients_past_the_open_file_limit_exit_2_naming_it() {
         "{stderr}"
     );
     assert!(!out.exists(), "no results for a run that never started");
+    // Nor does it touch an earlier run's results in the directory it was given.
+    std::fs::create_dir_all(&out).expect("makes the directory");
+    std::fs::write(out.join("latency.hlog"), "earlier").expect("writes");
+    let output = run_under_ulimit("-n 200", &file, &out);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(out.join("latency.hlog")).expect("kept"),
+        "earlier"
+    );
     let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
@@ -482,7 +492,7 @@ async fn a_run_stops_at_once_when_its_interval_log_cannot_be_written() {
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        FillsUp { room: 400 },
+        || Ok(FillsUp { room: 400 }),
     );
     let error = tokio::time::timeout(Duration::from_secs(20), run)
         .await
@@ -550,7 +560,7 @@ async fn a_request_under_way_at_the_end_is_waited_for_up_to_its_timeout_only() {
         one_long_sleep("2s"),
         CancellationToken::new(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     )
     .await
     .expect("runs");
@@ -574,7 +584,7 @@ async fn ctrl_c_while_waiting_for_requests_under_way_stops_the_wait() {
         one_long_sleep("30s"),
         shutdown.clone(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     ));
     // After the run's second, while it waits for the sleep (up to its 30 s timeout).
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -614,7 +624,7 @@ fn run_text(text: &str) -> RunResult {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
-            Vec::new(),
+            || Ok(Vec::new()),
         ))
         .expect("runs")
 }
@@ -898,7 +908,7 @@ async fn client_sockets_come_from_the_listed_source_addresses() {
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     )
     .await
     .err()
@@ -1065,7 +1075,7 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        Vec::new(),
+        || Ok(Vec::new()),
     );
     // Well under the wait's 30 s time-out.
     let result = tokio::time::timeout(Duration::from_secs(10), run)
@@ -1115,7 +1125,7 @@ fn run_on_one_worker(what: &str, scenario: Scenario) -> RunResult {
             scenario,
             CancellationToken::new(),
             Progress::hidden(),
-            Vec::new(),
+            || Ok(Vec::new()),
         ))
     })
     .expect("runs")

@@ -17,6 +17,7 @@ pub mod svg;
 pub mod template;
 pub mod timeline;
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -72,35 +73,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let made = !out.exists();
     create_out_dir(&out)?;
     let hlog_path = out.join("latency.hlog");
-    let started = File::create(&hlog_path)
-        .with_context(|| format!("cannot write {}", hlog_path.display()))
-        .and_then(|hlog| {
-            let runtime = crate::listener::runtime(args.threads)?;
-            let progress = Progress::new(!args.quiet, scenario.duration);
-            let result = runtime.block_on(async {
-                let shutdown = crate::shutdown::on_signal();
-                execute(
-                    scenario.clone(),
-                    shutdown,
-                    progress.clone(),
-                    LineWriter::new(hlog),
-                )
-                .await
-            })?;
-            progress.finish();
-            Ok(result)
-        });
-    let result = match started {
+    // Made only once the run starts: a run refused at start leaves an earlier run's results whole.
+    let hlog_made = Cell::new(false);
+    let open_hlog = || {
+        let file = File::create(&hlog_path)
+            .with_context(|| format!("cannot write {}", hlog_path.display()))?;
+        hlog_made.set(true);
+        Ok(LineWriter::new(file))
+    };
+    let runtime = crate::listener::runtime(args.threads);
+    let progress = Progress::new(!args.quiet, scenario.duration);
+    let result = runtime.and_then(|runtime| {
+        runtime.block_on(async {
+            let shutdown = crate::shutdown::on_signal();
+            execute(scenario.clone(), shutdown, progress.clone(), open_hlog).await
+        })
+    });
+    let result = match result {
         Ok(result) => result,
         Err(error) => {
             // A log the run did not finish is not a result.
-            let _ = std::fs::remove_file(&hlog_path);
+            if hlog_made.get() {
+                let _ = std::fs::remove_file(&hlog_path);
+            }
             if made {
                 let _ = std::fs::remove_dir(&out);
             }
             return Err(error);
         }
     };
+    progress.finish();
     let mut text = result.table.clone();
     for outcome in &result.thresholds {
         let verdict = if outcome.ok { "ok" } else { "FAILED" };
@@ -189,13 +191,18 @@ pub fn write_results<W>(dir: &Path, result: &RunResult<W>) -> anyhow::Result<()>
 }
 
 /// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results,
-/// showing `progress` once a second and writing the interval log to `hlog` as the run goes.
-pub async fn execute<W: Write + Send + 'static>(
+/// showing `progress` once a second and writing the interval log as the run goes, to what
+/// `open_hlog` gives once the run's checks have passed.
+pub async fn execute<W, F>(
     scenario: Scenario,
     shutdown: CancellationToken,
     progress: Progress,
-    hlog: W,
-) -> anyhow::Result<RunResult<W>> {
+    open_hlog: F,
+) -> anyhow::Result<RunResult<W>>
+where
+    W: Write + Send + 'static,
+    F: FnOnce() -> anyhow::Result<W>,
+{
     let thresholds = report::parse_thresholds(&scenario)?;
     check_open_files(&scenario, open_files::current_limit())?;
     check_local_ports(&scenario, local_port_count())?;
@@ -214,6 +221,7 @@ pub async fn execute<W: Write + Send + 'static>(
         }
     };
     check_source_addresses(&scenario.source_addresses, target)?;
+    let hlog = open_hlog()?;
     let scenario = Arc::new(scenario);
     let metrics = Arc::new(Metrics::new()?);
     let stop = shutdown.child_token();
