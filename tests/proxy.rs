@@ -304,6 +304,42 @@ async fn a_policy_request_after_a_silence_is_still_answered() {
     assert_eq!(server.stop().await.policy_requests, 0);
 }
 
+/// With the upstream down, Flash still gets the policy it asks for (so that the failure it sees
+/// next is the upstream's, not a security error), and a client sending traffic is cut off at once.
+#[tokio::test]
+async fn a_policy_request_is_answered_when_the_upstream_is_unreachable() {
+    let (closed, refused_addr) = common::loopback_listener().await;
+    drop(closed);
+    let mut config = proxy_config(refused_addr, None);
+    config.policy = PolicySource::Allow(vec!["*:9000".parse().expect("valid")]);
+    let proxy = TestProxy::start(config).await;
+    let mut client = RawClient::connect(proxy.addr).await;
+    client.send_bytes(POLICY_REQUEST).await;
+    let answer = String::from_utf8(client.read_to_end().await).expect("text");
+    assert!(answer.ends_with("</cross-domain-policy>\n\0"), "{answer}");
+    drop(client);
+
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connects");
+    let echo = encode_envelope(
+        request("1", "echo", object(vec![])),
+        Encoding::Amf3,
+        1 << 20,
+    );
+    client
+        .write_all(&echo.expect("encodes"))
+        .await
+        .expect("writes");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_millis(900), client.read_to_end(&mut rest))
+        .await
+        .expect("cut off without waiting for a policy request");
+    assert!(ended.is_err() || rest.is_empty(), "{ended:?}");
+    proxy.wait_idle(2).await;
+    let summary = proxy.stop().await;
+    assert_eq!(summary.stats.policy_answered, 1);
+    assert_eq!(summary.stats.closes.get("upstream_unreachable"), Some(&1));
+}
+
 /// A client whose first bytes are a prefix of the policy tag, and which then waits for an
 /// answer, is not held for ever: its bytes go upstream after the sniffing wait.
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! One proxied connection: dial the upstream at once, relay both directions concurrently (the
-//! client's first bytes sniffed for a policy request meanwhile), and end it: a clean close on
+//! client's first bytes sniffed for a policy request meanwhile, and answered even if the dial
+//! fails), and end it: a clean close on
 //! each side is passed on as a half-close, a failure on either side resets both. The client is
 //! a TCP stream or a WebSocket carrying the same byte stream (`Client`); the upstream is TCP.
 
@@ -14,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::log::{Direction, Event, Stamp, What};
 use super::observe::{ConnState, Observer};
-use super::relay::{Ended, Opening, client_side, pump};
+use super::relay::{Ended, Opening, SNIFF_WAIT, client_side, pump, sniff_policy_request};
 use super::{Shared, Transport};
-use crate::policy;
+use crate::policy::{self, Sniff};
 use crate::ws::{Prefixed, WsError, WsStream};
 
 /// A client connection the proxy relays: its TCP socket, and its two directions as byte streams.
@@ -153,29 +154,33 @@ pub(super) async fn handle<C: Client>(
     let Accepted {
         mut client,
         addr: client_addr,
-        first,
+        mut first,
         at: opened_at,
     } = accepted;
     shared.stats.opened();
     let target = &shared.config.upstream;
-    let dialing = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(target));
-    // Shutdown does not wait out a slow upstream's connect time-out.
-    let dialed = tokio::select! {
-        dialed = dialing => Some(dialed.unwrap_or_else(|_| {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-        })),
-        () = shutdown.cancelled() => None,
-    };
+    let (dialed, sniffed) = dial(&shared, &mut client, &mut first, &shutdown).await;
     let state = ConnState::default();
-    let unconnected = |outcome| {
+    // The upstream as given, for a connection that never reached it.
+    let announce_unconnected = || {
         let what = open::<C>(client_addr, target.clone());
         send_at(&shared, conn, opened_at, what);
-        (outcome, 0, 0)
     };
     let (outcome, c2s, s2c) = match dialed {
-        None => unconnected(Outcome::Shutdown),
-        Some(Err(error)) => unconnected(Outcome::Unreachable(error)),
-        Some(Ok(mut upstream)) => {
+        Dialed::Shutdown => {
+            announce_unconnected();
+            (Outcome::Shutdown, 0, 0)
+        }
+        Dialed::Failed(error) => {
+            announce_unconnected();
+            (Outcome::Unreachable(error), 0, 0)
+        }
+        Dialed::PolicyRequest => {
+            announce_unconnected();
+            let outcome = answer_policy(&shared, conn, client_addr, &mut client).await;
+            (outcome, 0, 0)
+        }
+        Dialed::Upstream(mut upstream) => {
             let _ = upstream.set_nodelay(true);
             let peer = upstream
                 .peer_addr()
@@ -185,6 +190,7 @@ pub(super) async fn handle<C: Client>(
                 client: &mut client,
                 client_addr,
                 first,
+                sniffed,
                 upstream: &mut upstream,
             };
             let (outcome, c2s, s2c) = relay(&shared, conn, &state, sockets, &shutdown).await;
@@ -220,6 +226,78 @@ pub(super) async fn handle<C: Client>(
     }
     send(&shared, conn, what);
     shared.stats.closed(outcome.kind(), c2s, s2c);
+}
+
+/// How the upstream's dial went, or why it was not needed.
+enum Dialed {
+    Upstream(TcpStream),
+    Failed(io::Error),
+    /// The client asked for the policy answered here.
+    PolicyRequest,
+    Shutdown,
+}
+
+/// What came first while dialing.
+enum First {
+    Dialed(io::Result<TcpStream>),
+    Sniffed(io::Result<Sniff>),
+    Shutdown,
+}
+
+/// Dials the upstream. With a policy to answer here, the client's first bytes are read into
+/// `first` meanwhile, and a policy request is answered whatever becomes of the dial: an upstream
+/// that is down or slow to accept must not cost Flash its policy. Also returns whether `first`
+/// was found not to be a policy request (so that the relay does not wait for it again).
+async fn dial<C: Client>(
+    shared: &Shared,
+    client: &mut C,
+    first: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> (Dialed, bool) {
+    let connect = TcpStream::connect(&shared.config.upstream);
+    let dialing = async {
+        tokio::time::timeout(shared.config.connect_timeout, connect)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
+    };
+    tokio::pin!(dialing);
+    let answers = shared.policy.is_some();
+    let (mut reader, _) = client.halves();
+    let sniffing = sniff_policy_request(&mut reader, first);
+    tokio::pin!(sniffing);
+    let came = tokio::select! {
+        dialed = &mut dialing => First::Dialed(dialed),
+        sniffed = &mut sniffing, if answers => First::Sniffed(sniffed),
+        () = shutdown.cancelled() => First::Shutdown,
+    };
+    let sniffed = match came {
+        First::Shutdown => return (Dialed::Shutdown, false),
+        First::Dialed(Ok(upstream)) => return (Dialed::Upstream(upstream), false),
+        First::Dialed(Err(error)) if !answers => return (Dialed::Failed(error), false),
+        First::Dialed(Err(error)) => {
+            // Flash asks as soon as it connects: a client silent for the sniff's wait is not
+            // asking, and learns at once that the upstream is unreachable.
+            let sniffed = tokio::select! {
+                sniffed = tokio::time::timeout(SNIFF_WAIT, &mut sniffing) => sniffed.ok(),
+                () = shutdown.cancelled() => return (Dialed::Shutdown, false),
+            };
+            return match sniffed {
+                Some(Ok(Sniff::PolicyRequest)) => (Dialed::PolicyRequest, true),
+                _ => (Dialed::Failed(error), false),
+            };
+        }
+        First::Sniffed(sniffed) => sniffed,
+    };
+    if matches!(sniffed, Ok(Sniff::PolicyRequest)) {
+        return (Dialed::PolicyRequest, true);
+    }
+    tokio::select! {
+        dialed = &mut dialing => match dialed {
+            Ok(upstream) => (Dialed::Upstream(upstream), sniffed.is_ok()),
+            Err(error) => (Dialed::Failed(error), sniffed.is_ok()),
+        },
+        () = shutdown.cancelled() => (Dialed::Shutdown, false),
+    }
 }
 
 fn open<C: Client>(client: SocketAddr, upstream: String) -> What {
@@ -261,6 +339,8 @@ struct Sockets<'s, C> {
     client_addr: SocketAddr,
     /// Bytes already read from the client.
     first: BytesMut,
+    /// Whether `first` was already found not to be a policy request.
+    sniffed: bool,
     upstream: &'s mut TcpStream,
 }
 
@@ -293,6 +373,7 @@ async fn relay<C: Client>(
         let held = &shared.stats.held;
         let opening = Opening {
             first: sockets.first,
+            sniffed: sockets.sniffed,
             answer: shared.policy.is_some(),
             on_policy_forwarded,
         };

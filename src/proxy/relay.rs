@@ -113,12 +113,14 @@ async fn forward<W: AsyncWrite + Unpin>(
 /// the rest before they are taken for traffic. Flash Player sends the whole tag at once. The
 /// wait starts at the first byte: a silent client has nothing to relay meanwhile, and a person
 /// typing the request into telnet takes longer than this to begin.
-const SNIFF_WAIT: Duration = Duration::from_secs(1);
+pub(super) const SNIFF_WAIT: Duration = Duration::from_secs(1);
 
 /// How the client side starts.
 pub(super) struct Opening<F> {
     /// Bytes already read from the client (while telling a WebSocket upgrade from traffic).
     pub(super) first: BytesMut,
+    /// Whether `first` was already found not to be a policy request.
+    pub(super) sniffed: bool,
     /// Whether a policy request is answered here (else it goes upstream).
     pub(super) answer: bool,
     /// Called when a policy request goes upstream.
@@ -141,10 +143,15 @@ where
 {
     let Opening {
         mut first,
+        sniffed,
         answer,
         on_policy_forwarded,
     } = opening;
-    let sniffed = sniff_policy_request(reader, &mut first).await;
+    let sniffed = if sniffed {
+        Ok(Sniff::Other)
+    } else {
+        sniff_policy_request(reader, &mut first).await
+    };
     let at = Stamp::now();
     match sniffed {
         Err(error) => return Ended::ReadFailed(error),
@@ -164,7 +171,7 @@ where
 /// traffic. A client that sends a prefix of the tag and then waits for an answer is not held for
 /// ever: `SNIFF_WAIT` after its first bytes, they go upstream as traffic. Bytes read stay in
 /// `first`.
-async fn sniff_policy_request<R: AsyncRead + Unpin>(
+pub(super) async fn sniff_policy_request<R: AsyncRead + Unpin>(
     reader: &mut R,
     first: &mut BytesMut,
 ) -> io::Result<Sniff> {
