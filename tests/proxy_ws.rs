@@ -338,6 +338,39 @@ async fn a_client_close_reaches_the_upstream_as_a_fin() {
     assert_eq!(summary.stats.closes.get("closed"), Some(&1), "{summary:?}");
 }
 
+/// A client that closes while the upstream is still sending (a browser tab closed during a
+/// server push) gets every byte relayed so far and the echo of its Close, not a reset; only the
+/// upstream is reset, and the connection counts as closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_while_the_upstream_sends_is_answered_not_reset() {
+    let (listener, upstream_addr) = common::loopback_listener().await;
+    let upstream = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accepts");
+        let chunk = vec![7u8; 10_000];
+        for _ in 0..200 {
+            if stream.write_all(&chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
+    let mut client = WsClient::connect(addr).await;
+    // Busy elsewhere for a while: the proxy's writes to it queue up.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    client
+        .socket
+        .send(Message::Close(None))
+        .await
+        .expect("sends a Close");
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1005, "the echo of the client's Close");
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    upstream.abort();
+    assert_eq!(summary.stats.closes.get("closed"), Some(&1), "{summary:?}");
+}
+
 #[tokio::test]
 async fn an_upstream_fin_reaches_the_client_as_a_close() {
     let (listener, upstream_addr) = common::loopback_listener().await;

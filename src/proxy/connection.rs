@@ -18,7 +18,7 @@ use super::observe::{ConnState, Observer};
 use super::relay::{Ended, Opening, SNIFF_WAIT, client_side, pump, sniff_policy_request};
 use super::{Shared, Transport};
 use crate::policy::{self, Sniff};
-use crate::ws::{Prefixed, WsError, WsStream};
+use crate::ws::{CloseDone, Prefixed, WsError, WsStream};
 
 /// A client connection the proxy relays: its TCP socket, and its two directions as byte streams.
 pub(super) trait Client: AsyncRead + AsyncWrite + Unpin + Send {
@@ -81,6 +81,8 @@ enum Outcome {
     Closed,
     /// A policy request was answered here.
     PolicyAnswered,
+    /// The client closed its WebSocket while the upstream still had bytes for it.
+    ClientClosed,
     /// The client reset the connection, or could not be written to.
     ClientFailed(io::Error),
     /// The upstream reset the connection, or could not be written to.
@@ -97,6 +99,7 @@ impl Outcome {
         match self {
             Outcome::Closed => "closed",
             Outcome::PolicyAnswered => "policy_answered",
+            Outcome::ClientClosed => "closed",
             Outcome::ClientFailed(error) => {
                 WsError::within(error).map_or("client_error", WsError::kind)
             }
@@ -110,6 +113,9 @@ impl Outcome {
         match self {
             Outcome::Closed => "closed by both sides".into(),
             Outcome::PolicyAnswered => "policy answered".into(),
+            Outcome::ClientClosed => {
+                "closed by the client's WebSocket Close while the upstream was still sending".into()
+            }
             Outcome::ClientFailed(error) => format!("client error: {error}"),
             Outcome::UpstreamFailed(error) => format!("upstream error: {error}"),
             Outcome::Unreachable(error) => format!("upstream unreachable: {error}"),
@@ -121,13 +127,18 @@ impl Outcome {
     fn resets(&self) -> bool {
         matches!(
             self,
-            Outcome::ClientFailed(_) | Outcome::UpstreamFailed(_) | Outcome::Unreachable(_)
+            Outcome::ClientClosed
+                | Outcome::ClientFailed(_)
+                | Outcome::UpstreamFailed(_)
+                | Outcome::Unreachable(_)
         )
     }
 
-    /// Whether the client is reset too: not after a WebSocket refusal, whose Close says why.
+    /// Whether the client is reset too: not after a WebSocket refusal, whose Close says why, nor
+    /// after the client's own Close.
     fn resets_client(&self) -> bool {
         match self {
+            Outcome::ClientClosed => false,
             Outcome::ClientFailed(error) => WsError::within(error).is_none(),
             other => other.resets(),
         }
@@ -204,9 +215,10 @@ pub(super) async fn handle<C: Client>(
             (outcome, c2s, s2c)
         }
     };
-    if matches!(outcome, Outcome::Shutdown) {
+    if matches!(outcome, Outcome::Shutdown | Outcome::ClientClosed) {
         // As serve does: a WebSocket client gets a Close (a TCP one its FIN), not a vanished
-        // connection, which a browser reports as an abnormal close.
+        // connection, which a browser reports as an abnormal close; after the client's own
+        // Close, the echo tungstenite queued behind the bytes still on their way.
         let _ = tokio::time::timeout(SHUTDOWN_CLOSE, client.shutdown()).await;
     }
     end(client.socket(), outcome.resets_client());
@@ -419,6 +431,9 @@ async fn both(
             ended = &mut down, if !down_done => match ended {
                 Ended::Closed | Ended::PolicyRequest => down_done = true,
                 Ended::ReadFailed(error) => return Outcome::UpstreamFailed(error),
+                Ended::WriteFailed(error) if CloseDone::within(&error) => {
+                    return Outcome::ClientClosed;
+                }
                 Ended::WriteFailed(error) => return Outcome::ClientFailed(error),
             },
             () = shutdown.cancelled() => return Outcome::Shutdown,

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use handshake::Refusal;
 pub use prefixed::Prefixed;
-pub use stream::WsStream;
+pub use stream::{CloseDone, WsStream};
 
 /// How WebSocket connections are accepted.
 #[derive(Debug, Clone)]

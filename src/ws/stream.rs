@@ -303,16 +303,28 @@ fn linger<S: AsyncRead>(
     }
 }
 
+/// Writing after the Close handshake: the peer closed cleanly, but while we still had bytes for
+/// it, which WebSocket, having no half-close, cannot deliver.
+#[derive(Debug, thiserror::Error)]
+#[error("the WebSocket is closed: its Close handshake is done")]
+pub struct CloseDone;
+
+impl CloseDone {
+    /// Whether an I/O error from a `WsStream` is a write after the Close handshake.
+    pub fn within(error: &io::Error) -> bool {
+        error.get_ref().is_some_and(|inner| inner.is::<CloseDone>())
+    }
+}
+
 /// A tungstenite failure as an I/O error, keeping the I/O error itself when it is one. Writing
 /// after the Close handshake is a broken pipe, as writing to a closed socket.
 fn to_io(error: tungstenite::Error) -> io::Error {
     match error {
         tungstenite::Error::Io(error) => error,
         tungstenite::Error::AlreadyClosed
-        | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "the WebSocket is closed: its Close handshake is done",
-        ),
+        | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => {
+            io::Error::new(io::ErrorKind::BrokenPipe, CloseDone)
+        }
         other => io::Error::new(io::ErrorKind::InvalidData, WsError::Protocol(other)),
     }
 }
