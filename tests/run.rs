@@ -228,7 +228,9 @@ fn a_failed_threshold_exits_1_and_results_are_written() {
     );
     assert!(stdout.contains("FAILED"), "{stdout}");
     let summary = written_summary(&out);
-    assert_eq!(summary["thresholds"][1]["ok"], false, "{summary:#}");
+    // In the file's order: echo.p99 comes first in smoke.toml.
+    assert_eq!(summary["thresholds"][0]["name"], "echo.p99", "{summary:#}");
+    assert_eq!(summary["thresholds"][0]["ok"], false, "{summary:#}");
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
 }
@@ -401,9 +403,13 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
         summary["connections"]["errors"]["connect_refused"], 5,
         "{summary:#}"
     );
-    assert_eq!(summary["thresholds"][0]["name"], "echo.p99", "{summary:#}");
     assert_eq!(
-        summary["thresholds"][0]["measured"],
+        summary["thresholds"][0]["name"], "error_rate",
+        "{summary:#}"
+    );
+    assert_eq!(summary["thresholds"][1]["name"], "echo.p99", "{summary:#}");
+    assert_eq!(
+        summary["thresholds"][1]["measured"],
         Json::Null,
         "{summary:#}"
     );

@@ -465,14 +465,14 @@ mod tests {
         assert_eq!(
             found,
             [
-                ("lobby.join", 100.0),
-                ("lobby.join", 50.0),
                 ("lobby.join", 99.9),
+                ("lobby.join", 50.0),
+                ("lobby.join", 100.0),
                 ("wait_message:tick", 99.99),
             ],
-            "in the order of their names"
+            "in the file's order"
         );
-        assert_eq!(parsed[2].bound, 200_000.0);
+        assert_eq!(parsed[0].bound, 200_000.0);
     }
 
     #[test]

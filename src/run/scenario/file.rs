@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
+
 use serde::Deserialize;
 
 /// The whole file.
@@ -24,7 +26,7 @@ pub(super) struct ScenarioFile {
     pub(super) csv: BTreeMap<String, CsvFile>,
     pub(super) session: Vec<SessionFile>,
     #[serde(default)]
-    pub(super) thresholds: BTreeMap<String, String>,
+    pub(super) thresholds: IndexMap<String, String>,
 }
 
 /// A `[csv.NAME]` table.

@@ -344,7 +344,12 @@ mod tests {
         assert!(
             matches!(scenario.sessions[0].steps[2], Step::Request { timeout, .. } if timeout == Duration::from_secs(2))
         );
-        assert_eq!(scenario.thresholds.len(), 2);
+        let keys: Vec<&str> = scenario
+            .thresholds
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(keys, ["login.p99", "error_rate"], "the file's order");
     }
 
     #[test]
