@@ -331,12 +331,12 @@ fn point(rotation: &Rotation, start: Duration, length: Duration, last_sessions: 
     }
 }
 
-/// A log tag may not hold commas, blanks or line ends; they become `_`.
+/// A log tag may not hold commas or white space (readers split lines on them); they become `_`.
 pub fn tag_for(command: &str) -> String {
     command
         .chars()
         .map(|c| {
-            if matches!(c, ',' | ' ' | '\r' | '\n') {
+            if c == ',' || c.is_whitespace() {
                 '_'
             } else {
                 c
@@ -425,6 +425,12 @@ mod tests {
             Duration::from_secs(3),
             "the part span at the end"
         );
+    }
+
+    #[test]
+    fn tags_hold_no_commas_nor_white_space() {
+        assert_eq!(tag_for("get room,a\tb\u{a0}c\r\n"), "get_room_a_b_c__");
+        assert_eq!(tag_for("getRoom"), "getRoom");
     }
 
     #[test]
