@@ -299,7 +299,8 @@ fn echo_clients(name: &str, connections: usize) -> PathBuf {
 #[test]
 fn clients_past_the_open_file_limit_exit_2_naming_it() {
     let file = echo_clients("files-over", 100);
-    let out = temp_path("files-over-out");
+    let root = temp_path("files-over-out");
+    let out = root.join("a").join("b");
     // 100 clients and the embedded server's 100 ends need 264 files with the reserve.
     let output = run_under_ulimit("-n 200", &file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -309,18 +310,25 @@ fn clients_past_the_open_file_limit_exit_2_naming_it() {
             && stderr.contains("this process may open 200"),
         "{stderr}"
     );
-    assert!(!out.exists(), "no results for a run that never started");
+    assert!(
+        !root.exists(),
+        "no results, nor the directories made for them, for a run that never started"
+    );
     // Nor does it touch an earlier run's results in the directory it was given.
     std::fs::create_dir_all(&out).expect("makes the directory");
-    std::fs::write(out.join("latency.hlog"), "earlier").expect("writes");
+    for earlier in ["latency.hlog", "summary.json"] {
+        std::fs::write(out.join(earlier), "earlier").expect("writes");
+    }
     let output = run_under_ulimit("-n 200", &file, &out);
     assert_eq!(output.status.code(), Some(2));
-    assert_eq!(
-        std::fs::read_to_string(out.join("latency.hlog")).expect("kept"),
-        "earlier"
-    );
+    for earlier in ["latency.hlog", "summary.json"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(earlier)).expect("kept"),
+            "earlier"
+        );
+    }
     let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_dir_all(root);
 }
 
 #[test]
@@ -425,6 +433,11 @@ fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
     let file = temp_path("long.toml");
     std::fs::write(&file, text).expect("writes");
     let out = temp_path("long-out");
+    // An earlier run's results in the same directory.
+    std::fs::create_dir_all(&out).expect("makes the directory");
+    for earlier in ["summary.json", "report.html"] {
+        std::fs::write(out.join(earlier), "earlier").expect("writes");
+    }
     let mut child = amf_bench()
         .args([
             "run",
@@ -450,6 +463,10 @@ fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
         std::thread::sleep(Duration::from_millis(100));
         waited += Duration::from_millis(100);
     }
+    assert!(
+        !out.join("summary.json").exists() && !out.join("report.html").exists(),
+        "a running run's log never stands beside an earlier run's summary"
+    );
     signal(child.id(), "-INT");
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
@@ -464,9 +481,11 @@ fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
     let _ = std::fs::remove_dir_all(out);
 }
 
-/// Takes the interval log's header, then fails every write, as a disk that fills up does.
+/// Takes `room` bytes (the interval log's header is 273), then fails every write, as a disk that
+/// fills up does.
 struct FillsUp {
     room: usize,
+    kept: Vec<u8>,
 }
 
 impl std::io::Write for FillsUp {
@@ -478,6 +497,7 @@ impl std::io::Write for FillsUp {
             ));
         }
         self.room -= bytes.len();
+        self.kept.extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -486,30 +506,85 @@ impl std::io::Write for FillsUp {
     }
 }
 
-/// A run whose interval log cannot be written stops at once with the reason, rather than going
-/// on for its whole duration to fail at the end.
+/// Two clients, each with a 20-second request under way for most of a 60-second run.
+const SLOW_REQUESTS: &str = r#"
+    name = "slow-requests"
+    connections = 2
+    duration = "60s"
+    [load]
+    model = "closed"
+    [[session]]
+    name = "slow"
+    steps = [{ request = "echo" }, { request = "sleep", params = { ms = 20000 }, timeout = "30s" }]
+"#;
+
+/// A run whose interval log cannot be written (a full disk) stops at once, as at Ctrl-C, without
+/// waiting for the requests under way; what it logged before stays, and its results say why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_stops_at_once_when_its_interval_log_cannot_be_written() {
-    let text = std::fs::read_to_string(scenario("smoke.toml"))
-        .expect("reads")
-        .replace("duration = \"3s\"", "duration = \"60s\"");
-    let scenario = Scenario::parse(&text).expect("valid");
+    let scenario = Scenario::parse(SLOW_REQUESTS).expect("valid");
     let run = execute(
         scenario,
         CancellationToken::new(),
         Progress::hidden(),
-        || Ok(FillsUp { room: 400 }),
+        || {
+            Ok(FillsUp {
+                room: 300,
+                kept: Vec::new(),
+            })
+        },
     );
-    let error = tokio::time::timeout(Duration::from_secs(20), run)
+    let result = tokio::time::timeout(Duration::from_secs(15), run)
         .await
-        .expect("stops long before its 60 s")
-        .err()
-        .expect("fails");
-    let text = format!("{error:#}");
+        .expect("stops long before its 60 s, and without waiting 20 s for the requests")
+        .expect("runs");
+    let error = result.timeline.log_error.expect("the log failed");
     assert!(
-        text.contains("cannot write latency.hlog") && text.contains("no space left"),
-        "{text}"
+        error.contains("cannot write latency.hlog") && error.contains("no space left"),
+        "{error}"
     );
+    assert_eq!(result.summary["interrupted"], true, "{:#}", result.summary);
+    assert_eq!(count(&result.summary, "echo"), 2, "{:#}", result.summary);
+    let kept = String::from_utf8_lossy(&result.timeline.hlog.kept);
+    assert!(
+        kept.starts_with("#[Histogram log format version 1.3]"),
+        "{kept}"
+    );
+}
+
+/// On the command line, such a run still writes its summary and report, then exits 2 naming
+/// the failure.
+#[test]
+fn a_run_whose_log_cannot_be_written_writes_its_results_and_exits_2() {
+    let file = temp_path("slow-requests.toml");
+    std::fs::write(&file, SLOW_REQUESTS).expect("writes");
+    let out = temp_path("log-full-out");
+    std::fs::create_dir_all(&out).expect("makes the directory");
+    std::os::unix::fs::symlink("/dev/full", out.join("latency.hlog")).expect("links");
+    let started = std::time::Instant::now();
+    let output = run_bounded(&[
+        "run",
+        file.to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped at once"
+    );
+    assert!(
+        stderr.contains("the run stopped early: cannot write latency.hlog")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    let summary = written_summary(&out);
+    assert_eq!(summary["interrupted"], true, "{summary:#}");
+    assert!(out.join("report.html").exists());
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_dir_all(out);
 }
 
 /// Sessions the end of the run cuts short (later steps skipped) are counted, not lost.

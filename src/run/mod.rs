@@ -68,37 +68,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => default_out_dir(&scenario.name),
     };
-    // Before the run, so that a results directory that cannot be made does not cost one; and
-    // taken back if the run does not start, which leaves nothing to put in it.
-    let made = !out.exists();
-    create_out_dir(&out)?;
-    let hlog_path = out.join("latency.hlog");
-    // Made only once the run starts: a run refused at start leaves an earlier run's results whole.
-    let hlog_made = Cell::new(false);
-    let open_hlog = || {
-        let file = File::create(&hlog_path)
-            .with_context(|| format!("cannot write {}", hlog_path.display()))?;
-        hlog_made.set(true);
-        Ok(LineWriter::new(file))
-    };
+    let dir = ResultsDir::make(out)?;
     let runtime = crate::listener::runtime(args.threads);
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.and_then(|runtime| {
         runtime.block_on(async {
             let shutdown = crate::shutdown::on_signal();
-            execute(scenario.clone(), shutdown, progress.clone(), open_hlog).await
+            let open_log = || dir.open_log();
+            execute(scenario.clone(), shutdown, progress.clone(), open_log).await
         })
     });
     let result = match result {
         Ok(result) => result,
         Err(error) => {
-            // A log the run did not finish is not a result.
-            if hlog_made.get() {
-                let _ = std::fs::remove_file(&hlog_path);
-            }
-            if made {
-                let _ = std::fs::remove_dir(&out);
-            }
+            dir.abandon();
             return Err(error);
         }
     };
@@ -120,8 +103,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The results are written whatever became of standard output (`| head` closes it).
     let shown = show(&text);
-    write_results(&out, &result)?;
+    let out = &dir.path;
+    write_results(out, &result)?;
     shown.and_then(|()| show(&format!("results: {}\n", out.display())))?;
+    if let Some(error) = &result.timeline.log_error {
+        bail!(
+            "the run stopped early: {error}; the results in {} cover the run up to then",
+            out.display()
+        );
+    }
     Ok(if result.thresholds.iter().all(|outcome| outcome.ok) {
         ExitCode::SUCCESS
     } else {
@@ -166,6 +156,67 @@ fn default_out_dir(name: &str) -> PathBuf {
         })
         .collect();
     Path::new("results").join(format!("{safe}-{stamp}"))
+}
+
+/// The results directory of one run: made before the run, so that one that cannot be made does
+/// not cost a run; its log opened once the run starts; taken back if the run does not start.
+struct ResultsDir {
+    path: PathBuf,
+    /// The directories made for it, deepest first.
+    made: Vec<PathBuf>,
+    /// Whether `latency.hlog` was opened.
+    log_opened: Cell<bool>,
+}
+
+impl ResultsDir {
+    fn make(path: PathBuf) -> anyhow::Result<ResultsDir> {
+        let made = path
+            .ancestors()
+            .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        create_out_dir(&path)?;
+        Ok(ResultsDir {
+            path,
+            made,
+            log_opened: Cell::new(false),
+        })
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path.join("latency.hlog")
+    }
+
+    /// Opens `latency.hlog` for the run starting, and removes an earlier run's summary and
+    /// report, so that the directory never holds the files of two runs.
+    fn open_log(&self) -> anyhow::Result<LineWriter<File>> {
+        for earlier in ["summary.json", "report.html"] {
+            let path = self.path.join(earlier);
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error)
+                        .with_context(|| format!("cannot replace {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        let path = self.log_path();
+        let file =
+            File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        self.log_opened.set(true);
+        Ok(LineWriter::new(file))
+    }
+
+    /// Takes back what was made for a run that did not start, or failed: a log it did not
+    /// finish is not a result.
+    fn abandon(&self) {
+        if self.log_opened.get() {
+            let _ = std::fs::remove_file(self.log_path());
+        }
+        for dir in &self.made {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 fn create_out_dir(dir: &Path) -> anyhow::Result<()> {
@@ -224,7 +275,10 @@ where
     let hlog = open_hlog()?;
     let scenario = Arc::new(scenario);
     let metrics = Arc::new(Metrics::new()?);
-    let stop = shutdown.child_token();
+    // Ctrl-C, or a log that cannot be written: the run ends at once, without waiting for the
+    // requests under way.
+    let cut_short = shutdown.child_token();
+    let stop = cut_short.child_token();
     let start = Instant::now() + Duration::from_millis(10);
     let wall_start = SystemTime::now() + Duration::from_millis(10);
     let arrivals = match &scenario.load {
@@ -261,7 +315,7 @@ where
                 Load::Closed => None,
             },
             progress: progress.clone(),
-            stop_run: stop.clone(),
+            stop_run: cut_short.clone(),
         }
         .run(sampled.clone(), hlog),
     );
@@ -272,9 +326,9 @@ where
     let elapsed = start.elapsed();
     let (generator_busy, generator_threads) = busy_clock.read();
     stop.cancel();
-    finish_clients(clients, longest_wait(&scenario), &shutdown, &progress).await;
+    finish_clients(clients, longest_wait(&scenario), &cut_short, &progress).await;
     // Ctrl-C during the wait for steps under way cuts the results short as well.
-    let interrupted = shutdown.is_cancelled();
+    let interrupted = cut_short.is_cancelled();
     sampled.cancel();
     let timeline = sampler.await.context("the sampler failed")??;
     let embedded_server = embedded.is_some();

@@ -149,6 +149,9 @@ pub struct Timeline<W> {
     pub points: Vec<Point>,
     /// Where `latency.hlog` went, each interval as it was taken.
     pub hlog: W,
+    /// Why the log stopped being written, if it did: the run was stopped then, and the log
+    /// holds the intervals before.
+    pub log_error: Option<String>,
 }
 
 /// What the sampler needs to know of the run.
@@ -163,8 +166,8 @@ pub struct Sampler {
     pub stages: Option<Vec<Stage>>,
     /// Where to show progress.
     pub progress: Progress,
-    /// Cancelled if the interval log cannot be written, so that the run stops at once rather
-    /// than at its end with nothing written.
+    /// Cancelled if the interval log cannot be written, so that the run stops at once (as at
+    /// Ctrl-C) rather than going on unlogged.
     pub stop_run: CancellationToken,
 }
 
@@ -196,6 +199,7 @@ impl Sampler {
             wall_start: self.wall_start,
             stages: self.stages,
             progress: self.progress,
+            stop_run: self.stop_run.clone(),
         };
         // A thread of its own rather than `spawn_blocking`: a blocking task that lasts the whole
         // run would stop a paused test clock from advancing.
@@ -217,7 +221,7 @@ impl Sampler {
                 start: interval_start.saturating_duration_since(self.start),
                 length: now.saturating_duration_since(interval_start),
             };
-            // A send fails only when the writer has stopped on an error, which it returns below.
+            // A send fails only when the writer has stopped, which it says below.
             if sender.send(interval).is_err() {
                 self.stop_run.cancel();
                 break;
@@ -228,34 +232,39 @@ impl Sampler {
             interval_start = now;
         }
         drop(sender);
-        writer.await.context("the timeline writer stopped")?
+        writer.await.context("the timeline writer stopped")
     }
 }
 
-/// What the writer needs: the log's start time and what the progress line shows.
+/// What the writer needs: the log's start time, what the progress line shows, and whom to tell
+/// when the log cannot be written.
 struct TimelineWriter {
     wall_start: SystemTime,
     stages: Option<Vec<Stage>>,
     progress: Progress,
+    stop_run: CancellationToken,
 }
 
 impl TimelineWriter {
     /// Writes each interval received to the log, the points and the progress line, until the
-    /// sampler hangs up.
-    fn write<W: Write>(
-        self,
-        intervals: &Receiver<Interval>,
-        mut hlog: W,
-    ) -> anyhow::Result<Timeline<W>> {
+    /// sampler hangs up. A log that cannot be written stops the run and is written no more;
+    /// the points go on to the end.
+    fn write<W: Write>(self, intervals: &Receiver<Interval>, mut hlog: W) -> Timeline<W> {
         let mut serializer = V2DeflateSerializer::new();
-        let mut writer = IntervalLogWriterBuilder::new()
+        let mut log_error = None;
+        let mut stop_logging = |error: String| {
+            self.stop_run.cancel();
+            log_error.get_or_insert(format!("cannot write latency.hlog: {error}"));
+        };
+        let mut log = IntervalLogWriterBuilder::new()
             .add_comment("[Histogram log format version 1.3]")
             .add_comment("[amf-bench run: latency (reply minus intended send) in microseconds, one interval per command per second]")
             .with_start_time(self.wall_start)
             .with_base_time(self.wall_start)
             .with_max_value_divisor(1000.0)
             .begin_log_with(&mut hlog, &mut serializer)
-            .map_err(|error| anyhow::anyhow!("cannot write latency.hlog: {error}"))?;
+            .map_err(|error| stop_logging(error.to_string()))
+            .ok();
         let mut points = Points::new();
         let mut last_sessions = 0;
         for Interval {
@@ -264,11 +273,17 @@ impl TimelineWriter {
             length,
         } in intervals
         {
-            for command in &rotation.commands {
-                let tag = tag_for(&command.command);
-                writer
-                    .write_histogram(&command.latency, start, length, Tag::new(&tag))
-                    .map_err(|error| anyhow::anyhow!("cannot write latency.hlog: {error}"))?;
+            if let Some(writer) = &mut log {
+                for command in &rotation.commands {
+                    let tag = tag_for(&command.command);
+                    if let Err(error) =
+                        writer.write_histogram(&command.latency, start, length, Tag::new(&tag))
+                    {
+                        stop_logging(error.to_string());
+                        log = None;
+                        break;
+                    }
+                }
             }
             let point = point(&rotation, start, length, last_sessions);
             last_sessions = rotation.sessions_started;
@@ -276,12 +291,15 @@ impl TimelineWriter {
                 .update(&self.status(&rotation, &point, start + length));
             points.push(point);
         }
-        drop(writer);
-        hlog.flush().context("cannot write latency.hlog")?;
-        Ok(Timeline {
+        drop(log);
+        if let Err(error) = hlog.flush() {
+            stop_logging(error.to_string());
+        }
+        Timeline {
             points: points.finish(),
             hlog,
-        })
+            log_error,
+        }
     }
 
     fn status(&self, rotation: &Rotation, point: &Point, elapsed: Duration) -> Status {
