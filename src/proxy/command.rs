@@ -2,7 +2,8 @@
 //! standard output, and the summary (latency per command, connection ends) on exit.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -25,17 +26,35 @@ const FILES_PER_CONNECTION: u64 = 2;
 /// `--max-decode` when not given (or `--max-frame` plus the header, if that is lower).
 const DEFAULT_MAX_DECODE: usize = 1024 * 1024;
 
-/// Whether two paths name one file: the same file once both exist, or the same absolute path
-/// (`log.jsonl` and `./log.jsonl`) while they do not.
+/// Whether two paths name one file: the same device and inode once both exist (hard and
+/// symbolic links included), else the same place once their directories are resolved
+/// (`log.jsonl`, `./log.jsonl`, `../here/log.jsonl`, or a link to a file not made yet).
 fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        (Err(_), Err(_)) => match (std::path::absolute(a), std::path::absolute(b)) {
-            (Ok(a), Ok(b)) => a.components().eq(b.components()),
-            _ => a == b,
-        },
-        _ => false,
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return a.dev() == b.dev() && a.ino() == b.ino();
     }
+    match (resolved(a), resolved(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Where a path leads: its canonical form when it exists; else its directory's canonical form
+/// joined with its name, through a symbolic link that points to a file not made yet.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = std::fs::canonicalize(path) {
+        return Some(path);
+    }
+    let path = match std::fs::read_link(path) {
+        Ok(target) => path.parent()?.join(target),
+        Err(_) => path.to_path_buf(),
+    };
+    let name = path.file_name()?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(name))
 }
 
 /// Refuses a command line that names one file twice among `--log`, `--record` and `--policy`:
@@ -223,6 +242,18 @@ mod tests {
         let error = logged_and_recorded_to(&link).expect_err("one file, through a link");
         assert!(error.to_string().contains("the same file"), "{error}");
         assert!(logged_and_recorded_to(&dir.join("other.jsonl")).is_ok());
+        let hard = dir.join("hard.jsonl");
+        let _ = std::fs::remove_file(&hard);
+        std::fs::hard_link(&log, &hard).expect("links");
+        let error = logged_and_recorded_to(&hard).expect_err("one file, through a hard link");
+        assert!(error.to_string().contains("the same file"), "{error}");
+        std::fs::remove_file(&log).expect("removes");
+        let dir_name = dir.file_name().expect("a name");
+        let roundabout = dir.join("..").join(dir_name).join("log.jsonl");
+        let error = logged_and_recorded_to(&roundabout).expect_err("one file, not made yet");
+        assert!(error.to_string().contains("the same file"), "{error}");
+        let error = logged_and_recorded_to(&link).expect_err("a link to a file not made yet");
+        assert!(error.to_string().contains("the same file"), "{error}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
