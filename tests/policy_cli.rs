@@ -317,6 +317,55 @@ fn check_shows_a_policy_whose_server_does_not_close() {
     }
 }
 
+/// A server that reads the request, sends `answer` and holds the connection open until the
+/// checker closes it (10 s at most); returns its address and its thread.
+fn holding_server(answer: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("sets a time-out");
+        let mut request = [0u8; 23];
+        std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+        std::io::Write::write_all(&mut stream, answer).expect("answers");
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    });
+    (addr, server)
+}
+
+/// A server that answers without the NUL and holds the connection open: by `--timeout` its bytes
+/// are an answer without its NUL, shown (1); one that sent nothing by then did not answer (2).
+#[test]
+fn check_shows_an_answer_without_its_nul_from_a_server_that_does_not_close() {
+    const POLICY: &[u8] = b"<?xml version=\"1.0\"?><cross-domain-policy><allow-access-from domain=\"*\" to-ports=\"9000\"/></cross-domain-policy>";
+    let (addr, server) = holding_server(POLICY);
+    let output = run_bounded(&["policy", "check", &addr, "--port", "9000", "--timeout", "1"]);
+    server.join().expect("the server thread ends");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("to-ports=\"9000\""), "shown: {stdout}");
+    assert!(
+        stdout.contains(&format!("{} bytes in", POLICY.len())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NUL-terminated: no"), "{stdout}");
+    assert!(stdout.contains("did not close the connection"), "{stdout}");
+    assert!(stdout.contains("grants port 9000: yes"), "{stdout}");
+
+    let (addr, server) = holding_server(b"");
+    let output = run_bounded(&["policy", "check", &addr, "--timeout", "1"]);
+    server.join().expect("the server thread ends");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{addr} did not answer")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn serve_lints_the_policy_it_generates_for_its_port() {
     let stderr_path = temp_file("serve-stderr.txt", "");

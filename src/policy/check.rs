@@ -30,13 +30,16 @@ pub struct Answer {
     /// Whether the server closed the connection after its answer (within [`CLOSE_GRACE`] of the
     /// NUL), as a policy server must.
     pub closed: bool,
-    /// From connecting to the NUL (or, without one, to the close).
+    /// From connecting to the NUL (or, without one, to the close, or to the last byte when the
+    /// server did not close by the deadline).
     pub elapsed: Duration,
 }
 
 /// Connects to `target` (`HOST:PORT`), sends the request and reads the answer until the server
 /// closes, or until [`CLOSE_GRACE`] after the NUL. The NUL-ended answer must come within
-/// `timeout`; the wait for the close after it is the grace's, however late the NUL came.
+/// `timeout`; the wait for the close after it is the grace's, however late the NUL came. Bytes
+/// that came by then with neither a NUL nor a close are an answer without its NUL; only a server
+/// that sent nothing by then did not answer.
 pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -81,12 +84,12 @@ struct Reading {
     received: Vec<u8>,
     /// Whether it closed the connection.
     closed: bool,
-    /// When the NUL came, or else the close.
+    /// When the NUL came, or else the close, or else (the deadline passed first) the last byte.
     answered: Instant,
 }
 
-/// Reads until the server closes, or until [`CLOSE_GRACE`] has passed since a NUL arrived;
-/// `None` when `deadline` passes with neither a NUL nor a close.
+/// Reads until the server closes, or until [`CLOSE_GRACE`] has passed since a NUL arrived, or
+/// until `deadline` passes with neither; `None` when the deadline passes with nothing received.
 async fn read_answer(
     stream: &mut TcpStream,
     target: &str,
@@ -95,12 +98,13 @@ async fn read_answer(
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut nul_at = None::<Instant>;
+    let mut last_byte_at = None::<Instant>;
     loop {
         let due = nul_at.map_or(deadline, |at| {
             tokio::time::Instant::from_std(at) + CLOSE_GRACE
         });
         let Ok(read) = tokio::time::timeout_at(due, stream.read(&mut chunk)).await else {
-            return Ok(nul_at.map(|answered| Reading {
+            return Ok(nul_at.or(last_byte_at).map(|answered| Reading {
                 received,
                 closed: false,
                 answered,
@@ -117,8 +121,9 @@ async fn read_answer(
                 answered: nul_at.unwrap_or_else(Instant::now),
             }));
         }
+        last_byte_at = Some(Instant::now());
         if nul_at.is_none() && chunk[..read].contains(&0) {
-            nul_at = Some(Instant::now());
+            nul_at = last_byte_at;
         }
         received.extend_from_slice(&chunk[..read]);
         if received.len() > MAX_ANSWER {

@@ -283,6 +283,23 @@ fn terminal_safe(text: &str) -> String {
         .collect()
 }
 
+/// The line saying that the server held the connection open: after its NUL, or, without one,
+/// until `--timeout`.
+fn not_closed_note(answer: &check::Answer, timeout: std::time::Duration) -> String {
+    if answer.nul_terminated {
+        format!(
+            "# the server did not close the connection within {:?} of the NUL (a policy server \
+             closes after its answer)",
+            check::CLOSE_GRACE
+        )
+    } else {
+        format!(
+            "# the server sent no NUL and did not close the connection within {timeout:?} (a \
+             policy server ends its answer with one NUL and closes)"
+        )
+    }
+}
+
 async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let answer = check::fetch(&args.target, args.timeout).await?;
     let text = String::from_utf8_lossy(&answer.policy).into_owned();
@@ -301,12 +318,7 @@ async fn run_check(args: &PolicyCheckArgs) -> anyhow::Result<ExitCode> {
         }
     )?;
     if !answer.closed {
-        writeln!(
-            out,
-            "# the server did not close the connection within {:?} of the NUL (a policy server \
-             closes after its answer)",
-            check::CLOSE_GRACE
-        )?;
+        writeln!(out, "{}", not_closed_note(&answer, args.timeout))?;
     }
     // Lint for the port the policy came from: the master policy on 843 may grant any port.
     let served_on = args
