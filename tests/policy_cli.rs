@@ -366,6 +366,31 @@ fn check_shows_an_answer_without_its_nul_from_a_server_that_does_not_close() {
     );
 }
 
+/// A server that resets the connection after reading the request: the error names the step and
+/// the server, like every other error of `policy check`.
+#[test]
+fn check_names_the_server_that_resets_the_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accepts");
+        let mut request = [0u8; 23];
+        std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+        // Closing with a zero linger sends a reset instead of a FIN.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("sets SO_LINGER");
+    });
+    let output = run_bounded(&["policy", "check", &addr, "--timeout", "5"]);
+    server.join().expect("the server thread ends");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read the answer from {addr}: ")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn serve_lints_the_policy_it_generates_for_its_port() {
     let stderr_path = temp_file("serve-stderr.txt", "");

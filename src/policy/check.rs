@@ -39,7 +39,7 @@ pub struct Answer {
 /// closes, or until [`CLOSE_GRACE`] after the NUL. The NUL-ended answer must come within
 /// `timeout`; the wait for the close after it is the grace's, however late the NUL came. Bytes
 /// that came by then with neither a NUL nor a close are an answer without its NUL; only a server
-/// that sent nothing by then did not answer.
+/// that sent nothing by then did not answer. An error says which step failed, and names `target`.
 pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -48,7 +48,10 @@ pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Answer> {
         let mut stream = TcpStream::connect(target)
             .await
             .with_context(|| format!("cannot connect to {target}"))?;
-        stream.write_all(FLASH_REQUEST).await?;
+        stream
+            .write_all(FLASH_REQUEST)
+            .await
+            .with_context(|| format!("cannot send the request to {target}"))?;
         anyhow::Ok(stream)
     })
     .await
@@ -110,7 +113,7 @@ async fn read_answer(
                 answered,
             }));
         };
-        let read = read?;
+        let read = read.with_context(|| format!("cannot read the answer from {target}"))?;
         if read == 0 {
             if received.is_empty() {
                 bail!("{target} closed the connection without answering");
