@@ -434,6 +434,7 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
     // A log from an earlier run, which the refused proxy must leave alone.
     let earlier_log = temp_file("earlier.jsonl", "{\"event\":\"open\"}\n");
     for args in [
+        vec!["policy", "--listen", "127.0.0.1:0", "--policy", low],
         vec!["serve", "--listen", "127.0.0.1:0", "--policy", low],
         vec![
             "proxy",
@@ -466,4 +467,79 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
     ]);
     let (status, _) = server.terminate();
     assert!(status.success(), "{status:?}");
+}
+
+/// Waits (10 s at most) until the file at `path` holds `expected`, and returns its text.
+fn wait_for_text(path: &std::path::Path, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = std::fs::read_to_string(path).unwrap_or_default();
+        if said.contains(expected) || Instant::now() > deadline {
+            return said;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--allow` grants that the port listened on would ignore are named at start, as `serve` and
+/// `proxy` do, and the policy is still served.
+#[test]
+fn the_policy_server_warns_of_allow_grants_its_port_ignores() {
+    let stderr_path = temp_file("allow-stderr.txt", "");
+    let stderr = std::fs::File::create(&stderr_path).expect("creates");
+    let mut server = Listening::start_with_stderr(
+        &[
+            "policy",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow",
+            "*:80",
+            "--allow",
+            "*:9000",
+        ],
+        Stdio::from(stderr),
+    );
+    let expected = format!(
+        "served on port {}: to-ports '80' grants ports below 1024",
+        server.port()
+    );
+    let said = wait_for_text(&stderr_path, &expected);
+    assert!(text(&check(&server, "9000").stdout).contains("grants port 9000: yes"));
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(said.contains(&expected), "{said}");
+    let _ = std::fs::remove_file(stderr_path);
+}
+
+/// A reload to a file with errors for the port listened on keeps the current policy.
+#[test]
+fn sighup_keeps_the_policy_when_the_new_file_has_errors_for_the_port() {
+    let file = temp_file("reload-low.xml", &policy_granting("9000"));
+    let stderr_path = temp_file("reload-low-stderr.txt", "");
+    let stderr = std::fs::File::create(&stderr_path).expect("creates");
+    let mut server = Listening::start_with_stderr(
+        &[
+            "policy",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            file.to_str().expect("utf-8"),
+        ],
+        Stdio::from(stderr),
+    );
+    std::fs::write(&file, policy_granting("80")).expect("rewrites");
+    server.signal("-HUP");
+    let said = wait_for_text(&stderr_path, "reload failed");
+    let checked = check(&server, "9000");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(said.contains("reload failed"), "{said}");
+    assert!(said.contains("grants ports below 1024"), "{said}");
+    assert!(
+        text(&checked.stdout).contains("grants port 9000: yes"),
+        "the current policy stays: {}",
+        text(&checked.stdout)
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(stderr_path);
 }

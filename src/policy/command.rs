@@ -1,6 +1,7 @@
 //! `amf-bench policy` on the console: serve (with reload on SIGHUP and systemd socket
 //! activation), `lint FILE` and `check HOST:PORT`.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::lint::{Finding, MASTER_POLICY_PORT, has_errors, lint};
 use super::server::{PolicyServer, PolicyServerConfig, PolicyStore, bind};
-use super::{check, generate};
+use super::{PolicySource, check, generate};
 use crate::cli::{PolicyAction, PolicyArgs, PolicyCheckArgs, PolicyLintArgs, PolicyServeArgs};
 use crate::open_files;
 
@@ -83,36 +84,44 @@ pub fn read_checked_policy(path: &Path, port: u16) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// What `read_checked_policy` could not check while the port was 0: the file linted for the port
-/// actually bound, printing only the findings that the port brings, and refused if any is an
-/// error. Nothing to do when the port was given.
-pub(super) fn check_policy_for_bound_port(
-    path: &Path,
-    text: &str,
-    asked: u16,
-    bound: u16,
-) -> anyhow::Result<()> {
-    if asked != 0 {
-        return Ok(());
-    }
+/// The findings `lint` gives for a policy served on `port` and not without a port: what serving
+/// it there brings (nothing on the master port, whose policy may grant any port).
+fn findings_brought_by_port(text: &str, port: u16) -> Vec<Finding> {
     let without_port: Vec<String> = lint(text, None)
         .into_iter()
         .map(|finding| finding.message)
         .collect();
-    let brought: Vec<Finding> = lint(text, Some(bound))
+    lint(text, Some(port))
         .into_iter()
         .filter(|finding| !without_port.contains(&finding.message))
-        .collect();
+        .collect()
+}
+
+/// What linting a policy file for no port could not check: the findings that serving it on
+/// `port` brings, printed, and the file refused if any is an error.
+pub(super) fn check_policy_for_port(path: &Path, text: &str, port: u16) -> anyhow::Result<()> {
+    let brought = findings_brought_by_port(text, port);
     let source = path.display().to_string();
     print_findings(&source, &brought, &mut std::io::stderr().lock())?;
     if has_errors(&brought) {
-        bail!("policy file {source} has errors for port {bound} (listed above); not serving it");
+        bail!("policy file {source} has errors for port {port} (listed above); not serving it");
     }
     Ok(())
 }
 
+/// A policy's lint findings as served on each of `ports`: those it has without a port, then those
+/// each port brings.
+fn lint_for_ports(text: &str, ports: &BTreeSet<u16>) -> Vec<Finding> {
+    let mut findings = lint(text, None);
+    for port in ports {
+        findings.extend(findings_brought_by_port(text, *port));
+    }
+    findings
+}
+
 /// The policy to serve: the file's text, or one generated from `--allow`; refused if lint finds
-/// errors in it.
+/// errors in it (for any port: those the ports listened on bring are checked once bound, by
+/// [`check_for_ports`]).
 fn load_policy(args: &PolicyServeArgs) -> anyhow::Result<String> {
     let (source, text) = match &args.policy {
         Some(path) => (path.display().to_string(), read_policy(path)?),
@@ -132,6 +141,27 @@ fn load_policy(args: &PolicyServeArgs) -> anyhow::Result<String> {
         bail!("{source} has errors (listed above); not serving it");
     }
     Ok(text)
+}
+
+/// Checks the policy for each port listened on, as `serve` does for its port: a file with errors
+/// for one is refused, a policy generated from `--allow` gets a warning for each grant that port
+/// would ignore.
+fn check_for_ports(
+    args: &PolicyServeArgs,
+    text: &str,
+    ports: &BTreeSet<u16>,
+) -> anyhow::Result<()> {
+    let source = match &args.policy {
+        Some(path) => PolicySource::File {
+            path: path.clone(),
+            text: text.into(),
+        },
+        None => PolicySource::Allow(args.allow.clone()),
+    };
+    for port in ports {
+        source.check_for_served_port(*port)?;
+    }
+    Ok(())
 }
 
 /// The listeners: sockets inherited from systemd when there are any, else `--listen`.
@@ -188,13 +218,15 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
             deadline: args.timeout,
         };
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
+        let ports: BTreeSet<u16> = server.local_addrs().iter().map(SocketAddr::port).collect();
+        check_for_ports(args, &policy, &ports)?;
         let shutdown = crate::shutdown::on_signal();
         // Watched before `listening on` is printed: a SIGHUP sent right after it (a reload by
         // a service manager) must reload, not kill, the server.
         let reloading = args
             .policy
             .clone()
-            .map(|path| reload_on_hangup(path, store, shutdown.clone()));
+            .map(|path| reload_on_hangup(path, ports, store, shutdown.clone()));
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
             writeln!(out, "listening on {addr}")?;
@@ -211,11 +243,13 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Re-reads the policy file on each SIGHUP; a file that cannot be read or has errors leaves the
-/// current policy in place. SIGHUP is watched from the moment this returns.
+/// Re-reads the policy file on each SIGHUP; a file that cannot be read or has errors (for any
+/// of `ports`, those listened on) leaves the current policy in place. SIGHUP is watched from the
+/// moment this returns.
 #[cfg(unix)]
 fn reload_on_hangup(
     path: std::path::PathBuf,
+    ports: BTreeSet<u16>,
     store: Arc<PolicyStore>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Future<Output = ()> + Send {
@@ -226,7 +260,7 @@ fn reload_on_hangup(
             tracing::warn!("cannot watch SIGHUP; the policy will not reload");
             return;
         };
-        reload_each(hangups, &path, &store, &shutdown).await;
+        reload_each(hangups, &path, &ports, &store, &shutdown).await;
     }
 }
 
@@ -234,6 +268,7 @@ fn reload_on_hangup(
 async fn reload_each(
     mut hangups: tokio::signal::unix::Signal,
     path: &std::path::Path,
+    ports: &BTreeSet<u16>,
     store: &PolicyStore,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
@@ -243,7 +278,7 @@ async fn reload_each(
             received = hangups.recv() => if received.is_none() { return },
         }
         let reloaded = read_policy(path).and_then(|text| {
-            let findings = lint(&text, None);
+            let findings = lint_for_ports(&text, ports);
             for finding in &findings {
                 tracing::warn!("{}:{finding}", path.display());
             }
@@ -265,6 +300,7 @@ async fn reload_each(
 #[cfg(not(unix))]
 fn reload_on_hangup(
     _: std::path::PathBuf,
+    _: BTreeSet<u16>,
     _: Arc<PolicyStore>,
     _: tokio_util::sync::CancellationToken,
 ) -> impl Future<Output = ()> + Send {
@@ -356,5 +392,28 @@ mod terminal_tests {
             terminal_safe("\u{1b}]0;pwned\u{7}\u{1b}[2J<a/>\r\n\t<b/>"),
             "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J<a/>\\r\n\t<b/>"
         );
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    const GRANTS_PORT_80: &str = "<cross-domain-policy><allow-access-from domain=\"*\" \
+                                  to-ports=\"80\"/></cross-domain-policy>";
+
+    #[test]
+    fn a_high_port_brings_an_error_for_a_low_grant_and_the_master_port_none() {
+        let brought = findings_brought_by_port(GRANTS_PORT_80, 8430);
+        assert!(has_errors(&brought), "{brought:?}");
+        assert!(brought[0].message.contains("port 8430"), "{brought:?}");
+        assert_eq!(
+            findings_brought_by_port(GRANTS_PORT_80, MASTER_POLICY_PORT),
+            vec![]
+        );
+        let ports = BTreeSet::from([MASTER_POLICY_PORT, 8430]);
+        assert!(has_errors(&lint_for_ports(GRANTS_PORT_80, &ports)));
+        let master = BTreeSet::from([MASTER_POLICY_PORT]);
+        assert!(!has_errors(&lint_for_ports(GRANTS_PORT_80, &master)));
     }
 }

@@ -57,11 +57,20 @@ impl PolicySource {
     }
 
     /// Checks the policy for the port it is served on, once bound (`asked` is the port the
-    /// listener asked for). A policy generated from `--allow` rules gets warnings for what `policy
-    /// lint` finds, such as grants Flash Player ignores there. A policy file was linted when it
-    /// was read, for `asked`; when that was 0, what the bound port brings is checked now, and an
-    /// error refuses it. (The default policy grants exactly the served port.)
+    /// listener asked for). A policy file was linted when it was read, for `asked`; when that was
+    /// 0, it is checked now as [`PolicySource::check_for_served_port`] does.
     pub fn check_for_port(&self, asked: u16, port: u16) -> anyhow::Result<()> {
+        match self {
+            PolicySource::File { .. } if asked != 0 => Ok(()),
+            _ => self.check_for_served_port(port),
+        }
+    }
+
+    /// Checks, for a `port` it is served on, a policy whose file was linted for no port when read.
+    /// A policy generated from `--allow` rules gets warnings for what `policy lint` finds, such as
+    /// grants Flash Player ignores there; a file gets what the port brings printed, and an error
+    /// refuses it. (The default policy grants exactly the served port.)
+    pub fn check_for_served_port(&self, port: u16) -> anyhow::Result<()> {
         match self {
             PolicySource::Allow(rules) if !rules.is_empty() => {
                 for finding in lint::lint(&generate_for_port(rules, port), Some(port)) {
@@ -72,9 +81,7 @@ impl PolicySource {
                 }
                 Ok(())
             }
-            PolicySource::File { path, text } => {
-                command::check_policy_for_bound_port(path, text, asked, port)
-            }
+            PolicySource::File { path, text } => command::check_policy_for_port(path, text, port),
             _ => Ok(()),
         }
     }
