@@ -543,3 +543,31 @@ fn sighup_keeps_the_policy_when_the_new_file_has_errors_for_the_port() {
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(stderr_path);
 }
+
+/// With `--allow` there is no file to re-read, but a service manager's reload (SIGHUP) must not
+/// end the server: it says there is nothing to reload and keeps serving.
+#[test]
+fn sighup_with_allow_is_logged_and_the_server_keeps_serving() {
+    let stderr_path = temp_file("hup-allow-stderr.txt", "");
+    let stderr = std::fs::File::create(&stderr_path).expect("creates");
+    let mut server = Listening::start_with_stderr(
+        &["policy", "--listen", "127.0.0.1:0", "--allow", "*:9000"],
+        Stdio::from(stderr),
+    );
+    server.signal("-HUP");
+    let said = wait_for_text(&stderr_path, "nothing to reload");
+    if let Some(status) = server.child.try_wait().expect("polls") {
+        panic!("the server died of the SIGHUP: {status:?}");
+    }
+    let checked = check(&server, "9000");
+    let (status, counters) = server.terminate();
+    assert!(said.contains("nothing to reload"), "{said}");
+    assert!(
+        text(&checked.stdout).contains("grants port 9000: yes"),
+        "{}",
+        text(&checked.stdout)
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(counters.contains("answered 1"), "{counters}");
+    let _ = std::fs::remove_file(stderr_path);
+}

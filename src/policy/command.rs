@@ -223,10 +223,7 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         let shutdown = crate::shutdown::on_signal();
         // Watched before `listening on` is printed: a SIGHUP sent right after it (a reload by
         // a service manager) must reload, not kill, the server.
-        let reloading = args
-            .policy
-            .clone()
-            .map(|path| reload_on_hangup(path, ports, store, shutdown.clone()));
+        let reloading = reload_on_hangup(args.policy.clone(), ports, store, shutdown.clone());
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
             writeln!(out, "listening on {addr}")?;
@@ -234,9 +231,7 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         drop(out);
         open_files::explain_bound(args.max_connections, 1);
-        if let Some(reloading) = reloading {
-            tokio::spawn(reloading);
-        }
+        tokio::spawn(reloading);
         let stats = server.run(shutdown).await;
         write!(std::io::stdout().lock(), "{}", stats.to_text())?;
         Ok(ExitCode::SUCCESS)
@@ -244,11 +239,12 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Re-reads the policy file on each SIGHUP; a file that cannot be read or has errors (for any
-/// of `ports`, those listened on) leaves the current policy in place. SIGHUP is watched from the
-/// moment this returns.
+/// of `ports`, those listened on) leaves the current policy in place. Without a file (the policy
+/// comes from `--allow`) there is nothing to reload, and SIGHUP is only logged: a service manager's
+/// reload must not end the server. SIGHUP is watched from the moment this returns.
 #[cfg(unix)]
 fn reload_on_hangup(
-    path: std::path::PathBuf,
+    path: Option<std::path::PathBuf>,
     ports: BTreeSet<u16>,
     store: Arc<PolicyStore>,
     shutdown: tokio_util::sync::CancellationToken,
@@ -260,14 +256,14 @@ fn reload_on_hangup(
             tracing::warn!("cannot watch SIGHUP; the policy will not reload");
             return;
         };
-        reload_each(hangups, &path, &ports, &store, &shutdown).await;
+        reload_each(hangups, path.as_deref(), &ports, &store, &shutdown).await;
     }
 }
 
 #[cfg(unix)]
 async fn reload_each(
     mut hangups: tokio::signal::unix::Signal,
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
     ports: &BTreeSet<u16>,
     store: &PolicyStore,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -277,29 +273,41 @@ async fn reload_each(
             () = shutdown.cancelled() => return,
             received = hangups.recv() => if received.is_none() { return },
         }
-        let reloaded = read_policy(path).and_then(|text| {
-            let findings = lint_for_ports(&text, ports);
-            for finding in &findings {
-                tracing::warn!("{}:{finding}", path.display());
-            }
-            if has_errors(&findings) {
-                bail!("{} has errors; keeping the current policy", path.display());
-            }
-            Ok(text)
-        });
-        match reloaded {
-            Ok(text) => {
-                store.replace(&text);
-                tracing::info!("reloaded the policy from {}", path.display());
-            }
-            Err(error) => tracing::error!("reload failed: {error:#}"),
+        match path {
+            Some(path) => reload(path, ports, store),
+            None => tracing::info!(
+                "SIGHUP: nothing to reload, the policy comes from the command line (--allow); \
+                 still serving it"
+            ),
         }
+    }
+}
+
+/// Replaces the policy with the file's, unless it cannot be read or has errors for `ports`.
+#[cfg(unix)]
+fn reload(path: &std::path::Path, ports: &BTreeSet<u16>, store: &PolicyStore) {
+    let reloaded = read_policy(path).and_then(|text| {
+        let findings = lint_for_ports(&text, ports);
+        for finding in &findings {
+            tracing::warn!("{}:{finding}", path.display());
+        }
+        if has_errors(&findings) {
+            bail!("{} has errors; keeping the current policy", path.display());
+        }
+        Ok(text)
+    });
+    match reloaded {
+        Ok(text) => {
+            store.replace(&text);
+            tracing::info!("reloaded the policy from {}", path.display());
+        }
+        Err(error) => tracing::error!("reload failed: {error:#}"),
     }
 }
 
 #[cfg(not(unix))]
 fn reload_on_hangup(
-    _: std::path::PathBuf,
+    _: Option<std::path::PathBuf>,
     _: BTreeSet<u16>,
     _: Arc<PolicyStore>,
     _: tokio_util::sync::CancellationToken,
