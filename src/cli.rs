@@ -287,7 +287,7 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, value_name = "c2s|s2c")]
     pub dir: Option<crate::proxy::log::Direction>,
     /// Log only this connection (repeatable; connections are numbered from 1 in accept order).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub conn: Vec<u64>,
     /// No line per event on standard output (the JSON log, recording and tables are kept).
     #[arg(long, short)]
@@ -297,8 +297,8 @@ pub struct ProxyArgs {
     pub stats_every: Option<std::time::Duration>,
     /// Largest frame decoded for the log, in bytes (header included); larger frames are logged
     /// with their first bytes and relayed without being held [default: 1048576, or
-    /// --max-frame + 4 when that is lower]
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(usize))]
+    /// --max-frame + 4 when that is lower; at least 5, a header and one byte]
+    #[arg(long, value_name = "BYTES", value_parser = parse_max_decode)]
     pub max_decode: Option<usize>,
     /// A frame header declaring more than this loses the framing (the rest of that direction is
     /// relayed undecoded).
@@ -395,6 +395,19 @@ fn parse_stats_interval(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("'{text}' must be at least 0.1 seconds"));
     }
     Ok(seconds)
+}
+
+/// `--max-decode`: a frame's 4-byte header and at least one byte of payload; below that every
+/// frame would be logged as too large to decode.
+fn parse_max_decode(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(bytes) if bytes >= 5 => Ok(bytes),
+        Ok(_) => Err(format!(
+            "'{text}' is below 5 bytes, a frame's 4-byte header and one byte: every frame would \
+             be too large to decode (use --framing raw to decode nothing)"
+        )),
+        Err(_) => Err(format!("'{text}' is not a number of bytes")),
+    }
 }
 
 /// The longest time an option takes: a year (times are added to the clock, which has bounds).

@@ -839,6 +839,10 @@ fn bad_options_are_refused_with_what_was_wrong() {
             "1e-9",
             "'1e-9' must be at least 0.1 seconds",
         ),
+        // Every frame would be too large to decode; no connection is numbered 0.
+        ("--max-decode", "4", "'4' is below 5 bytes"),
+        ("--max-decode", "many", "'many' is not a number of bytes"),
+        ("--conn", "0", "0 is not in 1.."),
     ] {
         refused(&["--upstream", "127.0.0.1:1", flag, value], expected);
     }
