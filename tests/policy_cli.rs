@@ -238,14 +238,9 @@ fn an_inherited_systemd_socket_is_served() {
 #[test]
 fn check_tells_no_answer_from_an_answer_without_its_nul() {
     for (answer, status) in [(String::new(), 2), (policy_granting("9000"), 1)] {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let addr = listener.local_addr().expect("addr").to_string();
         let sent = answer.clone();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accepts");
-            let mut request = [0u8; 23];
-            std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
-            std::io::Write::write_all(&mut stream, sent.as_bytes()).expect("answers");
+        let (addr, server) = one_shot_server(move |stream| {
+            std::io::Write::write_all(stream, sent.as_bytes()).expect("answers");
         });
         let output = run_bounded(&["policy", "check", &addr, "--timeout", "5"]);
         server.join().expect("the server thread ends");
@@ -269,21 +264,7 @@ fn check_tells_no_answer_from_an_answer_without_its_nul() {
 #[test]
 fn check_shows_a_policy_whose_server_does_not_close() {
     for timeout in ["5", "1"] {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accepts");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("sets a time-out");
-            let mut request = [0u8; 23];
-            std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
-            let answer = format!("{}\0", policy_granting("9000"));
-            std::io::Write::write_all(&mut stream, answer.as_bytes()).expect("answers");
-            // Held open until the checker gives up on the close, or 10 s.
-            let mut rest = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
-        });
+        let (addr, server) = holding_server(format!("{}\0", policy_granting("9000")).into());
         let output = run_bounded(&[
             "policy",
             "check",
@@ -317,9 +298,11 @@ fn check_shows_a_policy_whose_server_does_not_close() {
     }
 }
 
-/// A server that reads the request, sends `answer` and holds the connection open until the
-/// checker closes it (10 s at most); returns its address and its thread.
-fn holding_server(answer: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+/// A server for one check: it reads the request, then `respond`s on the connection (reads time
+/// out after 10 s); returns its address and its thread.
+fn one_shot_server(
+    respond: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     let addr = listener.local_addr().expect("addr").to_string();
     let server = std::thread::spawn(move || {
@@ -329,11 +312,19 @@ fn holding_server(answer: &'static [u8]) -> (String, std::thread::JoinHandle<()>
             .expect("sets a time-out");
         let mut request = [0u8; 23];
         std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
-        std::io::Write::write_all(&mut stream, answer).expect("answers");
-        let mut rest = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+        respond(&mut stream);
     });
     (addr, server)
+}
+
+/// A server that reads the request, sends `answer` and holds the connection open until the
+/// checker closes it (10 s at most).
+fn holding_server(answer: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    one_shot_server(move |stream| {
+        std::io::Write::write_all(stream, &answer).expect("answers");
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(stream, &mut rest);
+    })
 }
 
 /// A server that answers without the NUL and holds the connection open: by `--timeout` its bytes
@@ -341,7 +332,7 @@ fn holding_server(answer: &'static [u8]) -> (String, std::thread::JoinHandle<()>
 #[test]
 fn check_shows_an_answer_without_its_nul_from_a_server_that_does_not_close() {
     const POLICY: &[u8] = b"<?xml version=\"1.0\"?><cross-domain-policy><allow-access-from domain=\"*\" to-ports=\"9000\"/></cross-domain-policy>";
-    let (addr, server) = holding_server(POLICY);
+    let (addr, server) = holding_server(POLICY.to_vec());
     let output = run_bounded(&["policy", "check", &addr, "--port", "9000", "--timeout", "1"]);
     server.join().expect("the server thread ends");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
@@ -355,7 +346,7 @@ fn check_shows_an_answer_without_its_nul_from_a_server_that_does_not_close() {
     assert!(stdout.contains("did not close the connection"), "{stdout}");
     assert!(stdout.contains("grants port 9000: yes"), "{stdout}");
 
-    let (addr, server) = holding_server(b"");
+    let (addr, server) = holding_server(Vec::new());
     let output = run_bounded(&["policy", "check", &addr, "--timeout", "1"]);
     server.join().expect("the server thread ends");
     let stderr = text(&output.stderr);
@@ -370,14 +361,9 @@ fn check_shows_an_answer_without_its_nul_from_a_server_that_does_not_close() {
 /// the server, like every other error of `policy check`.
 #[test]
 fn check_names_the_server_that_resets_the_connection() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accepts");
-        let mut request = [0u8; 23];
-        std::io::Read::read_exact(&mut stream, &mut request).expect("reads the request");
+    let (addr, server) = one_shot_server(|stream| {
         // Closing with a zero linger sends a reset instead of a FIN.
-        socket2::SockRef::from(&stream)
+        socket2::SockRef::from(&*stream)
             .set_linger(Some(Duration::ZERO))
             .expect("sets SO_LINGER");
     });

@@ -170,7 +170,7 @@ pub(super) async fn handle<C: Client>(
     } = accepted;
     shared.stats.opened();
     let target = &shared.config.upstream;
-    let (dialed, sniffed) = dial(&shared, &mut client, &mut first, &shutdown).await;
+    let dialed = dial(&shared, &mut client, &mut first, &shutdown).await;
     let state = ConnState::default();
     // The upstream as given, for a connection that never reached it.
     let announce_unconnected = || {
@@ -191,7 +191,10 @@ pub(super) async fn handle<C: Client>(
             let outcome = answer_policy(&shared, conn, client_addr, &mut client).await;
             (outcome, 0, 0)
         }
-        Dialed::Upstream(mut upstream) => {
+        Dialed::Upstream {
+            mut upstream,
+            sniffed,
+        } => {
             let _ = upstream.set_nodelay(true);
             let peer = upstream
                 .peer_addr()
@@ -242,7 +245,12 @@ pub(super) async fn handle<C: Client>(
 
 /// How the upstream's dial went, or why it was not needed.
 enum Dialed {
-    Upstream(TcpStream),
+    Upstream {
+        upstream: TcpStream,
+        /// Whether the client's first bytes were found not to be a policy request, so that the
+        /// relay does not wait for them again.
+        sniffed: bool,
+    },
     Failed(io::Error),
     /// The client asked for the policy answered here.
     PolicyRequest,
@@ -258,14 +266,13 @@ enum First {
 
 /// Dials the upstream. With a policy to answer here, the client's first bytes are read into
 /// `first` meanwhile, and a policy request is answered whatever becomes of the dial: an upstream
-/// that is down or slow to accept must not cost Flash its policy. Also returns whether `first`
-/// was found not to be a policy request (so that the relay does not wait for it again).
+/// that is down or slow to accept must not cost Flash its policy.
 async fn dial<C: Client>(
     shared: &Shared,
     client: &mut C,
     first: &mut BytesMut,
     shutdown: &CancellationToken,
-) -> (Dialed, bool) {
+) -> Dialed {
     let connect = TcpStream::connect(&shared.config.upstream);
     let dialing = async {
         tokio::time::timeout(shared.config.connect_timeout, connect)
@@ -283,32 +290,40 @@ async fn dial<C: Client>(
         () = shutdown.cancelled() => First::Shutdown,
     };
     let sniffed = match came {
-        First::Shutdown => return (Dialed::Shutdown, false),
-        First::Dialed(Ok(upstream)) => return (Dialed::Upstream(upstream), false),
-        First::Dialed(Err(error)) if !answers => return (Dialed::Failed(error), false),
+        First::Shutdown => return Dialed::Shutdown,
+        First::Dialed(Ok(upstream)) => {
+            return Dialed::Upstream {
+                upstream,
+                sniffed: false,
+            };
+        }
+        First::Dialed(Err(error)) if !answers => return Dialed::Failed(error),
         First::Dialed(Err(error)) => {
             // Flash asks as soon as it connects: a client silent for the sniff's wait is not
             // asking, and learns at once that the upstream is unreachable.
             let sniffed = tokio::select! {
                 sniffed = tokio::time::timeout(SNIFF_WAIT, &mut sniffing) => sniffed.ok(),
-                () = shutdown.cancelled() => return (Dialed::Shutdown, false),
+                () = shutdown.cancelled() => return Dialed::Shutdown,
             };
             return match sniffed {
-                Some(Ok(Sniff::PolicyRequest)) => (Dialed::PolicyRequest, true),
-                _ => (Dialed::Failed(error), false),
+                Some(Ok(Sniff::PolicyRequest)) => Dialed::PolicyRequest,
+                _ => Dialed::Failed(error),
             };
         }
         First::Sniffed(sniffed) => sniffed,
     };
     if matches!(sniffed, Ok(Sniff::PolicyRequest)) {
-        return (Dialed::PolicyRequest, true);
+        return Dialed::PolicyRequest;
     }
     tokio::select! {
         dialed = &mut dialing => match dialed {
-            Ok(upstream) => (Dialed::Upstream(upstream), sniffed.is_ok()),
-            Err(error) => (Dialed::Failed(error), sniffed.is_ok()),
+            Ok(upstream) => Dialed::Upstream {
+                upstream,
+                sniffed: sniffed.is_ok(),
+            },
+            Err(error) => Dialed::Failed(error),
         },
-        () = shutdown.cancelled() => (Dialed::Shutdown, false),
+        () = shutdown.cancelled() => Dialed::Shutdown,
     }
 }
 
