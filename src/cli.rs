@@ -211,7 +211,7 @@ pub struct ServeArgs {
     /// Deepest nesting of containers accepted in a frame.
     #[arg(long, default_value_t = crate::codec::Limits::DEFAULT_MAX_DEPTH, value_name = "LEVELS", value_parser = parse_max_depth)]
     pub max_depth: usize,
-    /// On Ctrl-C or SIGTERM, seconds to let in-flight requests finish before closing.
+    /// On Ctrl-C, SIGTERM or SIGHUP, seconds to let in-flight requests finish before closing.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
     pub drain_timeout: std::time::Duration,
     /// Worker threads (default: one per core).

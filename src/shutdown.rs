@@ -1,51 +1,83 @@
-//! Ctrl-C and SIGTERM become one cancellation token that every role watches to stop accepting
-//! work and drain what is in flight; and the wait for a drain's (or flush's) deadline, once set.
+//! Ctrl-C, SIGTERM and (unless a role reloads on it) SIGHUP become one cancellation token that
+//! every role watches to stop accepting work and drain what is in flight; and the wait for a
+//! drain's (or flush's) deadline, once set.
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first Ctrl-C (SIGINT) or SIGTERM. The signals are watched from
-/// the moment this returns, so a caller that announces itself afterwards cannot be killed by a
-/// SIGTERM sent right after the announcement.
-pub fn on_signal() -> CancellationToken {
+/// What SIGHUP means to a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hangup {
+    /// SIGHUP stops the role as SIGTERM does: a closed terminal or SSH session must not kill a
+    /// run, server or proxy before it has written its results, log and summary.
+    Stops,
+    /// The role watches SIGHUP itself (the policy server reloads its file on it).
+    Reloads,
+}
+
+/// A token cancelled on the first Ctrl-C (SIGINT) or SIGTERM, and SIGHUP when `hangup` is
+/// [`Hangup::Stops`]. The signals are watched from the moment this returns, so a caller that
+/// announces itself afterwards cannot be killed by a signal sent right after the announcement.
+pub fn on_signal(hangup: Hangup) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
-    let signalled = watch_signals();
+    let signalled = watch_signals(hangup);
     tokio::spawn(async move {
-        signalled.await;
+        let name = signalled.await;
         // Cancel first: nothing (a log line on a closed standard error) may come between the
         // signal and the shutdown.
         cancel.cancel();
-        tracing::info!("shutdown requested");
+        tracing::info!("{name}: shutdown requested");
     });
     token
 }
 
-/// Registers for SIGINT and SIGTERM now; the future resolves on the first of them.
+/// Registers for SIGINT, SIGTERM and, with [`Hangup::Stops`], SIGHUP now; the future resolves
+/// on the first of them, with its name.
 #[cfg(unix)]
-fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
+fn watch_signals(hangup: Hangup) -> impl std::future::Future<Output = &'static str> + Send {
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = signal(SignalKind::interrupt());
     let terminate = signal(SignalKind::terminate());
+    let hangups = match hangup {
+        Hangup::Stops => Some(signal(SignalKind::hangup())),
+        Hangup::Reloads => None,
+    };
     async move {
-        match (interrupt, terminate) {
-            (Ok(mut interrupt), Ok(mut terminate)) => {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
+        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
             (_, Err(error)) | (Err(error), _) => {
                 tracing::warn!("cannot watch SIGTERM or SIGINT ({error}); falling back to Ctrl-C");
                 let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
             }
+        };
+        let mut hangups = match hangups {
+            Some(Ok(hangups)) => Some(hangups),
+            Some(Err(error)) => {
+                tracing::warn!("cannot watch SIGHUP ({error}); it will end the process at once");
+                None
+            }
+            None => None,
+        };
+        let hangup_received = async {
+            match hangups.as_mut() {
+                Some(hangups) => hangups.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup_received => "SIGHUP",
         }
     }
 }
 
 #[cfg(not(unix))]
-fn watch_signals() -> impl std::future::Future<Output = ()> + Send {
+fn watch_signals(_: Hangup) -> impl std::future::Future<Output = &'static str> + Send {
     async {
         let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 

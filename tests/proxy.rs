@@ -895,6 +895,47 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
     server.terminate();
 }
 
+/// A closed terminal or SSH session (SIGHUP) stops `serve` and `proxy` as SIGTERM does: the
+/// proxy's log ends with the open connection's close, and both print their summaries.
+#[test]
+fn sighup_stops_the_proxy_and_the_server_with_their_summaries() {
+    let mut server = serve_process(Stdio::null());
+    let upstream = server.addr.clone();
+    let log = temp_path("hangup.jsonl");
+    let log_arg = log.to_str().expect("utf-8");
+    let mut proxy = proxy_process(&upstream, &["--quiet", "--log", log_arg], Stdio::null());
+    let addr: SocketAddr = proxy.addr.parse().expect("an address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (status, out) = runtime.block_on(async {
+        let mut client = RawClient::connect(addr).await;
+        client
+            .call("h1", "echo", object(vec![("text", Value::string("hi"))]))
+            .await;
+        // The client stays connected while the proxy is told to stop.
+        let stopped = proxy.stop_with("-HUP");
+        drop(client);
+        stopped
+    });
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("command (latency, ms)"), "{out}");
+    let entries = read_log(&log);
+    let close = entries.last().expect("a logged event");
+    assert_eq!(close["event"], "close", "{entries:?}");
+    assert_eq!(close["reason"], "proxy shutting down", "{entries:?}");
+    assert_eq!(
+        entries.iter().filter(|e| e["event"] == "frame").count(),
+        2,
+        "{entries:?}"
+    );
+    let (status, counters) = server.stop_with("-HUP");
+    assert!(status.success(), "{status:?}");
+    assert!(counters.contains("echo 1"), "{counters}");
+    let _ = std::fs::remove_file(log);
+}
+
 /// Under traffic that never lets the log's queue run empty, `--stats-every` still prints its
 /// table on time.
 #[test]

@@ -427,12 +427,24 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
 
 #[test]
 fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
+    interrupted_run_keeps_its_results("-INT", "long");
+}
+
+/// A closed terminal or SSH session ends a run as Ctrl-C does, its results written.
+#[test]
+fn sighup_keeps_the_results_too() {
+    interrupted_run_keeps_its_results("-HUP", "hangup");
+}
+
+/// Starts a 60-second run, waits for its first logged interval, sends `signal`, and checks the
+/// run stopped early with its results written (`name` keeps the scratch paths apart).
+fn interrupted_run_keeps_its_results(signal_name: &str, name: &str) {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")
         .replace("duration = \"3s\"", "duration = \"60s\"");
-    let file = temp_path("long.toml");
+    let file = temp_path(&format!("{name}.toml"));
     std::fs::write(&file, text).expect("writes");
-    let out = temp_path("long-out");
+    let out = temp_path(&format!("{name}-out"));
     // An earlier run's results in the same directory.
     std::fs::create_dir_all(&out).expect("makes the directory");
     for earlier in ["summary.json", "report.html"] {
@@ -467,7 +479,7 @@ fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
         !out.join("summary.json").exists() && !out.join("report.html").exists(),
         "a running run's log never stands beside an earlier run's summary"
     );
-    signal(child.id(), "-INT");
+    signal(child.id(), signal_name);
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");
     assert!(has_an_interval());

@@ -220,7 +220,7 @@ fn run_server(args: &PolicyServeArgs) -> anyhow::Result<ExitCode> {
         let server = PolicyServer::new(listeners(args)?, Arc::clone(&store), config);
         let ports: BTreeSet<u16> = server.local_addrs().iter().map(SocketAddr::port).collect();
         check_for_ports(args, &policy, &ports)?;
-        let shutdown = crate::shutdown::on_signal();
+        let shutdown = crate::shutdown::on_signal(crate::shutdown::Hangup::Reloads);
         // Watched before `listening on` is printed: a SIGHUP sent right after it (a reload by
         // a service manager) must reload, not kill, the server.
         let reloading = reload_on_hangup(args.policy.clone(), ports, store, shutdown.clone());

@@ -169,7 +169,7 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let proxy = Proxy::bind(config).await?;
-        let shutdown = crate::shutdown::on_signal();
+        let shutdown = crate::shutdown::on_signal(crate::shutdown::Hangup::Stops);
         crate::listener::announce(proxy.local_addr()?)?;
         if let Some(addr) = proxy.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;

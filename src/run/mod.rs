@@ -73,7 +73,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!args.quiet, scenario.duration);
     let result = runtime.and_then(|runtime| {
         runtime.block_on(async {
-            let shutdown = crate::shutdown::on_signal();
+            let shutdown = crate::shutdown::on_signal(crate::shutdown::Hangup::Stops);
             let open_log = || dir.open_log();
             execute(scenario.clone(), shutdown, progress.clone(), open_log).await
         })

@@ -147,7 +147,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     crate::listener::runtime(args.threads)?.block_on(async {
         let server = Server::bind(config).await?;
-        let shutdown = crate::shutdown::on_signal();
+        let shutdown = crate::shutdown::on_signal(crate::shutdown::Hangup::Stops);
         crate::listener::announce(server.local_addr()?)?;
         if let Some(addr) = server.ws_local_addr()? {
             crate::listener::announce_websocket(addr)?;

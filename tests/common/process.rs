@@ -116,7 +116,13 @@ impl Listening {
 
     /// Sends SIGTERM, waits for the exit, and returns the status and the rest of standard output.
     pub fn terminate(&mut self) -> (ExitStatus, String) {
-        self.signal("-TERM");
+        self.stop_with("-TERM")
+    }
+
+    /// Sends the signal `name`, waits for the exit, and returns the status and the rest of
+    /// standard output.
+    pub fn stop_with(&mut self, name: &str) -> (ExitStatus, String) {
+        self.signal(name);
         let status = wait_exit(&mut self.child, Duration::from_secs(20));
         let mut rest = String::new();
         if let Some(stdout) = &mut self.stdout {
