@@ -1262,12 +1262,17 @@ fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
         steps = [{ request = "echo", params = { cell = "{{big.cell}}" } }]
         "#,
     );
-    let errors = &result.summary["commands"]["echo"]["errors"]["protocol_error"];
+    let echo = &result.summary["commands"]["echo"];
+    let errors = &echo["errors"]["protocol_error"];
     assert!(
         errors.as_u64().is_some_and(|n| n > 0),
         "{:#}",
         result.summary
     );
+    // Nothing was sent: no service or lag time to show, only the failures' latency.
+    assert_eq!(echo["service_us"]["p50"], Json::Null, "{echo:#}");
+    assert_eq!(echo["lag_us"]["max"], Json::Null, "{echo:#}");
+    assert!(echo["latency_us"]["max"].is_u64(), "{echo:#}");
 }
 
 #[test]
@@ -1298,6 +1303,11 @@ fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
         summary["commands"]["message:chat"]["errors"]["protocol_error"].as_u64(),
         Some(failed),
         "{summary:#}"
+    );
+    assert_eq!(
+        summary["commands"]["message:chat"]["lag_us"]["p99"],
+        Json::Null,
+        "never sent: {summary:#}"
     );
     // A session whose message went out just before the end may have had its echo skipped.
     let cut_short = summary["sessions"]["cut_short"]

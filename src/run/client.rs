@@ -343,8 +343,8 @@ impl Client {
                 };
                 let sample = Sample {
                     latency: end.saturating_duration_since(due),
-                    service: end.saturating_duration_since(started),
-                    lag: started.saturating_duration_since(due),
+                    service: Some(end.saturating_duration_since(started)),
+                    lag: Some(started.saturating_duration_since(due)),
                     error,
                 };
                 self.shared
@@ -364,8 +364,8 @@ impl Client {
         let now = Instant::now();
         let sample = Sample {
             latency: now.saturating_duration_since(due),
-            service: Duration::ZERO,
-            lag: now.saturating_duration_since(due),
+            service: None,
+            lag: None,
             error: Some(ErrorKind::ProtocolError),
         };
         self.shared
@@ -400,10 +400,12 @@ impl Client {
             Ok(_) => None,
             Err(error) => Some(error_kind(error)),
         };
+        // A request that could not be encoded never left: it has no send to time.
+        let was_sent = !matches!(outcome, Err(CallError::Encode(_)));
         let sample = Sample {
             latency: ended.saturating_duration_since(due),
-            service: ended.saturating_duration_since(sent),
-            lag: sent.saturating_duration_since(due),
+            service: was_sent.then(|| ended.saturating_duration_since(sent)),
+            lag: was_sent.then(|| sent.saturating_duration_since(due)),
             error,
         };
         self.shared.metrics.record(command, sample);

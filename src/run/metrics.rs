@@ -120,10 +120,11 @@ pub struct Rotation {
 pub struct Sample {
     /// Reply (or timeout) minus intended send.
     pub latency: Duration,
-    /// Reply (or timeout) minus actual send.
-    pub service: Duration,
-    /// Actual minus intended send.
-    pub lag: Duration,
+    /// Reply (or timeout) minus actual send; none when nothing was sent (a request over the
+    /// frame cap), so that the service times describe only what the target saw.
+    pub service: Option<Duration>,
+    /// Actual minus intended send; none when nothing was sent.
+    pub lag: Option<Duration>,
     /// Why it failed, if it did.
     pub error: Option<ErrorKind>,
 }
@@ -194,8 +195,12 @@ impl Metrics {
             let latency = micros(sample.latency);
             let _ = metrics.latency.record(latency);
             let _ = metrics.interval.record(latency);
-            let _ = metrics.service.record(micros(sample.service));
-            let _ = metrics.lag.record(micros(sample.lag));
+            if let Some(service) = sample.service {
+                let _ = metrics.service.record(micros(service));
+            }
+            if let Some(lag) = sample.lag {
+                let _ = metrics.lag.record(micros(lag));
+            }
             if let Some(kind) = sample.error {
                 *metrics.errors.entry(kind).or_default() += 1;
                 metrics.interval_errors += 1;

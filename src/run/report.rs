@@ -41,12 +41,16 @@ const PERCENTILES: [(&str, f64); 5] = [
 fn percentiles(histogram: &Histogram<u64>) -> Json {
     let mut map = serde_json::Map::new();
     for (name, quantile) in PERCENTILES {
-        let value = if quantile >= 100.0 {
-            histogram.max()
+        // Nothing measured is null, not 0 microseconds (a command none of whose requests was
+        // sent has no service time).
+        let value = if histogram.is_empty() {
+            Json::Null
+        } else if quantile >= 100.0 {
+            json!(histogram.max())
         } else {
-            histogram.value_at_percentile(quantile)
+            json!(histogram.value_at_percentile(quantile))
         };
-        map.insert(name.into(), json!(value));
+        map.insert(name.into(), value);
     }
     Json::Object(map)
 }
@@ -506,8 +510,8 @@ mod tests {
         let metrics = Metrics::new().expect("metrics");
         let ok = Sample {
             latency: Duration::from_millis(1),
-            service: Duration::from_millis(1),
-            lag: Duration::ZERO,
+            service: Some(Duration::from_millis(1)),
+            lag: Some(Duration::ZERO),
             error: None,
         };
         for _ in 0..5 {

@@ -375,8 +375,8 @@ mod tests {
     fn sample(ms: u64) -> Sample {
         Sample {
             latency: Duration::from_millis(ms),
-            service: Duration::from_millis(ms),
-            lag: Duration::ZERO,
+            service: Some(Duration::from_millis(ms)),
+            lag: Some(Duration::ZERO),
             error: None,
         }
     }
