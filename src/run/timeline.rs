@@ -3,6 +3,7 @@
 //! and percentiles to the report's time series (at most `MAX_POINTS` points, whatever the run's
 //! length) and the progress line.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -266,6 +267,7 @@ impl TimelineWriter {
             .map_err(|error| stop_logging(error.to_string()))
             .ok();
         let mut points = Points::new();
+        let mut tags = Tags::default();
         let mut last_sessions = 0;
         for Interval {
             rotation,
@@ -275,11 +277,18 @@ impl TimelineWriter {
         {
             if let Some(writer) = &mut log {
                 for command in &rotation.commands {
-                    let tag = tag_for(&command.command);
-                    if let Err(error) =
-                        writer.write_histogram(&command.latency, start, length, Tag::new(&tag))
-                    {
-                        stop_logging(error.to_string());
+                    let (tag, renamed) = tags.of(&command.command);
+                    let commented = match renamed {
+                        Some(comment) => writer.write_comment(&comment).map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    };
+                    let written = commented.and_then(|()| {
+                        writer
+                            .write_histogram(&command.latency, start, length, Tag::new(&tag))
+                            .map_err(|error| error.to_string())
+                    });
+                    if let Err(error) = written {
+                        stop_logging(error);
                         log = None;
                         break;
                     }
@@ -349,8 +358,39 @@ fn point(rotation: &Rotation, start: Duration, length: Duration, last_sessions: 
     }
 }
 
-/// A log tag may not hold commas or white space (readers split lines on them); they become `_`.
-pub fn tag_for(command: &str) -> String {
+/// Each command's tag in the interval log, fixed at its first interval. A tag may not hold
+/// commas or white space (readers split lines on them), so they become `_`; a name that would
+/// then take an earlier command's tag gets `~2`, `~3`, ... instead, so that no two commands
+/// ever share one.
+#[derive(Debug, Default)]
+struct Tags {
+    by_command: HashMap<String, String>,
+    taken: HashSet<String>,
+}
+
+impl Tags {
+    /// The tag of `command`; and, the first time a tag that is not the name itself is given,
+    /// the comment that says whose it is.
+    fn of(&mut self, command: &str) -> (String, Option<String>) {
+        if let Some(tag) = self.by_command.get(command) {
+            return (tag.clone(), None);
+        }
+        let base = tag_for(command);
+        let mut tag = base.clone();
+        let mut suffix = 1;
+        while self.taken.contains(&tag) {
+            suffix += 1;
+            tag = format!("{base}~{suffix}");
+        }
+        self.taken.insert(tag.clone());
+        self.by_command.insert(command.to_string(), tag.clone());
+        let renamed = (tag != command).then(|| format!("[Tag {tag} is the command {command:?}]"));
+        (tag, renamed)
+    }
+}
+
+/// `command` with commas and white space (which readers split lines on) made `_`.
+fn tag_for(command: &str) -> String {
     command
         .chars()
         .map(|c| {
@@ -452,6 +492,22 @@ mod tests {
     }
 
     #[test]
+    fn commands_that_differ_in_white_space_get_tags_of_their_own() {
+        let mut tags = Tags::default();
+        assert_eq!(tags.of("getRoom"), ("getRoom".to_string(), None));
+        let (first, said) = tags.of("a b");
+        assert_eq!(first, "a_b");
+        assert_eq!(said.as_deref(), Some("[Tag a_b is the command \"a b\"]"));
+        assert_eq!(tags.of("a\tb").0, "a_b~2");
+        assert_eq!(tags.of("a_b").0, "a_b~3");
+        assert_eq!(
+            tags.of("a\tb"),
+            ("a_b~2".to_string(), None),
+            "fixed, said once"
+        );
+    }
+
+    #[test]
     fn a_run_within_the_cap_keeps_one_point_a_second() {
         let mut points = Points::new();
         for index in 0..MAX_POINTS as u64 - 1 {
@@ -496,6 +552,10 @@ mod tests {
         );
         let text = String::from_utf8(timeline.hlog.clone()).expect("text");
         assert!(text.contains("#[StartTime: 1800000000.000"), "{text}");
+        assert!(
+            text.contains("#[Tag get_room is the command \"get room\"]"),
+            "{text}"
+        );
         let mut deserializer = Deserializer::new();
         let mut seen = Vec::new();
         for entry in IntervalLogIterator::new(&timeline.hlog) {
