@@ -41,18 +41,18 @@ impl Refusal {
 pub async fn check_request<S: AsyncRead + Unpin>(
     stream: &mut Prefixed<S>,
 ) -> io::Result<Option<Refusal>> {
-    stream
-        .buffer_until(|head| head_len(head).is_some(), MAX_HEAD)
-        .await?;
+    stream.buffer_until(is_decided, MAX_HEAD).await?;
     Ok(check_head(stream.buffered()).err())
 }
 
-/// Where the request head ends, once it has.
-fn head_len(received: &[u8]) -> Option<usize> {
-    received
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
+/// Whether `received` is enough to answer: a whole request head (its lines ended by CRLF or,
+/// as HTTP parsers accept, a bare LF), or bytes that cannot begin one.
+fn is_decided(received: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    !matches!(
+        httparse::Request::new(&mut headers).parse(received),
+        Ok(httparse::Status::Partial)
+    )
 }
 
 /// Whether a request head asks for a WebSocket upgrade this server can complete.
@@ -69,6 +69,12 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
         }
         // The connection ended mid-request: nobody is left to answer.
         Ok(httparse::Status::Partial) => return Ok(()),
+        Err(httparse::Error::Version) => {
+            return Err(Refusal::new(
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "a WebSocket handshake is an HTTP/1.1 request",
+            ));
+        }
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -124,6 +130,17 @@ fn check_head(received: &[u8]) -> Result<(), Refusal> {
         return Err(Refusal::new(
             StatusCode::UPGRADE_REQUIRED,
             format!("only WebSocket version {VERSION} is spoken (Sec-WebSocket-Version)"),
+        ));
+    }
+    let keys = request
+        .headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("Sec-WebSocket-Key"))
+        .count();
+    if keys > 1 {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "more than one Sec-WebSocket-Key header",
         ));
     }
     match header("Sec-WebSocket-Key") {
@@ -197,6 +214,17 @@ mod tests {
         );
         assert_eq!(status(&UPGRADE.replace("GET", "POST")), Some(405));
         assert_eq!(status(&UPGRADE.replace("HTTP/1.1", "HTTP/1.0")), Some(505));
+        assert_eq!(status(&UPGRADE.replace("HTTP/1.1", "HTTP/2.0")), Some(505));
+        assert_eq!(
+            status(&UPGRADE.replace("\r\n", "\n")),
+            None,
+            "bare LF line ends"
+        );
+        let second_key = UPGRADE.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n",
+        );
+        assert_eq!(status(&second_key), Some(400));
         // tungstenite takes the whole Upgrade value, not a list.
         assert_eq!(
             status(&UPGRADE.replace("Upgrade: WebSocket", "Upgrade: websocket, h2c")),
@@ -226,8 +254,12 @@ mod tests {
     }
 
     #[test]
-    fn head_ends_at_the_blank_line() {
-        assert_eq!(head_len(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
-        assert_eq!(head_len(b"GET / HTTP/1.1\r\n"), None);
+    fn a_head_is_decided_at_its_blank_line_or_its_first_bad_byte() {
+        assert!(is_decided(b"GET / HTTP/1.1\r\n\r\nrest"));
+        assert!(is_decided(b"GET / HTTP/1.1\n\n"));
+        assert!(!is_decided(b"GET / HTTP/1.1\r\n"));
+        assert!(!is_decided(b"GET / HTTP/1.1\nHost: h\n"));
+        assert!(is_decided(b"GET / HTTP/1.1\r\nbad header\r\n"));
+        assert!(is_decided(b"\x00\x00\x00\x10"));
     }
 }
