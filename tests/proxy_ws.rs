@@ -260,6 +260,37 @@ async fn a_text_message_is_refused_with_1003() {
     server.stop().await;
 }
 
+/// A client's frame that breaks RFC 6455 (here unmasked) gets a Close 1002 from the proxy too,
+/// and the connection counts under `ws_protocol_error`.
+#[tokio::test]
+async fn a_websocket_protocol_violation_is_refused_with_1002() {
+    let server = TestServer::start(common::config()).await;
+    let (proxy, addr) = start_ws(ws_proxy_config(server.addr, None)).await;
+    let mut client = WsClient::connect(addr).await;
+    assert_eq!(
+        client.call("x", "echo", text_param("ok")).await.0,
+        text_param("ok")
+    );
+    let unmasked = [0x82, 0x01, 0x00];
+    client
+        .socket
+        .get_mut()
+        .write_all(&unmasked)
+        .await
+        .expect("sends");
+    let (code, reason) = client.expect_close().await;
+    assert_eq!(code, 1002, "{reason}");
+    assert!(reason.contains("unmasked"), "{reason}");
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    assert_eq!(
+        summary.stats.closes.get("ws_protocol_error"),
+        Some(&1),
+        "{summary:?}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
     let server = TestServer::start(common::config()).await;

@@ -170,6 +170,28 @@ async fn a_bad_amf_frame_ends_the_connection_with_a_protocol_error_close() {
     }
 }
 
+/// A frame that breaks RFC 6455 itself (unmasked from a client, a reserved opcode, a reserved
+/// bit) fails the connection with a Close 1002 naming the violation, as RFC 6455 7.1.7 asks.
+#[tokio::test]
+async fn a_websocket_protocol_violation_is_refused_with_1002() {
+    for (raw, said) in [
+        (vec![0x82, 0x01, 0x00], "unmasked"),
+        (vec![0x83, 0x80, 1, 2, 3, 4], "invalid opcode"),
+        (vec![0xc2, 0x80, 1, 2, 3, 4], "reserved bits"),
+    ] {
+        let (server, addr) = start_ws(ws_config()).await;
+        let mut client = WsClient::connect(addr).await;
+        client
+            .socket
+            .get_mut()
+            .write_all(&raw)
+            .await
+            .expect("sends");
+        let reason = expect_refusal(server, client, 1002, "ws_protocol_error").await;
+        assert!(reason.to_lowercase().contains(said), "{said}: {reason}");
+    }
+}
+
 /// A client that never answers the server's pings gets a Close 1002 saying so, not a dropped
 /// connection.
 #[tokio::test]

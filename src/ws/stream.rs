@@ -44,11 +44,31 @@ pub struct WsStream<S> {
 
 struct Refusal {
     close: Option<CloseFrame>,
-    error: fn() -> WsError,
+    why: Refused,
     /// Our side is shut down after the Close.
     shut: bool,
     /// Until when what the peer still sends is read and dropped.
     linger: Option<Linger>,
+}
+
+/// Why a message was refused.
+enum Refused {
+    Text,
+    TooLarge,
+    /// A frame that breaks RFC 6455 (an unmasked frame, a reserved opcode or bit, ...).
+    Protocol(ProtocolError),
+}
+
+impl Refused {
+    fn error(&self) -> WsError {
+        match self {
+            Refused::Text => WsError::TextMessage,
+            Refused::TooLarge => WsError::MessageTooLarge,
+            Refused::Protocol(violation) => {
+                WsError::Protocol(tungstenite::Error::Protocol(violation.clone()))
+            }
+        }
+    }
 }
 
 /// After a refusal's Close, what the peer is still sending (the rest of the refused message) is
@@ -96,14 +116,19 @@ fn closing_frame(note: Option<&String>) -> CloseFrame {
             reason: "end of stream".into(),
         };
     };
+    CloseFrame {
+        code: CloseCode::Protocol,
+        reason: fitted_reason(reason).into(),
+    }
+}
+
+/// `reason` cut to what a Close carries, never inside a character.
+fn fitted_reason(reason: &str) -> &str {
     let mut end = reason.len().min(MAX_CLOSE_REASON);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    CloseFrame {
-        code: CloseCode::Protocol,
-        reason: reason[..end].into(),
-    }
+    &reason[..end]
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
@@ -128,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             Some(Ok(Message::Text(_))) => self.refuse(
                 CloseCode::Unsupported,
                 "text messages are refused: send the stream as binary messages",
-                || WsError::TextMessage,
+                Refused::Text,
             ),
             Some(Ok(Message::Close(_))) | None => self.input_ended = true,
             // Pings are answered by tungstenite itself; pongs and raw frames carry no bytes.
@@ -137,9 +162,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
                 self.input_ended = true;
             }
             Some(Err(tungstenite::Error::Capacity(_))) => {
-                self.refuse(CloseCode::Size, "message too large", || {
-                    WsError::MessageTooLarge
-                })
+                self.refuse(CloseCode::Size, "message too large", Refused::TooLarge)
+            }
+            // RFC 6455 7.1.7: fail the connection, with a Close saying why where it can go.
+            Some(Err(tungstenite::Error::Protocol(violation)))
+                if is_peers_violation(&violation) =>
+            {
+                let reason = violation.to_string();
+                self.refuse(CloseCode::Protocol, &reason, Refused::Protocol(violation));
             }
             Some(Err(tungstenite::Error::Io(error))) => return Err(error),
             Some(Err(error)) => return Err(to_io(error)),
@@ -147,14 +177,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         Ok(())
     }
 
-    fn refuse(&mut self, code: CloseCode, reason: &'static str, error: fn() -> WsError) {
+    fn refuse(&mut self, code: CloseCode, reason: &str, why: Refused) {
         let close = CloseFrame {
             code,
-            reason: reason.into(),
+            reason: fitted_reason(reason).into(),
         };
         self.refusal = Some(Refusal {
             close: Some(close),
-            error,
+            why,
             shut: false,
             linger: None,
         });
@@ -166,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         let refusal = self.refusal.as_ref()?;
         Some(io::Error::new(
             io::ErrorKind::InvalidData,
-            (refusal.error)(),
+            refusal.why.error(),
         ))
     }
 
@@ -192,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             refusal.shut = true;
         }
         ready!(linger(refusal, Pin::new(self.inner.get_mut()), cx));
-        let error = (refusal.error)();
+        let error = refusal.why.error();
         Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)))
     }
 }
@@ -318,6 +348,17 @@ impl CloseDone {
 
 /// A tungstenite failure as an I/O error, keeping the I/O error itself when it is one. Writing
 /// after the Close handshake is a broken pipe, as writing to a closed socket.
+/// Whether a protocol error is the peer breaking RFC 6455 in what it sent, rather than the
+/// connection's end (a reset, or use after a Close), which has no one left to tell.
+fn is_peers_violation(violation: &ProtocolError) -> bool {
+    !matches!(
+        violation,
+        ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing
+    )
+}
+
 fn to_io(error: tungstenite::Error) -> io::Error {
     match error {
         tungstenite::Error::Io(error) => error,
