@@ -1186,6 +1186,53 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
     server.await.expect("the server task ends");
 }
 
+/// A server that closes connections its clients are not using: the losses are counted as they
+/// happen, and `reconnect` opens each again, though no request ever failed on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_closed_by_the_server_is_lost_and_reopened() {
+    // Accepts, says nothing, and closes each connection after a moment, for ever.
+    let (listener, addr) = common::loopback_listener().await;
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                drop(socket);
+            });
+        }
+    });
+    let scenario = Scenario::parse(&format!(
+        r#"
+        name = "idle-lost"
+        target = "{addr}"
+        connections = 2
+        duration = "2s"
+        reconnect = "100ms"
+        [load]
+        model = "open"
+        # One session at the very end: until then the clients wait, idle.
+        stages = [{{ rate = 0, for = "1s" }}, {{ rate = 1, for = "1s" }}]
+        [[session]]
+        name = "s"
+        steps = [{{ request = "echo" }}]
+        "#
+    ))
+    .expect("valid");
+    let result = run_to_the_end(scenario).await;
+    server.abort();
+    let summary = &result.summary;
+    let connections = &summary["connections"];
+    let lost = connections["lost"]["server_closed"].as_u64();
+    let lost = lost.unwrap_or_else(|| panic!("no connection lost: {summary:#}"));
+    // Each client's connection lasts 200 ms and is reopened 100 ms later: about six times each
+    // in the two seconds, and far more often than the one session could have found out.
+    assert!(lost >= 4, "{summary:#}");
+    let reconnects = connections["reconnects"].as_u64().expect("reconnects");
+    assert!(reconnects >= 4, "{summary:#}");
+}
+
 /// Runs `scenario` (TOML with `{{big.cell}}`: a cell just under the 16 MiB frame cap, so that
 /// any request or message holding it is over the cap once in its envelope, and fails here, at
 /// once, with no I/O to wait for) on a one-worker runtime of its own: a worker held by a failing

@@ -154,6 +154,10 @@ async fn run_connection(
     let mut starts = Vec::with_capacity(free.len());
     let stopped = shared.stop.cancelled();
     tokio::pin!(stopped);
+    // A server that closes an idle connection is seen at once, not by the next request to fail
+    // on it: the loss is counted and `reconnect` acts while the client waits for work.
+    let input_ended = peer.input_ended();
+    tokio::pin!(input_ended);
     let mut outcome = Ok(());
     loop {
         if let Some(arrivals) = &shared.arrivals {
@@ -173,6 +177,10 @@ async fn run_connection(
                 tokio::task::coop::consume_budget().await;
             }
             () = &mut stopped => break,
+            reason = &mut input_ended => {
+                outcome = Err(close_kind(&reason));
+                break;
+            }
             more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
                 if !more {
                     break;
