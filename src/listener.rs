@@ -135,14 +135,53 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// A multi-threaded runtime with `threads` workers (default: one per core).
 pub fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = threads {
-        runtime.worker_threads(usize::from(threads));
-    }
-    runtime
+    let workers = match threads {
+        Some(threads) => usize::from(threads),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    check_threads_can_start(workers)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the runtime")
+}
+
+/// Starts `count` threads that live at once, then ends them: a limit on threads (`ulimit -u`,
+/// a container's pids limit, address space for their stacks) is then an error naming it. The
+/// runtime cannot report it: it panics when a worker cannot start, and then waits for ever on
+/// the workers that did.
+fn check_threads_can_start(count: usize) -> anyhow::Result<()> {
+    let gate = std::sync::Arc::new(std::sync::RwLock::new(()));
+    let held = gate
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut started = Vec::with_capacity(count);
+    let mut failure = None;
+    for _ in 0..count {
+        let gate = std::sync::Arc::clone(&gate);
+        let spawned = std::thread::Builder::new().spawn(move || drop(gate.read()));
+        match spawned {
+            Ok(thread) => started.push(thread),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(held);
+    let running = started.len();
+    for thread in started {
+        let _ = thread.join();
+    }
+    match failure {
+        None => Ok(()),
+        Some(error) => anyhow::bail!(
+            "cannot start {count} worker threads (only {running} could run at once: {error}); \
+             ask for fewer with --threads, or raise the limit on threads (ulimit -u, or the \
+             container's pids limit)"
+        ),
+    }
 }
 
 /// Prints `listening on ADDR` on standard output at once, so a script that asked for port 0

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use amf_bench::run::progress::Progress;
@@ -423,6 +423,36 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
     );
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_dir_all(out);
+}
+
+/// More worker threads than the address space allows stacks for: a clear error and exit 2,
+/// not the runtime's panic and hang, and no results directory made. (An address-space limit,
+/// since a limit on processes does not bind root.)
+#[test]
+fn more_threads_than_can_start_are_refused() {
+    let out = temp_path("threads-out");
+    let smoke = scenario("smoke.toml");
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        "ulimit -v 2000000 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_amf-bench"),
+        "run",
+        smoke.to_str().expect("utf-8"),
+        "--quiet",
+        "--threads",
+        "2000",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let output = run_bounded_command(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot start 2000 worker threads") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a refused run makes no directory");
 }
 
 #[test]
