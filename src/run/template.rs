@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::data::CsvTable;
 use crate::codec::{Str, Value};
-use crate::rpc::toml_value::{CLASS_KEY, TomlValueError, class_name, member_name, toml_to_value};
+use crate::rpc::toml_value::{
+    CLASS_KEY, NULL_KEY, TomlValueError, class_name, member_name, toml_to_value,
+};
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -221,7 +223,19 @@ impl Node {
                 .collect::<Result<_, _>>()
                 .map(Node::Array),
             toml::Value::Table(table) => {
-                let class = Str::from(class_name(table, path)?.unwrap_or_default());
+                // `{ _null = true }` holds no expression, so a table here with `_null` is one
+                // of the shapes the fixed values refuse.
+                if table.contains_key(NULL_KEY) {
+                    return Err(TomlValueError::BadNull { path: path.into() }.into());
+                }
+                let class = class_name(table, path)?.unwrap_or_default();
+                if class.contains("{{") {
+                    return Err(error(
+                        &format!("{path}.{CLASS_KEY}"),
+                        "a class name is fixed: expressions are not rendered in it",
+                    ));
+                }
+                let class = Str::from(class);
                 let members = table
                     .iter()
                     .filter(|(key, _)| key.as_str() != CLASS_KEY)
@@ -520,6 +534,31 @@ mod tests {
             object.get("price").and_then(Value::as_str),
             Some("1.5" | "2.5")
         ));
+    }
+
+    #[test]
+    fn null_and_class_keys_are_checked_when_the_table_holds_expressions() {
+        for (text, said) in [
+            (
+                r#"p = { x = { _null = true, y = "{{client}}" } }"#,
+                "p.x: a null is written",
+            ),
+            (
+                r#"p = { x = { _null = "{{client}}" } }"#,
+                "p.x: a null is written",
+            ),
+            (
+                r#"p = { _class = "{{client}}" }"#,
+                "p._class: a class name is fixed",
+            ),
+            (
+                r#"p = { _class = 5, y = "{{client}}" }"#,
+                "p: '_class' must be a string",
+            ),
+        ] {
+            let error = template(text).expect_err(text).to_string();
+            assert!(error.starts_with(said), "{text}: {error}");
+        }
     }
 
     #[test]
