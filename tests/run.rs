@@ -509,6 +509,19 @@ fn interrupted_run_keeps_its_results(signal_name: &str, name: &str) {
         !out.join("summary.json").exists() && !out.join("report.html").exists(),
         "a running run's log never stands beside an earlier run's summary"
     );
+    // A second run on the same directory meanwhile is refused: its log would be spliced into
+    // this one's.
+    let second = run_bounded(&[
+        "run",
+        file.to_str().expect("utf-8"),
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(said.contains("another run is writing"), "{said}");
+    assert!(has_an_interval(), "the first run's log is untouched");
     signal(child.id(), signal_name);
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.code().is_some_and(|code| code <= 1), "{status:?}");

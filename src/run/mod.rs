@@ -166,6 +166,8 @@ struct ResultsDir {
     made: Vec<PathBuf>,
     /// Whether `latency.hlog` was opened.
     log_opened: Cell<bool>,
+    /// The directory, open and locked for as long as the run writes to it.
+    _lock: Option<File>,
 }
 
 impl ResultsDir {
@@ -176,11 +178,20 @@ impl ResultsDir {
             .map(Path::to_path_buf)
             .collect();
         create_out_dir(&path)?;
-        Ok(ResultsDir {
+        let mut dir = ResultsDir {
             path,
             made,
             log_opened: Cell::new(false),
-        })
+            _lock: None,
+        };
+        match lock_dir(&dir.path) {
+            Ok(lock) => dir._lock = lock,
+            Err(error) => {
+                dir.abandon();
+                return Err(error);
+            }
+        }
+        Ok(dir)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -216,6 +227,22 @@ impl ResultsDir {
         for dir in &self.made {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// Locks `dir` against another run writing to it at the same time, which would interleave the
+/// two runs' logs. Where the file system cannot lock a directory, the run goes on unlocked.
+fn lock_dir(dir: &Path) -> anyhow::Result<Option<File>> {
+    let Ok(opened) = File::open(dir) else {
+        return Ok(None);
+    };
+    match opened.try_lock() {
+        Ok(()) => Ok(Some(opened)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another run is writing its results to {}; give each run its own --out",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(_)) => Ok(None),
     }
 }
 
