@@ -1229,6 +1229,35 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
     server.await.expect("the server task ends");
 }
 
+/// A timeout below the timer's millisecond holds: a reply after it counts as a timeout, at the
+/// timeout, however late the timer fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_after_a_sub_millisecond_timeout_is_a_timeout() {
+    let scenario = Scenario::parse(
+        r#"
+        name = "short-timeout"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo", timeout = "100us" }, { think = "5ms" }]
+        "#,
+    )
+    .expect("valid");
+    let result = run_to_the_end(scenario).await;
+    let echo = &result.summary["commands"]["echo"];
+    assert!(echo["count"].as_u64().is_some_and(|n| n > 20), "{echo:#}");
+    // Replies within 100 us count as such; every other request ended at its timeout.
+    assert!(
+        echo["service_us"]["max"]
+            .as_u64()
+            .is_some_and(|max| max <= 100),
+        "{echo:#}"
+    );
+}
+
 /// A server that closes connections its clients are not using: the losses are counted as they
 /// happen, and `reconnect` opens each again, though no request ever failed on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -342,11 +342,13 @@ impl Client {
                     reason = self.peer.input_ended() => Err(close_kind(&reason)),
                 };
                 under_way.ended();
+                let deadline = started + *timeout;
                 let (end, error) = match waited {
                     // A message that came before the wait is the client's from the wait's start:
-                    // its own lateness counts, as for a request sent late.
-                    Ok(Some(arrived)) => (arrived.max(started), None),
-                    Ok(None) => (started + *timeout, Some(ErrorKind::Timeout)),
+                    // its own lateness counts, as for a request sent late. One that came in the
+                    // timer's lateness after the deadline is a timeout, as for a request.
+                    Ok(Some(arrived)) if arrived <= deadline => (arrived.max(started), None),
+                    Ok(_) => (deadline, Some(ErrorKind::Timeout)),
                     Err(lost) => (Instant::now(), Some(lost)),
                 };
                 let sample = Sample {
@@ -399,11 +401,18 @@ impl Client {
         let under_way = UnderWay::new(&self.shared.metrics);
         let outcome = self.peer.call(command.clone(), params, Some(timeout)).await;
         under_way.ended();
-        let ended = match &outcome {
-            Err(CallError::Timeout(_)) => sent + timeout,
-            _ => Instant::now(),
+        let now = Instant::now();
+        let deadline = sent + timeout;
+        // The timer fires up to a millisecond late: a reply after the deadline is a timeout all
+        // the same, so that a timeout below a millisecond means what it says.
+        let timed_out = match &outcome {
+            Err(CallError::Timeout(_)) => true,
+            Ok(_) => now > deadline,
+            Err(_) => false,
         };
+        let ended = if timed_out { deadline } else { now };
         let error = match &outcome {
+            _ if timed_out => Some(ErrorKind::Timeout),
             Ok(result) if is_error_result(result) => Some(ErrorKind::ErrorResult),
             Ok(_) => None,
             Err(error) => Some(error_kind(error)),
