@@ -496,6 +496,16 @@ mod tests {
                 "wait_message = \"\"",
                 "session[0].steps[4].wait_message: the command name is empty",
             ),
+            (
+                "request = \"getRoom\"",
+                "request = \"wait_message:chatEcho\"",
+                "session[0].steps[2].request: 'wait_message:chatEcho' is reserved",
+            ),
+            (
+                "request = \"getRoom\"",
+                "request = \"message:chat\"",
+                "session[0].steps[2].request: 'message:chat' is reserved",
+            ),
         ];
         for (from, to, expected) in cases {
             let text = EXAMPLE.replacen(from, to, 1);

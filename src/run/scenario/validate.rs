@@ -222,6 +222,13 @@ fn validate_step(
         Ok(())
     };
     if let Some(command) = &step.request {
+        // The results name message and wait_message steps `message:X` and `wait_message:X`.
+        if command.starts_with("message:") || command.starts_with("wait_message:") {
+            bail!(
+                "{key}.request: '{command}' is reserved: the results name message and \
+                 wait_message steps so, and the two would share one row"
+            );
+        }
         return Ok(Step::Request {
             command: Str::from(command.as_str()),
             params: params()?,
