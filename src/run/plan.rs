@@ -44,10 +44,61 @@ impl Arrivals {
         }
     }
 
-    /// How many arrivals the plan holds before `until`.
+    /// How many arrivals the plan holds before `until`: counted without walking them for even
+    /// spacing (a long run at a high rate plans billions), walked for Poisson spacing.
     pub fn planned(stages: &[Stage], spacing: Spacing, until: Duration) -> u64 {
-        Arrivals::new(stages, spacing, until).count() as u64
+        match spacing {
+            Spacing::Even => even_count(stages, until),
+            Spacing::Poisson { .. } => Arrivals::new(stages, spacing, until).count() as u64,
+        }
     }
+}
+
+/// When an evenly spaced arrival is due once `due` sessions are (the k-th is due at `due = k`),
+/// as `Arrivals` computes it; none past the last stage.
+fn even_at(stages: &[Stage], due: f64) -> Option<Duration> {
+    let mut stage_start = Duration::ZERO;
+    let mut due_before_stage = 0.0;
+    for stage in stages {
+        let within = due - due_before_stage;
+        if within < stage.sessions() {
+            return Some(stage_start + stage.time_of(within));
+        }
+        due_before_stage += stage.sessions();
+        stage_start += stage.length;
+    }
+    None
+}
+
+/// Sessions due by `until`: the integral of the rate.
+fn sessions_due_by(stages: &[Stage], until: Duration) -> f64 {
+    let mut stage_start = Duration::ZERO;
+    let mut due = 0.0;
+    for stage in stages {
+        if until >= stage_start + stage.length {
+            due += stage.sessions();
+        } else if until > stage_start {
+            let t = (until - stage_start).as_secs_f64();
+            let slope = (stage.to - stage.from) / stage.length.as_secs_f64();
+            due += stage.from * t + slope * t * t / 2.0;
+        }
+        stage_start += stage.length;
+    }
+    due
+}
+
+/// Evenly spaced arrivals before `until`: the sessions due by then, rounded up, then moved to
+/// where `Arrivals` puts the boundary, whose arithmetic may round the other way.
+fn even_count(stages: &[Stage], until: Duration) -> u64 {
+    let is_before = |k: u64| even_at(stages, k as f64).is_some_and(|at| at < until);
+    let mut count = sessions_due_by(stages, until).ceil().max(0.0) as u64;
+    while count > 0 && !is_before(count - 1) {
+        count -= 1;
+    }
+    while is_before(count) {
+        count += 1;
+    }
+    count
 }
 
 /// One gap of a unit-rate Poisson process: exponential with mean 1.
@@ -146,6 +197,38 @@ mod tests {
             from: rate,
             to: rate,
             length,
+        }
+    }
+
+    #[test]
+    fn even_arrivals_are_counted_as_the_walk_counts_them() {
+        let ramp = |from: f64, to: f64, ms: u64| Stage {
+            from,
+            to,
+            length: Duration::from_millis(ms),
+        };
+        let plans = [
+            vec![steady(10.0, Duration::from_secs(1))],
+            vec![ramp(0.0, 100.0, 10_000), ramp(100.0, 0.0, 10_000)],
+            vec![
+                steady(10.0, Duration::from_secs(1)),
+                steady(0.0, Duration::from_secs(1)),
+                ramp(3.0, 7.5, 1_300),
+                steady(1_000.0, Duration::from_millis(2_345)),
+            ],
+            vec![steady(0.0, Duration::from_secs(5))],
+            vec![ramp(0.1, 0.3, 60_000)],
+        ];
+        for stages in &plans {
+            for until_ms in (0..25_000).step_by(37) {
+                let until = Duration::from_millis(until_ms);
+                let walked = Arrivals::new(stages, Spacing::Even, until).count() as u64;
+                assert_eq!(
+                    even_count(stages, until),
+                    walked,
+                    "{stages:?} until {until:?}"
+                );
+            }
         }
     }
 
