@@ -64,6 +64,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
+    if let Some(warning) = scenario.connect_ramp_warning() {
+        tracing::warn!("{warning}");
+    }
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&scenario.name),

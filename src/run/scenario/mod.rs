@@ -193,6 +193,22 @@ impl Scenario {
         Scenario::parse_in(&text, base).with_context(|| format!("in scenario {}", path.display()))
     }
 
+    /// A warning when `connect_rate` opens the clients over longer than the run lasts, so that
+    /// some never connect: legal (a run may measure its ramp), but easy to do by mistake.
+    pub fn connect_ramp_warning(&self) -> Option<String> {
+        let ramp = (self.connections - 1) as f64 / self.connect_rate;
+        let duration = self.duration.as_secs_f64();
+        if ramp < duration {
+            return None;
+        }
+        let connecting = ((duration * self.connect_rate).ceil() as usize).min(self.connections);
+        Some(format!(
+            "connect_rate {} opens the {} clients over {ramp:.1} s, but the run lasts {duration:.1} \
+             s: only about {connecting} will connect",
+            self.connect_rate, self.connections
+        ))
+    }
+
     /// Validates the text of a scenario file, CSV files relative to the current directory.
     pub fn parse(text: &str) -> anyhow::Result<Scenario> {
         Scenario::parse_in(text, Path::new("."))
@@ -350,6 +366,30 @@ mod tests {
             .map(|(key, _)| key.as_str())
             .collect();
         assert_eq!(keys, ["login.p99", "error_rate"], "the file's order");
+    }
+
+    #[test]
+    fn a_connect_ramp_longer_than_the_run_is_warned_of() {
+        let scenario = |connections: u32, rate: u32| {
+            Scenario::parse(&format!(
+                "name = 'r'\nconnections = {connections}\nconnect_rate = {rate}\n\
+                 duration = '2s'\n[load]\nmodel = 'closed'\n[[session]]\nname = 's'\nsteps = [{{ think = '1s' }}]\n"
+            ))
+            .expect("valid")
+        };
+        assert_eq!(
+            scenario(10, 2).connect_ramp_warning().as_deref(),
+            Some(
+                "connect_rate 2 opens the 10 clients over 4.5 s, but the run lasts 2.0 s: only \
+             about 4 will connect"
+            )
+        );
+        assert_eq!(
+            scenario(4, 2).connect_ramp_warning(),
+            None,
+            "the last at 1.5 s"
+        );
+        assert_eq!(scenario(1, 1).connect_ramp_warning(), None);
     }
 
     #[test]
