@@ -109,7 +109,11 @@ pub fn summary(
     facts: &RunFacts,
     thresholds: &[Outcome],
 ) -> Json {
-    let seconds = facts.elapsed.as_secs_f64().max(f64::EPSILON);
+    let seconds = facts.elapsed.as_secs_f64();
+    // Rates over no time at all (a run stopped before it began) are 0, not a division by zero.
+    let per_second = |count: f64| {
+        if seconds > 0.0 { count / seconds } else { 0.0 }
+    };
     let commands: serde_json::Map<String, Json> = recorded
         .commands
         .iter()
@@ -143,8 +147,8 @@ pub fn summary(
             "cut_short": recorded.sessions_cut_short,
             "dropped": recorded.dropped,
             "unstarted": facts.planned_sessions.map(|planned| planned.saturating_sub(recorded.sessions_started + recorded.dropped)),
-            "planned_rate": facts.planned_sessions.map(|planned| planned as f64 / seconds),
-            "achieved_rate": recorded.sessions_started as f64 / seconds,
+            "planned_rate": facts.planned_sessions.map(|planned| per_second(planned as f64)),
+            "achieved_rate": per_second(recorded.sessions_started as f64),
         },
         "connections": {
             "planned": scenario.connections,
@@ -572,5 +576,28 @@ mod tests {
             assert!(!outcome.ok, "{} {} passed", outcome.name, outcome.condition);
             assert!(outcome.measured.is_nan(), "{}", outcome.measured);
         }
+    }
+
+    #[test]
+    fn a_run_stopped_before_it_began_lasted_no_time_at_any_rate() {
+        let scenario = crate::run::scenario::Scenario::parse(
+            "name = 'n'\nconnections = 1\nduration = '1s'\n[load]\nmodel = 'open'\n\
+             stages = [{ rate = 10, for = '1s' }]\n[[session]]\nname = 's'\n\
+             steps = [{ think = '1s' }]\n",
+        )
+        .expect("valid");
+        let facts = RunFacts {
+            target: "embedded".into(),
+            elapsed: Duration::ZERO,
+            planned_sessions: Some(0),
+            interrupted: true,
+            generator_busy: 0.0,
+            generator_threads: 1,
+            embedded_server: true,
+        };
+        let summary = summary(&scenario, &Recorded::default(), &facts, &[]);
+        assert_eq!(summary["duration_s"], 0.0);
+        assert_eq!(summary["sessions"]["planned_rate"], 0.0);
+        assert_eq!(summary["sessions"]["achieved_rate"], 0.0);
     }
 }
