@@ -936,6 +936,61 @@ fn sighup_stops_the_proxy_and_the_server_with_their_summaries() {
     let _ = std::fs::remove_file(log);
 }
 
+/// A standard output nobody reads (a paused pager, Ctrl-S) costs terminal lines only: the JSON
+/// log still gets every frame, and SIGTERM still ends the proxy.
+#[test]
+fn a_stalled_standard_output_holds_back_neither_the_log_nor_shutdown() {
+    let mut server = serve_process(Stdio::null());
+    let upstream = server.addr.clone();
+    let log = temp_path("stalled.jsonl");
+    // Event lines go to standard output, which this test never reads past the first line.
+    let mut proxy = proxy_process(
+        &upstream,
+        &["--log", log.to_str().expect("utf-8")],
+        Stdio::null(),
+    );
+    let addr: SocketAddr = proxy.addr.parse().expect("an address");
+    const MESSAGES: usize = 3_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // About 200 bytes of terminal line each: several times what a pipe holds.
+        let mut burst = Vec::new();
+        for index in 0..MESSAGES {
+            let message = Envelope::Message(amf_bench::rpc::Message {
+                message_id: format!("m{index}").into(),
+                command: "chat".into(),
+                params: object(vec![("text", Value::string(&"x".repeat(100)))]),
+            });
+            burst.extend_from_slice(
+                &encode_envelope(message, Encoding::Amf3, 1 << 20).expect("encodes"),
+            );
+        }
+        let mut client = RawClient::connect(addr).await;
+        client.send_bytes(&burst).await;
+        let frames_logged = || {
+            std::fs::read_to_string(&log)
+                .map(|text| text.matches("\"event\":\"frame\"").count())
+                .unwrap_or(0)
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while frames_logged() < MESSAGES {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {MESSAGES} frames logged",
+                frames_logged()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (status, _) = proxy.terminate();
+    assert!(status.success(), "{status:?}");
+    server.terminate();
+    let _ = std::fs::remove_file(log);
+}
+
 /// Under traffic that never lets the log's queue run empty, `--stats-every` still prints its
 /// table on time.
 #[test]

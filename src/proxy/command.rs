@@ -1,7 +1,6 @@
 //! `amf-bench proxy` on the console: options to configuration, the runtime, the listening line on
 //! standard output, and the summary (latency per command, connection ends) on exit.
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -163,6 +162,9 @@ fn policy_source(args: &ProxyArgs) -> anyhow::Result<PolicySource> {
     }
 }
 
+/// How long the summary waits for a standard output nobody reads before the proxy exits.
+const SUMMARY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the proxy until Ctrl-C or SIGTERM, then prints its summary.
 pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
@@ -176,7 +178,7 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         }
         open_files::explain_bound(args.max_connections, FILES_PER_CONNECTION);
         let summary = proxy.run(shutdown).await;
-        write!(std::io::stdout().lock(), "{}", summary.to_text())?;
+        super::terminal::print_within(summary.to_text(), SUMMARY_WAIT)?;
         Ok(ExitCode::SUCCESS)
     })
 }

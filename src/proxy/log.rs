@@ -1,7 +1,8 @@
 //! Log events and their way out: connections hand events to a bounded queue without ever
 //! waiting (a full queue drops the events and counts them), in batches (all the frames of one
-//! relayed chunk travel together), and one writer thread renders them to the terminal, the
-//! JSON-lines log and the session recording, and prints the latency table.
+//! relayed chunk travel together), and one writer thread renders them to the terminal (through
+//! `terminal.rs`, which never makes it wait), the JSON-lines log and the session recording, and
+//! prints the latency table.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -19,6 +20,7 @@ use super::decode::{Decoded, Rpc};
 use super::format::{json_line, terminal_line};
 use super::latency::LatencyBook;
 use super::record::Recorder;
+use super::terminal::Terminal;
 use crate::codec::DecodeOptions;
 
 /// A direction of traffic.
@@ -187,6 +189,8 @@ const QUEUE_BATCHES: usize = 65_536;
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// Empty looks before the writer sleeps until an event comes.
 const IDLE_POLLS: u32 = 20;
+/// How long the end of the log waits for standard output to take its last lines.
+const TERMINAL_FINISH: Duration = Duration::from_secs(2);
 
 /// Events that travel through the queue together, and the queue bytes they hold.
 struct Batch {
@@ -307,9 +311,9 @@ impl<W> Output<W> {
 pub struct LogWriter {
     events: Receiver<Batch>,
     counters: Arc<QueueCounters>,
-    /// Event lines (with `terminal`) and the latency table.
-    stdout: Output<BufWriter<io::Stdout>>,
-    terminal: bool,
+    /// Event lines (with `show_lines`) and the latency table.
+    terminal: Terminal,
+    show_lines: bool,
     json: Output<BufWriter<File>>,
     recorder: Output<Recorder>,
     /// Why outputs stopped, in order.
@@ -354,8 +358,8 @@ pub fn open(
     let writer = LogWriter {
         events,
         counters,
-        stdout: Output::new(Some(BufWriter::new(io::stdout())), "standard output".into()),
-        terminal: outputs.terminal,
+        terminal: Terminal::start()?,
+        show_lines: outputs.terminal,
         json: Output::new(json, label("--log", &outputs.json)),
         recorder: Output::new(recorder, label("--record", &outputs.record)),
         failures: Vec::new(),
@@ -411,7 +415,9 @@ impl LogWriter {
         let unnoted = self.counters.unnoted.swap(0, Ordering::Relaxed);
         self.note_drops(unnoted, Stamp::now());
         self.flush();
-        self.failures
+        let mut failures = self.failures;
+        failures.extend(self.terminal.finish(TERMINAL_FINISH));
+        failures
     }
 
     /// Waits for the next batch, or until `until` (for the latency table). While events keep
@@ -457,9 +463,11 @@ impl LogWriter {
             json_line(event, line);
             json.write_all(line.as_bytes())
         });
-        if self.terminal {
-            self.stdout
-                .write(failures, |stdout| terminal_line(event, stdout));
+        if self.show_lines {
+            let mut line = Vec::new();
+            // Writing into a Vec cannot fail.
+            let _ = terminal_line(event, &mut line);
+            self.terminal.print(line);
         }
     }
 
@@ -478,26 +486,21 @@ impl LogWriter {
         self.json.write(failures, |json| writeln!(json, "{note}"));
         self.recorder
             .write(failures, |recorder| recorder.dropped(count, at.mono));
-        if self.terminal {
-            self.stdout.write(failures, |stdout| {
-                writeln!(stdout, "!! {count} log events dropped: the log fell behind")
-            });
+        if self.show_lines {
+            let note = format!("!! {count} log events dropped: the log fell behind\n");
+            self.terminal.print(note.into_bytes());
         }
     }
 
     fn print_stats(&mut self) {
         let table = self.latency.snapshot().table();
-        self.stdout.write(&mut self.failures, |stdout| {
-            write!(stdout, "{table}")?;
-            stdout.flush()
-        });
+        self.terminal.print(table.into_bytes());
     }
 
     fn flush(&mut self) {
         let failures = &mut self.failures;
         self.json.write(failures, |json| json.flush());
         self.recorder.write(failures, Recorder::flush);
-        self.stdout.write(failures, |stdout| stdout.flush());
     }
 }
 

@@ -17,6 +17,7 @@ pub mod record;
 pub mod relay;
 pub mod stats;
 pub mod tap;
+mod terminal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
