@@ -262,6 +262,44 @@ async fn sleep_delays_its_reply_without_holding_up_other_requests() {
     server.stop().await;
 }
 
+/// Clients that reset their connections with a long `sleep` in flight free their slots at once:
+/// nobody is left to answer, so the sleeps are not waited out. (Several, since which of two
+/// ready events the connection's task saw first decided it.)
+#[tokio::test]
+async fn a_reset_connection_ends_without_waiting_for_its_work() {
+    const CLIENTS: u64 = 8;
+    let server = TestServer::start(config()).await;
+    let mut clients = Vec::new();
+    for index in 0..CLIENTS {
+        let mut client = RawClient::connect(server.addr).await;
+        let sleep = object(vec![("ms", Value::Integer(60_000))]);
+        client
+            .send(request(&format!("long{index}"), "sleep", sleep))
+            .await;
+        clients.push(client);
+    }
+    server
+        .wait_for("the sleeps under way", |s| {
+            s.requests.get("sleep") == Some(&CLIENTS)
+        })
+        .await;
+    for client in clients {
+        // A linger of zero turns the close into a reset.
+        client.stream.set_zero_linger().expect("sets a zero linger");
+    }
+    let snapshot = server
+        .wait_for("the reset connections to end", |s| {
+            s.connections_active == 0
+        })
+        .await;
+    assert_eq!(
+        snapshot.closes.get("io_error"),
+        Some(&CLIENTS),
+        "{snapshot:?}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_commands_fail_and_close_closes() {
     let server = TestServer::start(config()).await;

@@ -260,8 +260,12 @@ impl Handler {
         self.finish(peer, work).await;
     }
 
-    /// Waits for in-flight work, bounded by the drain deadline once shutdown has begun.
+    /// Waits for in-flight work, bounded by the drain deadline once shutdown has begun, and no
+    /// longer than the connection lasts: once it has failed (a reset) nobody is left to answer,
+    /// and its slot must not wait out a long `sleep`.
     async fn finish(&self, peer: &Peer, mut work: JoinSet<()>) {
+        let closed = peer.closed();
+        tokio::pin!(closed);
         loop {
             let deadline = self
                 .drain
@@ -270,6 +274,10 @@ impl Handler {
                 .then(|| self.drain.deadline());
             tokio::select! {
                 joined = work.join_next() => if joined.is_none() { break },
+                _ = &mut closed => {
+                    work.abort_all();
+                    break;
+                }
                 () = self.drain.shutdown.cancelled(), if deadline.is_none() => {}
                 () = crate::shutdown::sleep_until(deadline) => {
                     // A zero drain asked for an immediate close: nothing to warn about.
