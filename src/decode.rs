@@ -1,7 +1,7 @@
 //! `amf-bench decode`: one AMF value, or a stream of AMF Socket frames, from a file or standard
 //! input, printed as a readable tree or as canonical JSON lines.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,6 +14,7 @@ use crate::codec::json::canonical_json_text;
 use crate::codec::{DecodeOptions, Format, Limits, Value, decode_with};
 use crate::frame::{HEADER_LEN, parse_header, split_frame};
 use crate::rpc::Envelope;
+use crate::text_file::read_bytes_at_most;
 
 /// Runs `amf-bench decode` on the console.
 pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
@@ -62,20 +63,18 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
+/// The most bytes of input `decode` reads (hex text counted as read, before decoding it):
+/// `/dev/zero` or an endless pipe must not take the machine's memory.
+pub const MAX_INPUT: u64 = 64 << 20;
+
 /// Reads the whole input: a file, or standard input for `-` or nothing; hex text when asked.
 fn read_input(file: Option<&Path>, hex: bool) -> anyhow::Result<Bytes> {
     let raw = match file {
-        Some(path) if path != Path::new("-") => {
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
-        }
-        _ => {
-            let mut raw = Vec::new();
-            io::stdin()
-                .lock()
-                .read_to_end(&mut raw)
-                .context("cannot read standard input")?;
-            raw
-        }
+        Some(path) if path != Path::new("-") => std::fs::File::open(path)
+            .and_then(|opened| read_bytes_at_most(opened, MAX_INPUT))
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        _ => read_bytes_at_most(io::stdin().lock(), MAX_INPUT)
+            .context("cannot read standard input")?,
     };
     if !hex {
         return Ok(Bytes::from(raw));

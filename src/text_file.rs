@@ -1,5 +1,6 @@
-//! Reading a configuration file (a scenario, canned responses, a policy) whole, up to a size: a
-//! wrong path such as /dev/zero, or a log given by mistake, must not take the machine's memory.
+//! Reading a configuration file (a scenario, canned responses, a policy) or `decode`'s input
+//! whole, up to a size: a wrong path such as /dev/zero, or a log given by mistake, must not take
+//! the machine's memory.
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -7,22 +8,27 @@ use std::path::Path;
 /// The text of `path`, failing with `InvalidData` when it holds more than `limit` bytes (or is
 /// not UTF-8).
 pub fn read_at_most(path: &Path, limit: u64) -> io::Result<String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes, the most read"),
-        ));
-    }
+    let bytes = read_bytes_at_most(std::fs::File::open(path)?, limit)?;
     String::from_utf8(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
         )
     })
+}
+
+/// All of `input`, failing with `InvalidData` when it holds more than `limit` bytes, having
+/// read no more than one byte past the limit.
+pub fn read_bytes_at_most(input: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    input.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes, the most read"),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -120,6 +120,18 @@ fn a_bad_header_stops_the_stream() {
     assert!(text(&output.stderr).contains("its header declares 2 bytes, 1 are present"));
 }
 
+/// An input without end (/dev/zero given by mistake) is refused at the cap, not read into
+/// memory until the machine runs out.
+#[test]
+fn decode_reads_at_most_its_cap() {
+    let output = amf_bench(&["decode", "--framed", "/dev/zero"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "amf-bench: error: cannot read /dev/zero: larger than 67108864 bytes, the most read\n"
+    );
+}
+
 #[test]
 fn usage_and_input_errors_exit_2() {
     let output = amf_bench(&["decode", "--framed", "--amf0"], b"");
