@@ -71,6 +71,7 @@ fn main() -> BenchResult<()> {
     if socat.is_none() {
         println!("socat: not installed, skipped (apt-get install socat)");
     }
+    let logs = tempfile::tempdir()?;
     for (name, size) in SIZES {
         let frames = Arc::new(Frames::new(size)?);
         let server = on_one_core({
@@ -82,7 +83,7 @@ fn main() -> BenchResult<()> {
             .as_ref()
             .map(|path| Socat::start(path, server.addr))
             .transpose()?;
-        let log = std::env::temp_dir().join(format!("amf-bench-proxy-bench-{name}.jsonl"));
+        let log = logs.path().join(format!("{name}.jsonl"));
         let relay_process = start_relay_process(server.addr)?;
         let mut proxy = start_proxy(server.addr, Some(&log))?;
         let mut unlogged = start_proxy(server.addr, None)?;

@@ -42,20 +42,19 @@ fn main() -> BenchResult<()> {
         .find_map(|arg| arg.parse::<u64>().ok())
         .unwrap_or(5);
     let server = start_server()?;
-    let scratch = std::env::temp_dir().join(format!("amf-bench-run-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    let scratch = tempfile::tempdir()?;
 
     let baseline = load(server.addr, &echo_request()?, Duration::from_secs(seconds))?;
-    let capacity = run_capacity(server.addr, seconds, &scratch)?;
+    let capacity = run_capacity(server.addr, seconds, scratch.path())?;
     println!("minimal generator (baseline): {baseline:.0} requests/s");
     println!("amf-bench run:                {capacity:.0} requests/s");
     println!("ratio: {:.2}", capacity / baseline);
 
-    let open = open_capacity(server.addr, capacity, seconds, &scratch)?;
+    let open = open_capacity(server.addr, capacity, seconds, scratch.path())?;
     println!("open-model capacity:          {open:.0} sessions/s");
     for (rate, of) in [(open * 0.8, "open"), (capacity * 0.8, "closed")] {
         let steal_before = steal_ms();
-        let lag = run_lag(server.addr, rate.round(), seconds, &scratch)?;
+        let lag = run_lag(server.addr, rate.round(), seconds, scratch.path())?;
         let steal = steal_ms().zip(steal_before).map(|(after, before)| {
             let [core0, core1] = [0, 1].map(|core| after[core].saturating_sub(before[core]));
             format!(", steal core 0 {core0} ms, core 1 {core1} ms")
@@ -73,10 +72,10 @@ fn main() -> BenchResult<()> {
         );
     }
 
-    let (one, _) = idle_rss(server.addr, 1, &scratch)?;
+    let (one, _) = idle_rss(server.addr, 1, scratch.path())?;
     for wanted in IDLE_CLIENTS {
         let (clients, limited) = idle_clients_allowed(wanted);
-        let (many, connected) = idle_rss(server.addr, clients, &scratch)?;
+        let (many, connected) = idle_rss(server.addr, clients, scratch.path())?;
         // Clients still connecting hold less than connected ones: dividing by those connected
         // overstates the cost, never understates it.
         let per_client =
@@ -94,7 +93,6 @@ fn main() -> BenchResult<()> {
             }
         );
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

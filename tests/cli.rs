@@ -159,8 +159,8 @@ fn usage_and_input_errors_exit_2() {
 #[test]
 fn serve_refuses_bad_options_naming_what_is_wrong() {
     let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/no-such-file.toml");
-    let bad_responses =
-        std::env::temp_dir().join(format!("amf-bench-bad-{}.toml", std::process::id()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad_responses = dir.path().join("bad.toml");
     std::fs::write(
         &bad_responses,
         "[commands.a]\ndelay_ms = { min = 5, max = 1 }\n",
@@ -168,8 +168,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     .expect("writes");
     let bad_responses = bad_responses.to_string_lossy().into_owned();
     // Canned results the server could never send: refused at start, not at each request.
-    let unsendable =
-        std::env::temp_dir().join(format!("amf-bench-unsendable-{}.toml", std::process::id()));
+    let unsendable = dir.path().join("unsendable.toml");
     std::fs::write(
         &unsendable,
         format!(
@@ -252,8 +251,6 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         let stderr = text(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
-    let _ = std::fs::remove_file(&bad_responses);
-    let _ = std::fs::remove_file(&unsendable);
 }
 
 #[test]
@@ -322,7 +319,8 @@ fn an_endless_configuration_file_is_refused_without_reading_it_all() {
 
 #[test]
 fn an_error_quoting_a_huge_line_is_shortened_in_the_middle() {
-    let path = std::env::temp_dir().join(format!("amf-bench-long-{}.toml", std::process::id()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("long.toml");
     std::fs::write(&path, format!("name=\"{}\" bogus\n", "x".repeat(1 << 20))).expect("writes");
     let output = amf_bench(&["run", path.to_str().expect("utf-8")], b"");
     assert_eq!(output.status.code(), Some(2));
@@ -334,5 +332,4 @@ fn an_error_quoting_a_huge_line_is_shortened_in_the_middle() {
         stderr.contains("expected newline"),
         "what is wrong, at the end: {stderr}"
     );
-    let _ = std::fs::remove_file(path);
 }

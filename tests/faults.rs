@@ -20,7 +20,7 @@ use amf_bench::run::scenario::Scenario;
 use amf_bench::run::{RunResult, execute};
 use bytes::BytesMut;
 use common::process::Listening;
-use common::proxy::{TestProxy, proxy_config, temp_path};
+use common::proxy::{TestProxy, proxy_config};
 use common::relay::{TEST_MAX_DECODE, assert_exact, clients_through, hashing_upstream};
 use common::{object, request};
 use serde_json::Value as Json;
@@ -383,7 +383,8 @@ async fn proxy_relays_1000_connections_of_bad_frames_byte_for_byte() {
     let (listener, upstream_addr) = common::loopback_listener().await;
     let upstream_results = Arc::new(std::sync::Mutex::new(Vec::new()));
     let upstream = tokio::spawn(hashing_upstream(listener, Arc::clone(&upstream_results), 4));
-    let log = temp_path("faults.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("faults.jsonl");
     let mut config = proxy_config(upstream_addr, Some(log.clone()));
     config.limits.max_decode = TEST_MAX_DECODE;
     let proxy = TestProxy::start(config).await;
@@ -399,7 +400,6 @@ async fn proxy_relays_1000_connections_of_bad_frames_byte_for_byte() {
         Some(&1000),
         "{summary:?}"
     );
-    let _ = std::fs::remove_file(log);
 }
 
 /// An upstream that accepts and never reads: the client's writes stall once the socket buffers

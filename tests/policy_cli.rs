@@ -4,14 +4,15 @@
 mod common;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{Listening, run_bounded};
 
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("amf-bench-{}-{name}", std::process::id()));
+/// Writes `text` to the file `name` in `dir` and returns its path.
+fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("writes");
     path
 }
@@ -48,7 +49,8 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn check_reports_the_policy_and_whether_it_grants_a_port() {
-    let file = temp_file("check.xml", &policy_granting("9000-9010"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "check.xml", &policy_granting("9000-9010"));
     let server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
     let granted = check(&server, "9005");
     let stdout = text(&granted.stdout);
@@ -59,12 +61,12 @@ fn check_reports_the_policy_and_whether_it_grants_a_port() {
     let refused = check(&server, "9011");
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused.stdout).contains("grants port 9011: no"));
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
-    let file = temp_file("reload.xml", &policy_granting("9000"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "reload.xml", &policy_granting("9000"));
     let mut server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
     assert!(text(&check(&server, "9000").stdout).contains("grants port 9000: yes"));
 
@@ -94,14 +96,14 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_new_file_is_bad() {
         counters.contains("not_a_request 0, timeout 0, io_error 0"),
         "{counters}"
     );
-    let _ = std::fs::remove_file(file);
 }
 
 /// A SIGHUP sent the moment `listening on` is printed (a service manager's reload right after
 /// start) reloads the policy; it must not find the default action, which ends the process.
 #[test]
 fn a_hangup_right_after_start_does_not_kill_the_server() {
-    let file = temp_file("early-hup.xml", &policy_granting("9000"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "early-hup.xml", &policy_granting("9000"));
     for _ in 0..10 {
         let mut server = start_policy(&["--policy", file.to_str().expect("utf-8")]);
         server.signal("-HUP");
@@ -113,7 +115,6 @@ fn a_hangup_right_after_start_does_not_kill_the_server() {
         let (status, _) = server.terminate();
         assert!(status.success(), "{status:?}");
     }
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
@@ -126,7 +127,12 @@ fn the_server_needs_a_policy_and_refuses_a_broken_one() {
         text(&output.stderr)
     );
 
-    let file = temp_file("broken.xml", "<cross-domain-policy><allow-access-from");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(
+        dir.path(),
+        "broken.xml",
+        "<cross-domain-policy><allow-access-from",
+    );
     let output = run_bounded(&[
         "policy",
         "--listen",
@@ -140,7 +146,6 @@ fn the_server_needs_a_policy_and_refuses_a_broken_one() {
         "{}",
         text(&output.stderr)
     );
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
@@ -379,7 +384,8 @@ fn check_names_the_server_that_resets_the_connection() {
 
 #[test]
 fn serve_lints_the_policy_it_generates_for_its_port() {
-    let stderr_path = temp_file("serve-stderr.txt", "");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stderr_path = dir.path().join("serve-stderr.txt");
     let mut child = common::process::amf_bench()
         .args(["serve", "--listen", "127.0.0.1:0", "--no-ping"])
         .args(["--allow", "*:80", "--allow", "*:1024-65535"])
@@ -409,16 +415,16 @@ fn serve_lints_the_policy_it_generates_for_its_port() {
     assert!(stderr.contains(&expected), "{stderr}");
     let warnings = stderr.lines().filter(|line| line.contains("WARN")).count();
     assert_eq!(warnings, 1, "only the ignored grant is named: {stderr}");
-    let _ = std::fs::remove_file(stderr_path);
 }
 
 #[test]
 fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
     // Grants only port 80: an error for any served port above 1023, such as port 0's pick.
-    let low = temp_file("low-port.xml", &policy_granting("80"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let low = write_file(dir.path(), "low-port.xml", &policy_granting("80"));
     let low = low.to_str().expect("utf-8");
     // A log from an earlier run, which the refused proxy must leave alone.
-    let earlier_log = temp_file("earlier.jsonl", "{\"event\":\"open\"}\n");
+    let earlier_log = write_file(dir.path(), "earlier.jsonl", "{\"event\":\"open\"}\n");
     for args in [
         vec!["policy", "--listen", "127.0.0.1:0", "--policy", low],
         vec!["serve", "--listen", "127.0.0.1:0", "--policy", low],
@@ -443,7 +449,7 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
     let kept = std::fs::read_to_string(&earlier_log).expect("the earlier log is still there");
     assert_eq!(kept, "{\"event\":\"open\"}\n", "not truncated");
     // The same file is served when it grants the port: shown by a port range that holds all.
-    let all = temp_file("all-ports.xml", &policy_granting("1024-65535"));
+    let all = write_file(dir.path(), "all-ports.xml", &policy_granting("1024-65535"));
     let mut server = Listening::start(&[
         "serve",
         "--listen",
@@ -456,7 +462,7 @@ fn a_policy_file_is_checked_for_the_port_bound_when_port_0_was_asked() {
 }
 
 /// Waits (10 s at most) until the file at `path` holds `expected`, and returns its text.
-fn wait_for_text(path: &std::path::Path, expected: &str) -> String {
+fn wait_for_text(path: &Path, expected: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let said = std::fs::read_to_string(path).unwrap_or_default();
@@ -471,7 +477,8 @@ fn wait_for_text(path: &std::path::Path, expected: &str) -> String {
 /// `proxy` do, and the policy is still served.
 #[test]
 fn the_policy_server_warns_of_allow_grants_its_port_ignores() {
-    let stderr_path = temp_file("allow-stderr.txt", "");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stderr_path = dir.path().join("allow-stderr.txt");
     let stderr = std::fs::File::create(&stderr_path).expect("creates");
     let mut server = Listening::start_with_stderr(
         &[
@@ -494,14 +501,14 @@ fn the_policy_server_warns_of_allow_grants_its_port_ignores() {
     let (status, _) = server.terminate();
     assert!(status.success(), "{status:?}");
     assert!(said.contains(&expected), "{said}");
-    let _ = std::fs::remove_file(stderr_path);
 }
 
 /// A reload to a file with errors for the port listened on keeps the current policy.
 #[test]
 fn sighup_keeps_the_policy_when_the_new_file_has_errors_for_the_port() {
-    let file = temp_file("reload-low.xml", &policy_granting("9000"));
-    let stderr_path = temp_file("reload-low-stderr.txt", "");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "reload-low.xml", &policy_granting("9000"));
+    let stderr_path = dir.path().join("reload-low-stderr.txt");
     let stderr = std::fs::File::create(&stderr_path).expect("creates");
     let mut server = Listening::start_with_stderr(
         &[
@@ -526,15 +533,14 @@ fn sighup_keeps_the_policy_when_the_new_file_has_errors_for_the_port() {
         "the current policy stays: {}",
         text(&checked.stdout)
     );
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(stderr_path);
 }
 
 /// With `--allow` there is no file to re-read, but a service manager's reload (SIGHUP) must not
 /// end the server: it says there is nothing to reload and keeps serving.
 #[test]
 fn sighup_with_allow_is_logged_and_the_server_keeps_serving() {
-    let stderr_path = temp_file("hup-allow-stderr.txt", "");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stderr_path = dir.path().join("hup-allow-stderr.txt");
     let stderr = std::fs::File::create(&stderr_path).expect("creates");
     let mut server = Listening::start_with_stderr(
         &["policy", "--listen", "127.0.0.1:0", "--allow", "*:9000"],
@@ -555,5 +561,4 @@ fn sighup_with_allow_is_logged_and_the_server_keeps_serving() {
     );
     assert!(status.success(), "{status:?}");
     assert!(counters.contains("answered 1"), "{counters}");
-    let _ = std::fs::remove_file(stderr_path);
 }

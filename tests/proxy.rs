@@ -18,7 +18,7 @@ use amf_bench::proxy::tap::TapLimits;
 use amf_bench::rpc::PingConfig;
 use amf_bench::rpc::wire::encode_envelope;
 use amf_bench::rpc::{Encoding, Envelope};
-use common::proxy::{TestProxy, proxy_config, read_log, temp_path};
+use common::proxy::{TestProxy, proxy_config, read_log};
 use common::relay::{TEST_MAX_DECODE, assert_exact, clients_through, hashing_upstream};
 use common::{RawClient, TestServer, WAIT, object, request};
 use serde_json::Value as Json;
@@ -34,7 +34,8 @@ async fn two_hundred_connections_relay_every_byte_both_ways() {
         Arc::clone(&upstream_results),
         12,
     ));
-    let log = temp_path("exact.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("exact.jsonl");
     let mut config = proxy_config(upstream_addr, Some(log.clone()));
     config.limits = TapLimits {
         max_decode: TEST_MAX_DECODE,
@@ -73,7 +74,6 @@ async fn two_hundred_connections_relay_every_byte_both_ways() {
     }));
     assert_eq!(entries.iter().filter(|e| e["event"] == "open").count(), 200);
     assert!(!entries.iter().any(|e| e["event"] == "framing_lost"));
-    let _ = std::fs::remove_file(log);
 }
 
 fn echo_params(index: i32) -> Value {
@@ -88,8 +88,9 @@ fn echo_params(index: i32) -> Value {
 async fn the_log_and_the_recording_show_every_frame() {
     let server = TestServer::start(common::config()).await;
     let server_addr = server.addr;
-    let log = temp_path("log.jsonl");
-    let record = temp_path("record.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("log.jsonl");
+    let record = dir.path().join("record.jsonl");
     let mut config = proxy_config(server.addr, Some(log.clone()));
     config.outputs.record = Some(record.clone());
     let proxy = TestProxy::start(config).await;
@@ -161,15 +162,14 @@ async fn the_log_and_the_recording_show_every_frame() {
         .map(|l| l["at_us"].as_u64().expect("at_us"))
         .collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-    let _ = std::fs::remove_file(log);
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test]
 async fn filters_choose_what_the_log_shows_and_the_recording_keeps_all() {
     let server = TestServer::start(common::config()).await;
-    let log = temp_path("filtered.jsonl");
-    let record = temp_path("filtered-record.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("filtered.jsonl");
+    let record = dir.path().join("filtered-record.jsonl");
     let mut config = proxy_config(server.addr, Some(log.clone()));
     config.outputs.record = Some(record.clone());
     config.filter.commands = vec!["sleep".into()];
@@ -202,8 +202,6 @@ async fn filters_choose_what_the_log_shows_and_the_recording_keeps_all() {
             .iter()
             .any(|e| e["conn"] == 1 && e["event"] == "open")
     );
-    let _ = std::fs::remove_file(log);
-    let _ = std::fs::remove_file(record);
 }
 
 const POLICY_REQUEST: &[u8] = b"<policy-file-request/>\0";
@@ -211,7 +209,8 @@ const POLICY_REQUEST: &[u8] = b"<policy-file-request/>\0";
 #[tokio::test]
 async fn a_policy_request_is_answered_inline_or_forwarded() {
     let server = TestServer::start(common::config()).await;
-    let log = temp_path("policy.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("policy.jsonl");
     let mut config = proxy_config(server.addr, Some(log.clone()));
     config.policy = PolicySource::Allow(vec!["*.example.com:9000".parse().expect("valid")]);
     let answering = TestProxy::start(config).await;
@@ -261,7 +260,6 @@ async fn a_policy_request_is_answered_inline_or_forwarded() {
             .is_some_and(|v| v.contains("cross-domain-policy"))
     );
     assert_eq!(server.stop().await.policy_requests, 1);
-    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]
@@ -427,7 +425,8 @@ async fn failures_on_either_side_are_logged_and_contained() {
     // Upstream refused: a port nobody listens on.
     let (closed, refused_addr) = common::loopback_listener().await;
     drop(closed);
-    let log = temp_path("failures.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("failures.jsonl");
     let refusing = TestProxy::start(proxy_config(refused_addr, Some(log.clone()))).await;
     let mut client = TcpStream::connect(refusing.addr).await.expect("connects");
     let mut rest = Vec::new();
@@ -552,7 +551,6 @@ async fn failures_on_either_side_are_logged_and_contained() {
         reasons.iter().any(|r| r.starts_with("client error")),
         "{reasons:?}"
     );
-    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,7 +655,8 @@ async fn passive_latency_matches_the_sleep_command() {
 #[tokio::test]
 async fn a_log_that_falls_behind_drops_entries_never_traffic() {
     let server = TestServer::start(common::config()).await;
-    let log = temp_path("dropping.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("dropping.jsonl");
     let mut config = proxy_config(server.addr, Some(log.clone()));
     config.outputs.queue_bytes = 1; // no event fits
     let proxy = TestProxy::start(config).await;
@@ -674,7 +673,6 @@ async fn a_log_that_falls_behind_drops_entries_never_traffic() {
     assert!(summary.log_dropped >= 40, "{summary:?}");
     assert!(summary.to_text().contains("events dropped"));
     server.stop().await;
-    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]
@@ -687,7 +685,8 @@ async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
         let _ = stream.read_to_end(&mut sink).await;
         sink.len()
     });
-    let log = temp_path("skipped-large.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("skipped-large.jsonl");
     let mut config = proxy_config(upstream_addr, Some(log.clone()));
     // Far below the frames: only what a skipped frame's entry holds (a message and its first
     // bytes) may count against it, not the frame's length.
@@ -728,7 +727,6 @@ async fn frames_larger_than_the_log_queue_are_still_logged_as_skipped() {
         .find(|e| e["event"] == "truncated")
         .expect("the cut-off frame is logged");
     assert_eq!(truncated["len"], 4 + big / 2, "{truncated}");
-    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]
@@ -752,7 +750,8 @@ async fn a_frame_cut_off_by_the_other_side_or_by_shutdown_is_logged_truncated() 
         }
         held
     });
-    let log = temp_path("cut-off.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("cut-off.jsonl");
     let proxy = TestProxy::start(proxy_config(upstream_addr, Some(log.clone()))).await;
     let half = [0, 0, 0, 50, 0x0A];
     // A client that sends half a frame, once the upstream has read it.
@@ -794,7 +793,6 @@ async fn a_frame_cut_off_by_the_other_side_or_by_shutdown_is_logged_truncated() 
             serde_json::json!([2, "c2s", 5])
         ]
     );
-    let _ = std::fs::remove_file(log);
 }
 
 /// Runs `amf-bench proxy --listen 127.0.0.1:0 ARGS`, which must exit 2 naming `expected`.
@@ -901,7 +899,8 @@ fn the_binary_relays_prints_lines_and_a_summary_on_sigterm() {
 fn sighup_stops_the_proxy_and_the_server_with_their_summaries() {
     let mut server = serve_process(Stdio::null());
     let upstream = server.addr.clone();
-    let log = temp_path("hangup.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("hangup.jsonl");
     let log_arg = log.to_str().expect("utf-8");
     let mut proxy = proxy_process(&upstream, &["--quiet", "--log", log_arg], Stdio::null());
     let addr: SocketAddr = proxy.addr.parse().expect("an address");
@@ -933,7 +932,6 @@ fn sighup_stops_the_proxy_and_the_server_with_their_summaries() {
     let (status, counters) = server.stop_with("-HUP");
     assert!(status.success(), "{status:?}");
     assert!(counters.contains("echo 1"), "{counters}");
-    let _ = std::fs::remove_file(log);
 }
 
 /// A standard output nobody reads (a paused pager, Ctrl-S) costs terminal lines only: the JSON
@@ -942,7 +940,8 @@ fn sighup_stops_the_proxy_and_the_server_with_their_summaries() {
 fn a_stalled_standard_output_holds_back_neither_the_log_nor_shutdown() {
     let mut server = serve_process(Stdio::null());
     let upstream = server.addr.clone();
-    let log = temp_path("stalled.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("stalled.jsonl");
     // Event lines go to standard output, which this test never reads past the first line.
     let mut proxy = proxy_process(
         &upstream,
@@ -988,7 +987,6 @@ fn a_stalled_standard_output_holds_back_neither_the_log_nor_shutdown() {
     let (status, _) = proxy.terminate();
     assert!(status.success(), "{status:?}");
     server.terminate();
-    let _ = std::fs::remove_file(log);
 }
 
 /// Under traffic that never lets the log's queue run empty, `--stats-every` still prints its
@@ -997,7 +995,8 @@ fn a_stalled_standard_output_holds_back_neither_the_log_nor_shutdown() {
 fn stats_every_prints_while_traffic_is_steady() {
     let mut server = serve_process(Stdio::null());
     let upstream = server.addr.clone();
-    let log = temp_path("steady.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("steady.jsonl");
     let mut proxy = proxy_process(
         &upstream,
         &[
@@ -1068,8 +1067,9 @@ fn a_signal_stops_the_roles_when_standard_error_is_closed() {
 #[test]
 fn the_log_and_the_recording_go_on_when_standard_output_closes() {
     let mut server = serve_process(Stdio::null());
-    let log = temp_path("stdout-closed.jsonl");
-    let record = temp_path("stdout-closed.rec");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("stdout-closed.jsonl");
+    let record = dir.path().join("stdout-closed.rec");
     let mut proxy = proxy_process(
         &server.addr,
         &[
@@ -1116,8 +1116,6 @@ fn the_log_and_the_recording_go_on_when_standard_output_closes() {
     );
     assert_eq!(frames(&record), 2 * CALLS, "and in the recording");
     server.terminate();
-    let _ = std::fs::remove_file(log);
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test]
@@ -1126,7 +1124,8 @@ async fn a_log_file_that_fails_stops_alone_and_is_named() {
         return;
     }
     let server = TestServer::start(common::config()).await;
-    let record = temp_path("beside-a-full-log.rec");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("beside-a-full-log.rec");
     let mut config = proxy_config(server.addr, Some("/dev/full".into()));
     config.outputs.record = Some(record.clone());
     let proxy = TestProxy::start(config).await;
@@ -1158,7 +1157,6 @@ async fn a_log_file_that_fails_stops_alone_and_is_named() {
         .filter(|line| line["event"] == "frame")
         .count();
     assert_eq!(recorded, 2 * CALLS, "the recording has every frame");
-    let _ = std::fs::remove_file(record);
 }
 
 /// Seconds since midnight of an RFC 3339 time as the log writes it (`...T10:02:03.123456Z`).
@@ -1192,7 +1190,8 @@ async fn shutdown_does_not_wait_for_an_upstream_still_connecting() {
             queued.push(stream);
         }
     }
-    let log = temp_path("slow-upstream.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("slow-upstream.jsonl");
     let mut config = proxy_config(upstream_addr, Some(log.clone()));
     config.connect_timeout = Duration::from_secs(60);
     let proxy = TestProxy::start(config).await;
@@ -1221,5 +1220,4 @@ async fn shutdown_does_not_wait_for_an_upstream_still_connecting() {
         "the open is stamped when the client connected, not when the dial ended: {waited} s"
     );
     drop(queued);
-    let _ = std::fs::remove_file(log);
 }

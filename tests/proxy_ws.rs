@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use amf_bench::policy::PolicySource;
 use amf_bench::proxy::ProxyConfig;
 use bytes::Bytes;
-use common::proxy::{Noise, TestProxy, proxy_config, read_log, temp_path};
+use common::proxy::{Noise, TestProxy, proxy_config, read_log};
 use common::ws::{WsClient, frame};
 use common::{RawClient, TestServer, WAIT, request, text_param};
 use futures_util::{SinkExt, StreamExt};
@@ -37,7 +37,8 @@ async fn start_ws(config: ProxyConfig) -> (TestProxy, SocketAddr) {
 #[tokio::test]
 async fn requests_split_over_messages_reach_serve_and_the_log_shows_them() {
     let server = TestServer::start(common::config()).await;
-    let log = temp_path("ws.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("ws.jsonl");
     let (proxy, addr) = start_ws(ws_proxy_config(server.addr, Some(log.clone()))).await;
     let mut client = WsClient::connect(addr).await;
     let bytes = frame(request("split", "echo", text_param("in pieces")));
@@ -88,7 +89,6 @@ async fn requests_split_over_messages_reach_serve_and_the_log_shows_them() {
         (&close["event"], &close["transport"]),
         (&"close".into(), &"websocket".into())
     );
-    let _ = std::fs::remove_file(log);
 }
 
 /// What one connection of the echo upstream received (and so sent back): its SHA-256.
@@ -294,7 +294,8 @@ async fn a_websocket_protocol_violation_is_refused_with_1002() {
 #[tokio::test]
 async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
     let server = TestServer::start(common::config()).await;
-    let log = temp_path("ws-refused.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("ws-refused.jsonl");
     let mut config = ws_proxy_config(server.addr, Some(log.clone()));
     config.websocket.origins = vec!["http://127.0.0.1:8000".into()];
     let (proxy, addr) = start_ws(config).await;
@@ -338,7 +339,6 @@ async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
         "{refused:?}"
     );
     assert_eq!(refused[1]["c2s_bytes"], 0);
-    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]

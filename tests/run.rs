@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -206,19 +206,16 @@ fn run_quietly(scenario: &std::path::Path, out: &std::path::Path) -> Output {
     ])
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("amf-bench-run-{}-{name}", std::process::id()))
-}
-
 #[test]
 fn a_failed_threshold_exits_1_and_results_are_written() {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")
         .replace("\"echo.p99\" = \"< 500ms\"", "\"echo.p99\" = \"< 1us\"")
         .replace("duration = \"3s\"", "duration = \"1s\"");
-    let file = temp_path("strict.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("strict.toml");
     std::fs::write(&file, text).expect("writes");
-    let out = temp_path("strict-out");
+    let out = dir.path().join("strict-out");
     let output = run_quietly(&file, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -231,8 +228,6 @@ fn a_failed_threshold_exits_1_and_results_are_written() {
     // In the file's order: echo.p99 comes first in smoke.toml.
     assert_eq!(summary["thresholds"][0]["name"], "echo.p99", "{summary:#}");
     assert_eq!(summary["thresholds"][0]["ok"], false, "{summary:#}");
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
@@ -240,7 +235,8 @@ fn scenario_errors_exit_2_naming_the_key() {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")
         .replace("\"3s\"", "\"3 sec\"");
-    let file = temp_path("bad.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.toml");
     std::fs::write(&file, text).expect("writes");
     let output = run_bounded(&["run", file.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(2));
@@ -249,12 +245,12 @@ fn scenario_errors_exit_2_naming_the_key() {
         stderr.contains("duration: '3 sec' is not a duration"),
         "{stderr}"
     );
-    let _ = std::fs::remove_file(file);
 }
 
 #[test]
 fn a_results_directory_that_cannot_be_made_fails_before_the_run() {
-    let blocker = temp_path("out-is-a-file");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blocker = dir.path().join("out-is-a-file");
     std::fs::write(&blocker, "a file where the directory should go").expect("writes");
     let output = run_quietly(&scenario("smoke.toml"), &blocker);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -265,7 +261,6 @@ fn a_results_directory_that_cannot_be_made_fails_before_the_run() {
     );
     // The table is printed after a run: none means the scenario's seconds were not spent.
     assert!(output.stdout.is_empty(), "nothing ran");
-    let _ = std::fs::remove_file(blocker);
 }
 
 /// `amf-bench run SCENARIO --quiet --out OUT` started by a shell that first ran `ulimit LIMIT`.
@@ -284,9 +279,10 @@ fn run_under_ulimit(limit: &str, scenario: &std::path::Path, out: &std::path::Pa
     run_bounded_command(command)
 }
 
-/// A one-second closed-model echo scenario of `connections` clients on the embedded server.
-fn echo_clients(name: &str, connections: usize) -> PathBuf {
-    let file = temp_path(&format!("{name}.toml"));
+/// A one-second closed-model echo scenario of `connections` clients on the embedded server,
+/// written to `NAME.toml` in `dir`.
+fn echo_clients(dir: &Path, name: &str, connections: usize) -> PathBuf {
+    let file = dir.join(format!("{name}.toml"));
     let text = format!(
         "name = \"{name}\"\nconnections = {connections}\nconnect_rate = 5000\nduration = \"1s\"\n\
          [load]\nmodel = \"closed\"\n[[session]]\nname = \"echo\"\n\
@@ -298,8 +294,9 @@ fn echo_clients(name: &str, connections: usize) -> PathBuf {
 
 #[test]
 fn clients_past_the_open_file_limit_exit_2_naming_it() {
-    let file = echo_clients("files-over", 100);
-    let root = temp_path("files-over-out");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = echo_clients(dir.path(), "files-over", 100);
+    let root = dir.path().join("files-over-out");
     let out = root.join("a").join("b");
     // 100 clients and the embedded server's 100 ends need 264 files with the reserve.
     let output = run_under_ulimit("-n 200", &file, &out);
@@ -327,8 +324,6 @@ fn clients_past_the_open_file_limit_exit_2_naming_it() {
             "earlier"
         );
     }
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(root);
 }
 
 #[test]
@@ -339,8 +334,9 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         hard >= 364,
         "this test needs a hard open-file limit of 364, not {hard}"
     );
-    let file = echo_clients("files-raised", 150);
-    let out = temp_path("files-raised-out");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = echo_clients(dir.path(), "files-raised", 150);
+    let out = dir.path().join("files-raised-out");
     let output = run_under_ulimit("-S -n 100", &file, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
@@ -356,8 +352,6 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         Json::Null,
         "{summary:#}"
     );
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
@@ -366,7 +360,8 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("binds");
-    let file = temp_path("refused.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("refused.toml");
     std::fs::write(
         &file,
         format!(
@@ -377,7 +372,7 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
         ),
     )
     .expect("writes");
-    let out = temp_path("refused-out");
+    let out = dir.path().join("refused-out");
     let output = run_quietly(&file, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -421,8 +416,6 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
         Json::Null,
         "{summary:#}"
     );
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// More worker threads than the address space allows stacks for: a clear error and exit 2,
@@ -430,7 +423,8 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
 /// since a limit on processes does not bind root.)
 #[test]
 fn more_threads_than_can_start_are_refused() {
-    let out = temp_path("threads-out");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("threads-out");
     let smoke = scenario("smoke.toml");
     let mut command = Command::new("sh");
     command.args([
@@ -457,24 +451,25 @@ fn more_threads_than_can_start_are_refused() {
 
 #[test]
 fn the_interval_log_is_written_during_the_run_and_ctrl_c_keeps_the_results() {
-    interrupted_run_keeps_its_results("-INT", "long");
+    interrupted_run_keeps_its_results("-INT");
 }
 
 /// A closed terminal or SSH session ends a run as Ctrl-C does, its results written.
 #[test]
 fn sighup_keeps_the_results_too() {
-    interrupted_run_keeps_its_results("-HUP", "hangup");
+    interrupted_run_keeps_its_results("-HUP");
 }
 
 /// Starts a 60-second run, waits for its first logged interval, sends `signal`, and checks the
-/// run stopped early with its results written (`name` keeps the scratch paths apart).
-fn interrupted_run_keeps_its_results(signal_name: &str, name: &str) {
+/// run stopped early with its results written.
+fn interrupted_run_keeps_its_results(signal_name: &str) {
     let text = std::fs::read_to_string(scenario("smoke.toml"))
         .expect("reads")
         .replace("duration = \"3s\"", "duration = \"60s\"");
-    let file = temp_path(&format!("{name}.toml"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("long.toml");
     std::fs::write(&file, text).expect("writes");
-    let out = temp_path(&format!("{name}-out"));
+    let out = dir.path().join("long-out");
     // An earlier run's results in the same directory.
     std::fs::create_dir_all(&out).expect("makes the directory");
     for earlier in ["summary.json", "report.html"] {
@@ -532,8 +527,6 @@ fn interrupted_run_keeps_its_results(signal_name: &str, name: &str) {
         summary["duration_s"].as_f64().is_some_and(|s| s < 30.0),
         "{summary:#}"
     );
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// Takes `room` bytes (the interval log's header is 273), then fails every write, as a disk that
@@ -611,9 +604,10 @@ async fn a_run_stops_at_once_when_its_interval_log_cannot_be_written() {
 /// the failure.
 #[test]
 fn a_run_whose_log_cannot_be_written_writes_its_results_and_exits_2() {
-    let file = temp_path("slow-requests.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("slow-requests.toml");
     std::fs::write(&file, SLOW_REQUESTS).expect("writes");
-    let out = temp_path("log-full-out");
+    let out = dir.path().join("log-full-out");
     std::fs::create_dir_all(&out).expect("makes the directory");
     std::os::unix::fs::symlink("/dev/full", out.join("latency.hlog")).expect("links");
     let started = std::time::Instant::now();
@@ -638,8 +632,6 @@ fn a_run_whose_log_cannot_be_written_writes_its_results_and_exits_2() {
     let summary = written_summary(&out);
     assert_eq!(summary["interrupted"], true, "{summary:#}");
     assert!(out.join("report.html").exists());
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// Sessions the end of the run cuts short (later steps skipped) are counted, not lost.
@@ -869,8 +861,8 @@ fn clients_reconnect_when_the_scenario_says_so() {
 
 #[test]
 fn templates_read_csv_files_beside_the_scenario() {
-    let dir = temp_path("csv");
-    std::fs::create_dir_all(&dir).expect("a directory");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let dir = scratch.path();
     std::fs::write(dir.join("users.csv"), "user,password\nann,a1\nbob,b2\n").expect("writes");
     let text = r#"
         name = "csv"
@@ -894,13 +886,12 @@ fn templates_read_csv_files_beside_the_scenario() {
     let object = value.as_object().expect("an object");
     assert_eq!(object.get("user").and_then(|v| v.as_str()), Some("bob"));
     assert_eq!(object.get("password").and_then(|v| v.as_str()), Some("b2"));
-    let missing = Scenario::parse_in(&text.replace("users.csv", "nobody.csv"), &dir)
+    let missing = Scenario::parse_in(&text.replace("users.csv", "nobody.csv"), dir)
         .expect_err("no such file");
     assert!(
         format!("{missing:#}").contains("csv.users.file: cannot read"),
         "{missing:#}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The server dies a second into a three-second run: the run still ends on time, counts the lost
@@ -908,7 +899,8 @@ fn templates_read_csv_files_beside_the_scenario() {
 #[test]
 fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
     let mut server = Listening::start(&["serve", "--listen", "127.0.0.1:0"]);
-    let file = temp_path("kill.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("kill.toml");
     let text = format!(
         r#"
         name = "kill"
@@ -926,7 +918,7 @@ fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
         server.addr
     );
     std::fs::write(&file, text).expect("writes");
-    let out = temp_path("kill-out");
+    let out = dir.path().join("kill-out");
     let started = std::time::Instant::now();
     let mut run = amf_bench()
         .args(["run", "--quiet", file.to_str().expect("utf-8"), "--out"])
@@ -963,8 +955,6 @@ fn killing_the_server_mid_run_ends_on_time_with_errors_by_kind() {
     );
     assert!(count(&summary, "echo") > 100, "{summary:#}");
     assert!(out.join("latency.hlog").exists() && out.join("report.html").exists());
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// The ramp (Poisson arrivals, two sessions in flight per client) and the message stream run
@@ -1128,7 +1118,8 @@ fn threads_sets_the_workers_and_rejects_zero() {
         stderr.contains("invalid value '0' for '--threads <N>'"),
         "{stderr}"
     );
-    let out = temp_path("threads-out");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("threads-out");
     let output = run_bounded(&[
         "run",
         "--quiet",
@@ -1147,7 +1138,6 @@ fn threads_sets_the_workers_and_rejects_zero() {
     let summary = written_summary(&out);
     assert_eq!(summary["generator"]["threads"], 1, "{summary:#}");
     assert_eq!(summary["error_rate_percent"], 0.0, "{summary:#}");
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// A message that came before its wait began is the client's from the wait's start, so the
@@ -1309,18 +1299,15 @@ async fn an_idle_connection_closed_by_the_server_is_lost_and_reopened() {
 /// any request or message holding it is over the cap once in its envelope, and fails here, at
 /// once, with no I/O to wait for) on a one-worker runtime of its own: a worker held by a failing
 /// loop would hold the test's too.
-fn run_with_a_big_cell(name: &str, scenario: &'static str) -> RunResult {
-    let dir = temp_path(name);
-    std::fs::create_dir_all(&dir).expect("a directory");
+fn run_with_a_big_cell(scenario: &'static str) -> RunResult {
+    let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
-        dir.join("big.csv"),
+        dir.path().join("big.csv"),
         format!("cell\n{}\n", "x".repeat((16 << 20) - 16)),
     )
     .expect("writes");
-    let scenario = Scenario::parse_in(scenario, &dir).expect("valid");
-    let result = run_on_one_worker("a 1 s run over the frame cap", scenario);
-    let _ = std::fs::remove_dir_all(dir);
-    result
+    let scenario = Scenario::parse_in(scenario, dir.path()).expect("valid");
+    run_on_one_worker("a 1 s run over the frame cap", scenario)
 }
 
 /// Runs `scenario` on a runtime of one worker thread, failing the test if it has not ended
@@ -1367,7 +1354,6 @@ fn sessions_of_zero_think_time_end_with_the_run() {
 #[test]
 fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
     let result = run_with_a_big_cell(
-        "too-big",
         r#"
         name = "too-big"
         connections = 1
@@ -1397,7 +1383,6 @@ fn a_request_that_fails_before_it_is_sent_does_not_keep_the_run_going() {
 #[test]
 fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
     let result = run_with_a_big_cell(
-        "message-too-big",
         r#"
         name = "message-too-big"
         connections = 1
@@ -1451,13 +1436,14 @@ fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
 
 #[test]
 fn a_closed_standard_output_still_gets_the_results_written() {
-    let file = echo_clients("closed-stdout", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = echo_clients(dir.path(), "closed-stdout", 5);
     std::fs::write(
         &file,
         std::fs::read_to_string(&file).expect("reads") + "[thresholds]\nerror_rate = \"< 1%\"\n",
     )
     .expect("writes");
-    let out = temp_path("closed-stdout-out");
+    let out = dir.path().join("closed-stdout-out");
     let mut child = amf_bench()
         .args(["run", "--quiet", file.to_str().expect("utf-8"), "--out"])
         .arg(&out)
@@ -1474,6 +1460,4 @@ fn a_closed_standard_output_still_gets_the_results_written() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(written_summary(&out)["thresholds"][0]["ok"], true);
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_dir_all(out);
 }

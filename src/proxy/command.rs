@@ -223,8 +223,8 @@ mod tests {
 
     #[test]
     fn log_and_record_must_be_two_files_however_they_are_written() {
-        let dir = std::env::temp_dir().join(format!("amf-bench-same-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("makes a directory");
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let dir = scratch.path();
         let log = dir.join("log.jsonl");
         let logged_and_recorded_to = |record: &std::path::Path| {
             config_of(&[
@@ -239,13 +239,11 @@ mod tests {
         assert!(error.to_string().contains("the same file"), "{error}");
         std::fs::write(&log, "").expect("writes");
         let link = dir.join("link.jsonl");
-        let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&log, &link).expect("links");
         let error = logged_and_recorded_to(&link).expect_err("one file, through a link");
         assert!(error.to_string().contains("the same file"), "{error}");
         assert!(logged_and_recorded_to(&dir.join("other.jsonl")).is_ok());
         let hard = dir.join("hard.jsonl");
-        let _ = std::fs::remove_file(&hard);
         std::fs::hard_link(&log, &hard).expect("links");
         let error = logged_and_recorded_to(&hard).expect_err("one file, through a hard link");
         assert!(error.to_string().contains("the same file"), "{error}");
@@ -256,13 +254,12 @@ mod tests {
         assert!(error.to_string().contains("the same file"), "{error}");
         let error = logged_and_recorded_to(&link).expect_err("a link to a file not made yet");
         assert!(error.to_string().contains("the same file"), "{error}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn an_output_naming_the_policy_file_is_refused_before_it_is_written() {
-        let dir = std::env::temp_dir().join(format!("amf-bench-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("makes a directory");
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let dir = scratch.path();
         let policy = dir.join("policy.xml");
         let text = r#"<cross-domain-policy><allow-access-from domain="*" to-ports="*"/></cross-domain-policy>"#;
         std::fs::write(&policy, text).expect("writes");
@@ -284,6 +281,5 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read_to_string(&policy).expect("reads"), text);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

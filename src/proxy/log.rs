@@ -534,9 +534,9 @@ mod tests {
 
     #[test]
     fn a_drop_is_noted_where_it_happened_and_in_time_order() {
-        let dir = std::env::temp_dir();
-        let json = dir.join(format!("amf-bench-drops-{}.jsonl", std::process::id()));
-        let record = dir.join(format!("amf-bench-drops-{}.rec", std::process::id()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let json = dir.path().join("drops.jsonl");
+        let record = dir.path().join("drops.rec");
         let outputs = Outputs {
             json: Some(json.clone()),
             record: Some(record.clone()),
@@ -594,7 +594,5 @@ mod tests {
             .collect();
         assert_eq!(recorded[2]["event"], "dropped", "{recorded:?}");
         assert!(at[0] < at[1] && at[1] == at[2], "{recorded:?}");
-        let _ = std::fs::remove_file(json);
-        let _ = std::fs::remove_file(record);
     }
 }

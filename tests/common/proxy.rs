@@ -65,10 +65,6 @@ impl TestProxy {
     }
 }
 
-pub fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("amf-bench-proxy-{}-{name}", std::process::id()))
-}
-
 /// A quiet proxy to `upstream`, logging to `log` when given.
 pub fn proxy_config(upstream: SocketAddr, log: Option<PathBuf>) -> ProxyConfig {
     let mut config = ProxyConfig {
