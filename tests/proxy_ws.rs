@@ -242,28 +242,31 @@ async fn a_text_message_refused_while_the_upstream_sends_is_counted_as_one() {
 
 #[tokio::test]
 async fn a_text_message_is_refused_with_1003() {
-    let server = TestServer::start(common::config()).await;
-    let (proxy, addr) = start_ws(ws_proxy_config(server.addr, None)).await;
-    let mut client = WsClient::connect(addr).await;
-    assert_eq!(
-        client.call("x", "echo", text_param("ok")).await.0,
-        text_param("ok")
-    );
-    text_is_refused(client).await;
-    proxy.wait_idle(1).await;
-    let summary = proxy.stop().await;
-    assert_eq!(
-        summary.stats.closes.get("ws_text_message"),
-        Some(&1),
-        "{summary:?}"
-    );
-    server.stop().await;
+    refused_after_an_echo(text_is_refused, "ws_text_message").await;
 }
 
 /// A client's frame that breaks RFC 6455 (here unmasked) gets a Close 1002 from the proxy too,
 /// and the connection counts under `ws_protocol_error`.
 #[tokio::test]
 async fn a_websocket_protocol_violation_is_refused_with_1002() {
+    let unmasked = async |mut client: WsClient| {
+        let frame = [0x82, 0x01, 0x00];
+        client
+            .socket
+            .get_mut()
+            .write_all(&frame)
+            .await
+            .expect("sends");
+        let (code, reason) = client.expect_close().await;
+        assert_eq!(code, 1002, "{reason}");
+        assert!(reason.contains("unmasked"), "{reason}");
+    };
+    refused_after_an_echo(unmasked, "ws_protocol_error").await;
+}
+
+/// A client through the proxy echoes once, then `refuse` makes the proxy refuse it; the
+/// connection's end counts under `kind`.
+async fn refused_after_an_echo(refuse: impl AsyncFnOnce(WsClient), kind: &str) {
     let server = TestServer::start(common::config()).await;
     let (proxy, addr) = start_ws(ws_proxy_config(server.addr, None)).await;
     let mut client = WsClient::connect(addr).await;
@@ -271,23 +274,10 @@ async fn a_websocket_protocol_violation_is_refused_with_1002() {
         client.call("x", "echo", text_param("ok")).await.0,
         text_param("ok")
     );
-    let unmasked = [0x82, 0x01, 0x00];
-    client
-        .socket
-        .get_mut()
-        .write_all(&unmasked)
-        .await
-        .expect("sends");
-    let (code, reason) = client.expect_close().await;
-    assert_eq!(code, 1002, "{reason}");
-    assert!(reason.contains("unmasked"), "{reason}");
+    refuse(client).await;
     proxy.wait_idle(1).await;
     let summary = proxy.stop().await;
-    assert_eq!(
-        summary.stats.closes.get("ws_protocol_error"),
-        Some(&1),
-        "{summary:?}"
-    );
+    assert_eq!(summary.stats.closes.get(kind), Some(&1), "{summary:?}");
     server.stop().await;
 }
 

@@ -26,14 +26,19 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Starts the printing thread.
+    /// Starts the thread printing to standard output.
     pub fn start() -> io::Result<Terminal> {
+        Terminal::printing_to(io::stdout())
+    }
+
+    /// Starts the thread printing to `out`.
+    fn printing_to(out: impl Write + Send + 'static) -> io::Result<Terminal> {
         let (queue, pieces) = sync_channel(QUEUE_PIECES);
         let queued = Arc::new(AtomicUsize::new(0));
         let printing = Arc::clone(&queued);
         let printer = std::thread::Builder::new()
             .name("proxy-stdout".into())
-            .spawn(move || print(&pieces, &printing, io::stdout()))?;
+            .spawn(move || print(&pieces, &printing, out))?;
         Ok(Terminal {
             queue: Some(queue),
             queued,
@@ -88,19 +93,11 @@ impl Terminal {
     /// A printer still blocked after `within` is left behind: the process ends without it.
     pub fn finish(mut self, within: Duration) -> Option<String> {
         self.queue = None;
-        let printer = self.printer.take()?;
-        let deadline = Instant::now() + within;
-        while !printer.is_finished() {
-            if Instant::now() >= deadline {
-                return Some(
-                    "standard output: not being read; the last lines were not shown".into(),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        match joined_within(self.printer.take()?, within) {
+            Some(Ok(failure)) => failure,
+            Some(Err(_)) => Some("standard output: the printer stopped unexpectedly".into()),
+            None => Some("standard output: not being read; the last lines were not shown".into()),
         }
-        printer
-            .join()
-            .unwrap_or_else(|_| Some("standard output: the printer stopped unexpectedly".into()))
     }
 }
 
@@ -114,19 +111,29 @@ pub fn print_within(text: String, within: Duration) -> io::Result<()> {
             let mut out = io::stdout().lock();
             out.write_all(text.as_bytes()).and_then(|()| out.flush())
         })?;
-    let deadline = Instant::now() + within;
-    while !printer.is_finished() {
-        if Instant::now() >= deadline {
+    match joined_within(printer, within) {
+        Some(Ok(written)) => written,
+        Some(Err(_)) => Err(io::Error::other(
+            "the summary's printer stopped unexpectedly",
+        )),
+        None => {
             tracing::warn!("standard output is not being read: the summary was not shown");
-            return Ok(());
+            Ok(())
+        }
+    }
+}
+
+/// `thread`'s end (its result, or its panic), if it comes within `within`; else none, and the
+/// thread is left to itself (std cannot join with a time-out).
+fn joined_within<T>(thread: JoinHandle<T>, within: Duration) -> Option<std::thread::Result<T>> {
+    let deadline = Instant::now() + within;
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    printer.join().unwrap_or_else(|_| {
-        Err(io::Error::other(
-            "the summary's printer stopped unexpectedly",
-        ))
-    })
+    Some(thread.join())
 }
 
 /// The printing thread: writes pieces as they come, flushing whenever the queue runs empty,
@@ -164,20 +171,6 @@ fn print(pieces: &Receiver<Vec<u8>>, queued: &AtomicUsize, out: impl Write) -> O
 mod tests {
     use super::*;
 
-    /// A terminal whose printer writes into `out`, for tests.
-    fn terminal_into(out: impl Write + Send + 'static) -> Terminal {
-        let (queue, pieces) = sync_channel(QUEUE_PIECES);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let printing = Arc::clone(&queued);
-        let printer = std::thread::spawn(move || print(&pieces, &printing, out));
-        Terminal {
-            queue: Some(queue),
-            queued,
-            missed: 0,
-            printer: Some(printer),
-        }
-    }
-
     /// A standard output nobody reads: every write waits until `release` is dropped.
     struct Stalled {
         release: std::sync::mpsc::Receiver<()>,
@@ -204,7 +197,7 @@ mod tests {
             release: waiting,
             seen: Arc::clone(&seen),
         };
-        let mut terminal = terminal_into(out);
+        let mut terminal = Terminal::printing_to(out).expect("starts");
         let line = vec![b'x'; 1023];
         // Far more than the queue holds; none of these calls may wait.
         for _ in 0..5_000 {
@@ -227,10 +220,11 @@ mod tests {
     fn after_a_stall_the_missing_lines_are_counted_out_loud() {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (release, waiting) = std::sync::mpsc::channel::<()>();
-        let mut terminal = terminal_into(Stalled {
+        let mut terminal = Terminal::printing_to(Stalled {
             release: waiting,
             seen: Arc::clone(&seen),
-        });
+        })
+        .expect("starts");
         let big = vec![b'y'; QUEUE_BYTES / 2];
         terminal.print(big.clone());
         terminal.print(big.clone());
