@@ -489,6 +489,35 @@ async fn a_torn_frame_is_told_apart_from_a_clean_close() {
     server.stop().await;
 }
 
+/// Requests that arrive in the same read as a later bad frame are answered before the close:
+/// what the client gets must not depend on how TCP split its bytes.
+#[tokio::test]
+async fn requests_before_a_bad_frame_in_the_same_read_are_answered() {
+    let server = TestServer::start(config()).await;
+    for round in 0..20 {
+        let mut client = RawClient::connect(server.addr).await;
+        let mut bytes = Vec::new();
+        for id in ["first", "second"] {
+            let echo = request(id, "echo", object(vec![("round", Value::Integer(round))]));
+            bytes.extend(encode_envelope(echo, Encoding::Amf3, 1 << 20).expect("encodes"));
+        }
+        bytes.extend_from_slice(&[0, 0, 0, 2, 0x0a, 0x99]);
+        client.send_bytes(&bytes).await;
+        for id in ["first", "second"] {
+            let Envelope::Response(reply) = client.recv().await else {
+                panic!("round {round}: expected the reply to {id}")
+            };
+            assert_eq!(&*reply.message_id, id, "round {round}");
+        }
+        assert!(client.read_to_end().await.is_empty(), "round {round}");
+    }
+    let snapshot = server
+        .wait_for("every connection closed", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.closes["undecodable_frame"], 20, "{snapshot:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_half_closed_client_still_gets_its_replies() {
     let server = TestServer::start(config()).await;

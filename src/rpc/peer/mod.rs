@@ -288,8 +288,8 @@ impl Shared {
         }
     }
 
-    /// Closes for the peer's fault (bad input, an unanswered ping): the replies already queued
-    /// still go, within the flush time-out, and a WebSocket peer gets a Close saying why.
+    /// Closes for the peer's fault (an unanswered ping): the replies already queued still go,
+    /// within the flush time-out, and a WebSocket peer gets a Close saying why.
     fn close_for(&self, reason: CloseReason) {
         self.life.record(reason);
         self.fail_pending(&self.life.reason());

@@ -38,17 +38,21 @@ impl ReadLoop {
             () = life.stop_reading.cancelled() => Ok(()),
         };
         match outcome {
-            Ok(()) => {
-                life.record(CloseReason::PeerClosed);
-                // Replies can no longer arrive.
-                self.shared.fail_pending(&life.reason());
-            }
-            // Bad input ends the connection gracefully: the replies already queued still go, and
-            // a WebSocket peer gets a Close rather than a dropped connection.
-            Err(reason) if reason.is_protocol_error() => self.shared.close_for(reason),
+            // Bad input ends the peer's input as a close between frames does: what came before
+            // it is still handled and answered (the owner closes once it has drained its inbox,
+            // so the answers do not depend on how TCP split the bytes), and a WebSocket peer
+            // then gets a Close saying why.
+            Ok(()) => self.input_ended(CloseReason::PeerClosed),
+            Err(reason) if reason.is_protocol_error() => self.input_ended(reason),
             Err(reason) => self.shared.abort(reason),
         }
         life.input_done.cancel();
+    }
+
+    /// Records why the input ended; replies to our own requests can no longer arrive.
+    fn input_ended(&self, reason: CloseReason) {
+        self.shared.life.record(reason);
+        self.shared.fail_pending(&self.shared.life.reason());
     }
 
     /// Reads until the peer closes between frames (`Ok`) or something goes wrong.
