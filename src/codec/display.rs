@@ -51,10 +51,10 @@ pub fn tree(value: &Value, format: Format, limits: &Limits) -> Result<String, Re
     let mut out = Output {
         text: String::new(),
         max_len: usize::MAX,
-        indent: Some(2),
+        indent: Some(TREE_INDENT),
     };
     let mut renderer = Renderer {
-        resolver: Resolver::new(value, format, limits),
+        resolver: Resolver::new(value, format, limits).charging_indent(TREE_INDENT),
         out: &mut out,
     };
     match renderer.render(value, 0) {
@@ -62,6 +62,9 @@ pub fn tree(value: &Value, format: Format, limits: &Limits) -> Result<String, Re
         Err(Stop::Render(error)) => Err(error),
     }
 }
+
+/// Spaces per level of a tree.
+const TREE_INDENT: usize = 2;
 
 /// Why rendering stopped early.
 enum Stop {
@@ -327,6 +330,34 @@ mod tests {
             text,
             "{\n  command: \"echo\"\n  params: {\n    list: [\n      1\n      0.5\n    ]\n  }\n}"
         );
+    }
+
+    /// `[[1], [ref 1, ref 1], [ref 2, ref 2], ...]`: level k of the chain expands to 2^k leaves,
+    /// each nested k + 2 deep.
+    fn chained_references(levels: u32) -> Value {
+        let mut items = vec![Value::array(vec![Value::Integer(1)])];
+        items.extend((1..=levels).map(|k| Value::array(vec![Value::Reference(k); 2])));
+        Value::array(items)
+    }
+
+    #[test]
+    fn a_tree_counts_its_indentation_against_the_expansion_budget() {
+        let limits = Limits::default();
+        // 2^17 leaves are within the budget's floor as nodes, but each is an indented line.
+        let value = chained_references(16);
+        let json = crate::codec::json::to_canonical_json(&value, Format::Amf3, &limits);
+        assert!(json.is_ok(), "{json:?}");
+        assert!(matches!(
+            tree(&value, Format::Amf3, &limits),
+            Err(RenderError::ExpansionBudget { .. })
+        ));
+        // Without references a deep tree's indentation is on both sides of the ratio.
+        let mut deep = Value::array(vec![Value::Integer(7); 20_000]);
+        for _ in 0..100 {
+            deep = Value::array(vec![deep]);
+        }
+        let text = tree(&deep, Format::Amf3, &limits).expect("renders");
+        assert!(text.len() > 4_000_000, "{}", text.len());
     }
 
     #[test]

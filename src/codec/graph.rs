@@ -97,16 +97,17 @@ impl Value {
     }
 }
 
-/// Visits `root` and everything inside it in pre-order without recursing, so that any depth is safe.
-fn walk_preorder<'v>(root: &'v Value, mut visit: impl FnMut(&'v Value) -> bool) {
-    if !visit(root) {
+/// Visits `root` and everything inside it in pre-order, each with its depth (the root's is 0),
+/// without recursing, so that any depth is safe.
+fn walk_preorder<'v>(root: &'v Value, mut visit: impl FnMut(&'v Value, usize) -> bool) {
+    if !visit(root, 0) {
         return;
     }
     let mut stack: Vec<Children<'v>> = vec![root.children()];
     while let Some(children) = stack.last_mut() {
         match children.next() {
             Some(child) => {
-                if visit(child) {
+                if visit(child, stack.len()) {
                     stack.push(child.children());
                 }
             }
@@ -119,16 +120,18 @@ fn walk_preorder<'v>(root: &'v Value, mut visit: impl FnMut(&'v Value) -> bool) 
 
 /// The size of a whole tree as sent: references unresolved, and each shared string (a string
 /// reference on the wire, or a member name repeated through a trait reference) counted once, so
-/// that the rendering budget grows with the input, not with what references expand to.
-pub fn tree_cost(root: &Value) -> usize {
+/// that the rendering budget grows with the input, not with what references expand to. Each node
+/// also costs `per_level` for each level it is nested at: the indentation of its line in a tree.
+pub fn tree_cost(root: &Value, per_level: usize) -> usize {
     let mut shared_seen = HashSet::new();
     let mut text_cost = |text: &Str| {
         let first_time = !text.is_heap_allocated() || shared_seen.insert(text.as_ptr() as usize);
         if first_time { text.len() } else { 0 }
     };
     let mut cost = 0usize;
-    walk_preorder(root, |value| {
-        cost = cost.saturating_add(value.node_cost(&mut text_cost));
+    walk_preorder(root, |value, depth| {
+        let indent = per_level.saturating_mul(depth);
+        cost = cost.saturating_add(value.node_cost(&mut text_cost).saturating_add(indent));
         true
     });
     cost
@@ -143,7 +146,7 @@ impl<'v> ObjectTable<'v> {
     /// The table of the scope whose root is `root`.
     pub fn build(root: &'v Value, format: Format) -> ObjectTable<'v> {
         let mut entries = Vec::new();
-        walk_preorder(root, |value| {
+        walk_preorder(root, |value, _| {
             // A nested scope's entries belong to its own table.
             if value.opens_scope(format).is_some() {
                 return false;
@@ -204,6 +207,8 @@ pub struct Resolver<'v> {
     /// The tree's size and the budget it gives, once the work done reaches the budget's floor.
     budget: Option<(usize, usize)>,
     spent: usize,
+    /// What each node costs per level of depth on top of its own cost (a tree's indentation).
+    per_level: usize,
 }
 
 /// A scope: its root and format, and its object table once a reference needs it.
@@ -240,7 +245,16 @@ impl<'v> Resolver<'v> {
             limits: *limits,
             budget: None,
             spent: 0,
+            per_level: 0,
         }
+    }
+
+    /// Charges each node `per_level` more per level of depth, in the work done and in the
+    /// tree's size alike: an indented tree's output grows with depth as well as with nodes, and
+    /// the budget must bound the output, not only the nodes.
+    pub fn charging_indent(mut self, per_level: usize) -> Resolver<'v> {
+        self.per_level = per_level;
+        self
     }
 
     fn current(&mut self) -> &mut Scope<'v> {
@@ -280,13 +294,16 @@ impl<'v> Resolver<'v> {
 
     /// Charges rendering `target` once to the work budget.
     fn charge(&mut self, target: &Value) -> Result<(), RenderError> {
-        self.spent = self.spent.saturating_add(target.render_cost());
+        let indent = self.per_level.saturating_mul(self.depth);
+        self.spent = self
+            .spent
+            .saturating_add(target.render_cost().saturating_add(indent));
         // The budget is never below its floor, so until then the tree's size is not needed.
         if self.spent <= self.limits.expansion_floor {
             return Ok(());
         }
         let (size, budget) = *self.budget.get_or_insert_with(|| {
-            let size = tree_cost(self.root);
+            let size = tree_cost(self.root, self.per_level);
             (size, self.limits.expansion_budget(size))
         });
         if self.spent > budget {
@@ -412,7 +429,7 @@ mod tests {
     #[test]
     fn a_shared_string_counts_once_in_the_tree() {
         // The array (one plus its four items), the string once, then three one-node references.
-        assert_eq!(tree_cost(&string_references(3)), (1 + 4) + (1 + 256) + 3);
+        assert_eq!(tree_cost(&string_references(3), 0), (1 + 4) + (1 + 256) + 3);
     }
 
     #[test]

@@ -60,7 +60,7 @@ struct Resolver<'v> {
 impl<'v> Resolver<'v> {
     /// A resolver for walking `root`, a top-level value of `format`.
     fn new(root: &'v Value, format: Format, limits: &Limits) -> Resolver<'v> {
-        let size = tree_cost(root);
+        let size = tree_cost(root, 0);
         Resolver {
             scopes: vec![(format, ObjectTable::build(root, format))],
             path: Vec::new(),
