@@ -79,13 +79,42 @@ fn read_input(file: Option<&Path>, hex: bool) -> anyhow::Result<Bytes> {
     if !hex {
         return Ok(Bytes::from(raw));
     }
-    let digits: Vec<u8> = raw
-        .into_iter()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let bytes =
-        hex::decode(&digits).context("the input is not valid hex (whitespace is ignored)")?;
+    let bytes = from_hex(&raw).context("the input is not valid hex (whitespace is ignored)")?;
     Ok(Bytes::from(bytes))
+}
+
+/// Hex text to bytes, white space anywhere ignored; an error says where in the text (line,
+/// column and byte offset) the first character that is not a hex digit is.
+fn from_hex(text: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(text.len() / 2);
+    let mut high: Option<u8> = None;
+    let (mut line, mut line_start) = (1, 0);
+    for (offset, &byte) in text.iter().enumerate() {
+        if byte == b'\n' {
+            (line, line_start) = (line + 1, offset + 1);
+        }
+        if byte.is_ascii_whitespace() {
+            continue;
+        }
+        let Some(digit) = char::from(byte).to_digit(16) else {
+            let shown = String::from_utf8_lossy(&text[offset..text.len().min(offset + 4)]);
+            let shown = shown.chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+            anyhow::bail!(
+                "{shown:?} at line {line}, column {} (byte offset {offset}) is not a hex digit",
+                offset - line_start + 1
+            );
+        };
+        // A hex digit is below 16.
+        let digit = digit as u8;
+        match high.take() {
+            Some(high) => bytes.push(high << 4 | digit),
+            None => high = Some(digit),
+        }
+    }
+    if high.is_some() {
+        anyhow::bail!("an odd number of hex digits: the last byte has only one");
+    }
+    Ok(bytes)
 }
 
 struct Printer {

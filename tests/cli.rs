@@ -145,6 +145,17 @@ fn usage_and_input_errors_exit_2() {
     let output = amf_bench(&["decode", "--hex"], b"0g");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not valid hex"));
+    // Where the bad character is in the text, not among the digits.
+    let output = amf_bench(&["decode", "--hex"], b"04 01\n0a zz");
+    assert_eq!(output.status.code(), Some(2));
+    let error = text(&output.stderr);
+    assert!(
+        error.contains("'z' at line 2, column 4 (byte offset 9) is not a hex digit"),
+        "{error}"
+    );
+    let output = amf_bench(&["decode", "--hex"], b"04 0");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("odd number of hex digits"));
     // Values nested deeper could overflow a thread's stack and abort the process.
     let most = amf_bench::codec::Limits::MAX_SAFE_DEPTH;
     let deeper = (most + 1).to_string();
