@@ -171,13 +171,16 @@ async fn a_bad_amf_frame_ends_the_connection_with_a_protocol_error_close() {
 }
 
 /// A frame that breaks RFC 6455 itself (unmasked from a client, a reserved opcode, a reserved
-/// bit) fails the connection with a Close 1002 naming the violation, as RFC 6455 7.1.7 asks.
+/// bit, a Close reason that is not UTF-8) fails the connection with a Close 1002 naming the
+/// violation, as RFC 6455 7.1.7 asks.
 #[tokio::test]
 async fn a_websocket_protocol_violation_is_refused_with_1002() {
     for (raw, said) in [
         (vec![0x82, 0x01, 0x00], "unmasked"),
         (vec![0x83, 0x80, 1, 2, 3, 4], "invalid opcode"),
         (vec![0xc2, 0x80, 1, 2, 3, 4], "reserved bits"),
+        // A Close whose reason is not UTF-8 (code 1000, then 0xff; mask 0).
+        (vec![0x88, 0x83, 0, 0, 0, 0, 0x03, 0xe8, 0xff], "utf-8"),
     ] {
         let (server, addr) = start_ws(ws_config()).await;
         let mut client = WsClient::connect(addr).await;

@@ -57,6 +57,8 @@ enum Refused {
     TooLarge,
     /// A frame that breaks RFC 6455 (an unmasked frame, a reserved opcode or bit, ...).
     Protocol(ProtocolError),
+    /// Text that is not UTF-8 where RFC 6455 asks for it (a Close's reason, a text message).
+    InvalidUtf8(String),
 }
 
 impl Refused {
@@ -67,6 +69,7 @@ impl Refused {
             Refused::Protocol(violation) => {
                 WsError::Protocol(tungstenite::Error::Protocol(violation.clone()))
             }
+            Refused::InvalidUtf8(what) => WsError::Protocol(tungstenite::Error::Utf8(what.clone())),
         }
     }
 }
@@ -170,6 +173,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             {
                 let reason = violation.to_string();
                 self.refuse(CloseCode::Protocol, &reason, Refused::Protocol(violation));
+            }
+            Some(Err(tungstenite::Error::Utf8(what))) => {
+                let reason = format!("invalid UTF-8 in a Close reason or a text message: {what}");
+                self.refuse(CloseCode::Protocol, &reason, Refused::InvalidUtf8(what));
             }
             Some(Err(tungstenite::Error::Io(error))) => return Err(error),
             Some(Err(error)) => return Err(to_io(error)),
