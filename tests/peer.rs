@@ -6,7 +6,11 @@ mod common;
 use std::time::Duration;
 
 use amf_bench::codec::{Str, Value};
-use amf_bench::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig};
+use amf_bench::rpc::wire::encode_envelope;
+use amf_bench::rpc::{
+    BadEnvelopes, CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig,
+};
+use amf_bench::rpc::{Encoding, Envelope, Message};
 use common::{TestServer, WAIT, config, object};
 use tokio::net::TcpStream;
 
@@ -176,4 +180,64 @@ async fn a_client_peer_answers_server_pings_and_receives_pushes() {
         CloseReason::Closed("test done")
     ));
     server.stop().await;
+}
+
+/// An object that is not an envelope (an unknown `type`) is dropped by a peer told to drop
+/// them, as the ActionScript client does, and what follows still arrives; by default it closes
+/// the connection, as the Ruby server does.
+#[tokio::test]
+async fn an_unknown_envelope_type_is_dropped_or_closes_as_configured() {
+    for bad_envelopes in [BadEnvelopes::Drop, BadEnvelopes::Close] {
+        let (listener, addr) = common::loopback_listener().await;
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let mut bytes = bytes::BytesMut::new();
+            let weird = object(vec![("type", Value::string("weird"))]);
+            amf_bench::frame::encode_frame(&weird, 1 << 20, &mut bytes).expect("encodes");
+            let news = Envelope::Message(Message {
+                message_id: Str::from("m1"),
+                command: command("news"),
+                params: object(vec![]),
+            });
+            bytes.extend(encode_envelope(news, Encoding::Amf3, 1 << 20).expect("encodes"));
+            socket.write_all(&bytes).await.expect("writes");
+            // Held open until the client has seen what it will see.
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut rest).await;
+        });
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        let (reader, writer) = stream.into_split();
+        let config = PeerConfig {
+            bad_envelopes,
+            ..PeerConfig::default()
+        };
+        let (peer, mut inbox) = Peer::start(reader, writer, bytes::BytesMut::new(), config);
+        let incoming = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .expect("in time");
+        match bad_envelopes {
+            BadEnvelopes::Drop => {
+                let Some(Incoming::Message(message)) = incoming else {
+                    panic!("expected the message after the dropped object, got {incoming:?}")
+                };
+                assert_eq!(&*message.command, "news");
+                assert_eq!(peer.envelopes_dropped(), 1);
+                peer.close("test done");
+            }
+            BadEnvelopes::Close => {
+                assert!(incoming.is_none(), "{incoming:?}");
+                // The owner closes once the inbox ends; the reason stays the peer's fault.
+                peer.close("the inbox ended");
+                let reason = tokio::time::timeout(WAIT, peer.closed())
+                    .await
+                    .expect("closes");
+                assert_eq!(reason.kind(), "bad_envelope", "{reason}");
+            }
+        }
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("the server ends")
+            .expect("the server task");
+    }
 }

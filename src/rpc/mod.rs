@@ -11,5 +11,5 @@ pub use envelope::{
     Envelope, EnvelopeError, EnvelopeHeader, Message, PING_COMMAND, Request, Response,
     new_message_id,
 };
-pub use peer::{CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig};
+pub use peer::{BadEnvelopes, CallError, CloseReason, Incoming, Peer, PeerConfig, PingConfig};
 pub use wire::{Encoding, WireError};

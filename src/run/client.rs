@@ -22,7 +22,7 @@ use super::queue::ArrivalQueue;
 use super::scenario::{Scenario, Session, Step};
 use super::template::RenderContext;
 use crate::codec::{Str, Value};
-use crate::rpc::{CallError, CloseReason, Incoming, Peer, PeerConfig};
+use crate::rpc::{BadEnvelopes, CallError, CloseReason, Incoming, Peer, PeerConfig};
 
 /// What every client shares.
 pub struct Shared {
@@ -515,8 +515,10 @@ async fn connect(shared: &Shared, index: usize) -> Option<(Peer, mpsc::Receiver<
     shared.metrics.connected(started.elapsed());
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
+    // As the ActionScript client: pings answered "pong", objects that are not envelopes dropped.
     let config = PeerConfig {
         ping_reply: Value::string("pong"),
+        bad_envelopes: BadEnvelopes::Drop,
         ..PeerConfig::default()
     };
     Some(Peer::start(reader, writer, bytes::BytesMut::new(), config))

@@ -77,6 +77,20 @@ pub struct PeerConfig {
     /// connection, before the writer shuts down: a transport that can tell the peer why (a
     /// WebSocket's Close) reads it there.
     pub close_note: Option<Arc<OnceLock<String>>>,
+    /// What a frame that decodes but is not an envelope (an unknown `type`, a missing member)
+    /// does.
+    pub bad_envelopes: BadEnvelopes,
+}
+
+/// What a peer does with a frame that decodes but is not an envelope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BadEnvelopes {
+    /// Close the connection for the peer's fault, as the Ruby server does.
+    #[default]
+    Close,
+    /// Drop the object and read on, as the ActionScript client does; `Peer::envelopes_dropped`
+    /// counts them.
+    Drop,
 }
 
 impl Default for PeerConfig {
@@ -93,6 +107,7 @@ impl Default for PeerConfig {
             first_ping_in: None,
             pings_total: None,
             close_note: None,
+            bad_envelopes: BadEnvelopes::Close,
         }
     }
 }
@@ -266,6 +281,8 @@ struct Shared {
     /// stopped now: a ping unanswered meanwhile may be waiting, unread, in our socket.
     reader_stalls: AtomicU64,
     reader_stalled: AtomicBool,
+    /// Frames dropped for not being envelopes (with `BadEnvelopes::Drop`).
+    envelopes_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -371,7 +388,8 @@ impl Drop for WaiterGuard<'_> {
 impl Peer {
     /// Starts the peer's tasks on a connection split into its two halves; `already_read` holds any
     /// bytes read before (by policy sniffing). Returns the handle and the inbox of requests and
-    /// messages from the peer, which ends when the peer stops sending.
+    /// messages from the peer, which ends when the peer stops sending (it closed, or sent bad
+    /// input): the owner answers what it took from the inbox, then closes.
     pub fn start<R, W>(
         reader: R,
         writer: W,
@@ -405,6 +423,7 @@ impl Peer {
             pings_total: config.pings_total,
             reader_stalls: AtomicU64::new(0),
             reader_stalled: AtomicBool::new(false),
+            envelopes_dropped: AtomicU64::new(0),
         });
         let peer = Peer { shared };
         let read = ReadLoop {
@@ -412,6 +431,7 @@ impl Peer {
             inbox,
             decode: config.decode,
             ping_reply: config.ping_reply,
+            bad_envelopes: config.bad_envelopes,
         };
         let guard = TaskGuard(Arc::clone(&life));
         tokio::spawn(async move {
@@ -530,6 +550,11 @@ impl Peer {
     /// How many of the peer's pings this side has answered.
     pub fn pings_answered(&self) -> u64 {
         self.shared.pings_answered.load(Ordering::Relaxed)
+    }
+
+    /// Frames from the peer dropped for not being envelopes (with `BadEnvelopes::Drop`).
+    pub fn envelopes_dropped(&self) -> u64 {
+        self.shared.envelopes_dropped.load(Ordering::Relaxed)
     }
 
     /// Requests waiting for a reply.

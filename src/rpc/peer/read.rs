@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{CallError, CloseReason, Incoming, Shared};
+use super::{BadEnvelopes, CallError, CloseReason, Incoming, Shared};
 use crate::codec::{DecodeOptions, Value};
 use crate::frame::{self, HEADER_LEN};
 use crate::rpc::envelope::{Envelope, Response};
@@ -26,6 +26,7 @@ pub(super) struct ReadLoop {
     pub(super) inbox: mpsc::Sender<Incoming>,
     pub(super) decode: Arc<DecodeOptions>,
     pub(super) ping_reply: Value,
+    pub(super) bad_envelopes: BadEnvelopes,
 }
 
 impl ReadLoop {
@@ -67,9 +68,18 @@ impl ReadLoop {
             while let Some(payload) = frame::split_frame(&mut buffer, self.shared.max_frame_len)
                 .map_err(|error| CloseReason::BadFrame(Arc::new(error)))?
             {
-                let envelope = decode_envelope(payload, self.shared.encoding, &self.decode)
-                    .map_err(|error| CloseReason::BadPayload(Arc::new(error)))?;
-                self.dispatch(envelope).await?;
+                match decode_envelope(payload, self.shared.encoding, &self.decode) {
+                    Ok(envelope) => self.dispatch(envelope).await?,
+                    Err(error)
+                        if error.is_bad_envelope() && self.bad_envelopes == BadEnvelopes::Drop =>
+                    {
+                        tracing::debug!("dropped a frame that is not an envelope: {error}");
+                        self.shared
+                            .envelopes_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => return Err(CloseReason::BadPayload(Arc::new(error))),
+                }
             }
             if buffer.is_empty() && !busy {
                 // Between frames on a quiet connection, wait with a small buffer, so idle
