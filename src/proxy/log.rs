@@ -143,17 +143,24 @@ pub struct FrameEntry {
 }
 
 impl Event {
-    /// Queue bytes this event holds.
-    fn cost(&self) -> usize {
-        const BASE: usize = 256;
-        BASE + match &self.what {
-            // What the entry holds (not what the frame declared); the raw bytes come on top.
-            What::Frame(entry) => entry.decoded.held() + entry.raw.as_ref().map_or(0, Bytes::len),
-            What::Chunk { bytes, .. } => bytes.len(),
-            _ => 0,
-        }
+    /// Queue bytes this event holds, what `--log-queue` counts.
+    pub fn queue_cost(&self) -> usize {
+        EVENT_OVERHEAD
+            + match &self.what {
+                // What the entry holds (not what the frame declared); the raw bytes come on top.
+                What::Frame(entry) => {
+                    entry.decoded.held() + entry.raw.as_ref().map_or(0, Bytes::len)
+                }
+                What::Chunk { bytes, .. } => bytes.len(),
+                _ => 0,
+            }
     }
 }
+
+/// Queue bytes every event counts besides its content: its slot in a batch (twice its size, as a
+/// growing vector may hold), its boxed entry, and the allocator's share of the few small blocks
+/// it owns (texts, message ids).
+const EVENT_OVERHEAD: usize = 2 * size_of::<Event>() + size_of::<FrameEntry>() + 4 * 32;
 
 /// Which frames the log shows (`--command`, `--dir`, `--conn`); every event is still recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -230,7 +237,7 @@ impl LogSender {
         if events.is_empty() {
             return;
         }
-        let cost = events.iter().map(Event::cost).sum();
+        let cost = events.iter().map(Event::queue_cost).sum();
         let counters = &self.counters;
         let before = counters.queued_bytes.fetch_add(cost, Ordering::Relaxed);
         let count = events.len() as u64;
@@ -540,7 +547,7 @@ mod tests {
         let outputs = Outputs {
             json: Some(json.clone()),
             record: Some(record.clone()),
-            queue_bytes: close(0).cost(), // one event at a time
+            queue_bytes: close(0).queue_cost(), // one event at a time
             ..Outputs::default()
         };
         let header = Header {
