@@ -664,6 +664,28 @@ async fn sessions_cut_short_by_the_end_are_counted() {
     assert_eq!(summary["sessions"]["cut_short"], started, "{summary:#}");
 }
 
+/// A session whose only steps left when the run ends are think times has nothing more to send:
+/// it is not cut short, as one ending in a think time that the end interrupts is not.
+#[test]
+fn skipped_final_think_times_do_not_cut_a_session_short() {
+    let result = run_text(
+        r#"
+        name = "final-thinks"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "sleep", params = { ms = 1100 } }, { think = "0ms" }, { think = "5s" }]
+        "#,
+    );
+    let summary = &result.summary;
+    assert_eq!(summary["sessions"]["started"], 1, "{summary:#}");
+    assert_eq!(count(summary, "sleep"), 1, "{summary:#}");
+    assert_eq!(summary["sessions"]["cut_short"], 0, "{summary:#}");
+}
+
 /// One client's 20-second `sleep` on the embedded server, with `timeout`, in a 1 s run.
 fn one_long_sleep(timeout: &str) -> Scenario {
     Scenario::parse(&format!(

@@ -277,6 +277,12 @@ fn close_kind(reason: &CloseReason) -> ErrorKind {
     }
 }
 
+/// Whether `steps` hold anything but think times: skipping only think times leaves a session
+/// with nothing unsent, so it is not cut short.
+fn sends_anything(steps: &[Step]) -> bool {
+    steps.iter().any(|step| !matches!(step, Step::Think(_)))
+}
+
 /// Whether a result follows the failure convention `{error: {...}}`.
 fn is_error_result(result: &Value) -> bool {
     result
@@ -293,7 +299,9 @@ impl Client {
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.
             if index > 0 && self.stop.is_cancelled() {
-                self.shared.metrics.session_cut_short();
+                if sends_anything(&session.steps[index..]) {
+                    self.shared.metrics.session_cut_short();
+                }
                 return Ok(());
             }
             due = self.run_step(step, due).await?;

@@ -153,7 +153,8 @@ pub struct Recorded {
     pub disconnects: BTreeMap<ErrorKind, u64>,
     /// Sessions started.
     pub sessions_started: u64,
-    /// Sessions started whose later steps were skipped because the run ended.
+    /// Sessions started whose later steps (think times at their end aside) were skipped because
+    /// the run ended.
     pub sessions_cut_short: u64,
     /// Arrivals dropped because no client was free and the queue was full.
     pub dropped: u64,
