@@ -386,7 +386,7 @@ fn clients_that_cannot_connect_fail_the_error_rate_and_latency_thresholds() {
     );
     // A closed model plans no sessions, so the line claims no share of a plan.
     assert!(
-        stdout.contains("sessions: 0 started, 0 cut short at the end, 0 dropped; connections: 0 connected, 5 failed"),
+        stdout.contains("sessions: 0 started, 0 cut short at the end, 0 cut short by a lost connection, 0 dropped; connections: 0 connected, 5 failed"),
         "{stdout}"
     );
     let summary = written_summary(&out);
@@ -662,6 +662,7 @@ async fn sessions_cut_short_by_the_end_are_counted() {
     assert_eq!(count(summary, "echo"), started, "{summary:#}");
     assert_eq!(count(summary, "sleep"), 0, "{summary:#}");
     assert_eq!(summary["sessions"]["cut_short"], started, "{summary:#}");
+    assert_eq!(summary["sessions"]["lost"], 0, "{summary:#}");
 }
 
 /// A session whose only steps left when the run ends are think times has nothing more to send:
@@ -683,6 +684,119 @@ fn skipped_final_think_times_do_not_cut_a_session_short() {
     let summary = &result.summary;
     assert_eq!(summary["sessions"]["started"], 1, "{summary:#}");
     assert_eq!(count(summary, "sleep"), 1, "{summary:#}");
+    assert_eq!(summary["sessions"]["cut_short"], 0, "{summary:#}");
+    assert_eq!(summary["sessions"]["lost"], 0, "{summary:#}");
+}
+
+/// The r2 case: two sessions on one connection, which the first one's `close` ends while the
+/// second is in its think time. Both had steps left that the loss skipped: both are lost, and
+/// neither is cut short, since the run had not ended.
+#[test]
+fn sessions_stopped_by_a_lost_connection_are_lost_not_cut_short() {
+    let result = run_text(
+        r#"
+        name = "lost"
+        connections = 1
+        duration = "2s"
+        in_flight = 2
+        [load]
+        model = "open"
+        stages = [{ rate = 10, for = "150ms" }]
+        [[session]]
+        name = "s"
+        steps = [
+          { request = "echo" },
+          { think = "200ms" },
+          { request = "close", timeout = "1s" },
+          { request = "echo" },
+        ]
+        "#,
+    );
+    let summary = &result.summary;
+    assert_eq!(summary["interrupted"], false, "{summary:#}");
+    assert_eq!(summary["sessions"]["started"], 2, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["lost"]["server_closed"], 1,
+        "{summary:#}"
+    );
+    assert_eq!(
+        count(summary, "echo"),
+        2,
+        "only the first steps: {summary:#}"
+    );
+    assert_eq!(summary["sessions"]["cut_short"], 0, "{summary:#}");
+    assert_eq!(summary["sessions"]["lost"], 2, "{summary:#}");
+    assert!(
+        result
+            .table
+            .contains("0 cut short at the end, 2 cut short by a lost connection, 0 dropped"),
+        "{}",
+        result.table
+    );
+    assert!(
+        result
+            .html
+            .contains("<th>sessions cut short by a lost connection</th><td>2</td>"),
+        "{}",
+        result.html
+    );
+}
+
+/// One session at a time (`in_flight = 1`), each closing its connection before its last step,
+/// with `reconnect`: no session completes, so each is lost, or cut short by the end if that
+/// came first (at most one per client).
+#[test]
+fn every_session_a_lost_connection_stops_is_counted_as_lost() {
+    let result = run_text(
+        r#"
+        name = "lost-one-lane"
+        connections = 2
+        duration = "1s"
+        reconnect = "20ms"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo" }, { request = "close", timeout = "1s" }, { request = "echo" }]
+        "#,
+    );
+    let summary = &result.summary;
+    let sessions = &summary["sessions"];
+    let started = sessions["started"].as_u64().expect("started");
+    let lost = sessions["lost"].as_u64().expect("lost");
+    let cut_short = sessions["cut_short"].as_u64().expect("cut_short");
+    assert!(lost >= 5, "{summary:#}");
+    assert!(cut_short <= 2, "{summary:#}");
+    assert_eq!(started, lost + cut_short, "{summary:#}");
+    // The closes before the run's end lost their connection; every one is a lost session.
+    let lost_connections = summary["connections"]["lost"]["server_closed"]
+        .as_u64()
+        .expect("lost connections");
+    assert!(lost <= lost_connections, "{summary:#}");
+}
+
+/// A session that meets the loss of its connection with only think times left is not lost.
+#[test]
+fn a_lost_connection_with_only_think_times_left_loses_no_session() {
+    let result = run_text(
+        r#"
+        name = "lost-at-the-end"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "close", timeout = "1s" }, { think = "100ms" }]
+        "#,
+    );
+    let summary = &result.summary;
+    assert_eq!(summary["sessions"]["started"], 1, "{summary:#}");
+    assert_eq!(
+        summary["connections"]["lost"]["server_closed"], 1,
+        "{summary:#}"
+    );
+    assert_eq!(summary["sessions"]["lost"], 0, "{summary:#}");
     assert_eq!(summary["sessions"]["cut_short"], 0, "{summary:#}");
 }
 

@@ -250,7 +250,7 @@ struct Client {
     peer: Peer,
     mailbox: Arc<Mailbox>,
     shared: Arc<Shared>,
-    /// The run's stop, or this connection's loss.
+    /// The run's stop, or this connection's loss (`shared.stop` says which).
     stop: CancellationToken,
     render: RenderContext,
 }
@@ -278,7 +278,7 @@ fn close_kind(reason: &CloseReason) -> ErrorKind {
 }
 
 /// Whether `steps` hold anything but think times: skipping only think times leaves a session
-/// with nothing unsent, so it is not cut short.
+/// with nothing unsent, so it is neither cut short nor lost.
 fn sends_anything(steps: &[Step]) -> bool {
     steps.iter().any(|step| !matches!(step, Step::Think(_)))
 }
@@ -299,14 +299,33 @@ impl Client {
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.
             if index > 0 && self.stop.is_cancelled() {
-                if sends_anything(&session.steps[index..]) {
-                    self.shared.metrics.session_cut_short();
-                }
+                self.stopped_before(&session.steps[index..]);
                 return Ok(());
             }
-            due = self.run_step(step, due).await?;
+            due = match self.run_step(step, due).await {
+                Ok(next) => next,
+                // The step met the connection's loss: the steps after it cannot run.
+                Err(lost) => {
+                    self.stopped_before(&session.steps[index + 1..]);
+                    return Err(lost);
+                }
+            };
         }
         Ok(())
+    }
+
+    /// Counts a session stopped with `rest` not run: cut short when the run has ended, else
+    /// lost with its connection; neither when `rest` holds only think times.
+    fn stopped_before(&self, rest: &[Step]) {
+        if !sends_anything(rest) {
+            return;
+        }
+        // The run's end is checked first: it would have skipped these steps all the same.
+        if self.shared.stop.is_cancelled() {
+            self.shared.metrics.session_cut_short();
+        } else {
+            self.shared.metrics.session_lost();
+        }
     }
 
     /// Runs one step due at `due`; returns when the next step is due (this one's completion).

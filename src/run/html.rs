@@ -61,6 +61,10 @@ fn facts(summary: &Json) -> String {
             "sessions cut short at the end",
             &summary["sessions"]["cut_short"],
         ),
+        (
+            "sessions cut short by a lost connection",
+            &summary["sessions"]["lost"],
+        ),
         ("sessions dropped", &summary["sessions"]["dropped"]),
         (
             "sessions unstarted at the end",

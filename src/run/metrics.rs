@@ -156,6 +156,9 @@ pub struct Recorded {
     /// Sessions started whose later steps (think times at their end aside) were skipped because
     /// the run ended.
     pub sessions_cut_short: u64,
+    /// Sessions started whose later steps (think times at their end aside) were skipped because
+    /// their connection was lost during the run.
+    pub sessions_lost: u64,
     /// Arrivals dropped because no client was free and the queue was full.
     pub dropped: u64,
     /// Connections open now.
@@ -281,6 +284,11 @@ impl Metrics {
     /// Records a session whose later steps were skipped because the run ended.
     pub fn session_cut_short(&self) {
         self.with(|recorded| recorded.sessions_cut_short += 1);
+    }
+
+    /// Records a session whose later steps were skipped because its connection was lost.
+    pub fn session_lost(&self) {
+        self.with(|recorded| recorded.sessions_lost += 1);
     }
 
     /// Records an arrival that found no room in the queue.

@@ -145,6 +145,7 @@ pub fn summary(
             "planned": facts.planned_sessions,
             "started": recorded.sessions_started,
             "cut_short": recorded.sessions_cut_short,
+            "lost": recorded.sessions_lost,
             "dropped": recorded.dropped,
             "unstarted": facts.planned_sessions.map(|planned| planned.saturating_sub(recorded.sessions_started + recorded.dropped)),
             "planned_rate": facts.planned_sessions.map(|planned| per_second(planned as f64)),
@@ -198,10 +199,11 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
     }
     let _ = writeln!(
         text,
-        "sessions: {} started{}, {} cut short at the end, {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
+        "sessions: {} started{}, {} cut short at the end, {} cut short by a lost connection, {} dropped; connections: {} connected, {} failed, {} lost; errors: {:.3}%; {:.1} s",
         recorded.sessions_started,
         share_of_plan(recorded, facts),
         recorded.sessions_cut_short,
+        recorded.sessions_lost,
         recorded.dropped,
         recorded.connect.as_ref().map_or(0, Histogram::len),
         recorded.connect_errors.values().sum::<u64>(),
