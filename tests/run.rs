@@ -1355,6 +1355,62 @@ async fn a_wait_for_a_message_ends_when_the_connection_does() {
     server.await.expect("the server task ends");
 }
 
+/// An object that is not an envelope (an unknown `type`) is dropped, as the ActionScript client
+/// drops it: the message after it still arrives, nothing is lost, and the drop is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_envelope_type_from_the_server_is_dropped_and_counted() {
+    use amf_bench::codec::{Str, Value};
+    use amf_bench::rpc::wire::encode_envelope;
+    use amf_bench::rpc::{Encoding, Envelope, Message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (listener, addr) = common::loopback_listener().await;
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accepts");
+        let mut bytes = bytes::BytesMut::new();
+        let weird = common::object(vec![("type", Value::string("weird"))]);
+        amf_bench::frame::encode_frame(&weird, 1 << 20, &mut bytes).expect("encodes");
+        let news = Envelope::Message(Message {
+            message_id: Str::from("m1"),
+            command: Str::from("news"),
+            params: common::object(vec![]),
+        });
+        bytes.extend(encode_envelope(news, Encoding::Amf3, 1 << 20).expect("encodes"));
+        socket.write_all(&bytes).await.expect("writes");
+        let mut rest = Vec::new();
+        let _ = socket.read_to_end(&mut rest).await;
+    });
+    let scenario = Scenario::parse(&format!(
+        r#"
+        name = "weird"
+        target = "{addr}"
+        connections = 1
+        duration = "300ms"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ wait_message = "news", timeout = "5s" }}, {{ think = "1s" }}]
+        "#
+    ))
+    .expect("valid");
+    let result = run_to_the_end(scenario).await;
+    let summary = &result.summary;
+    let wait = &summary["commands"]["wait_message:news"];
+    assert_eq!(wait["count"], 1, "{summary:#}");
+    assert_eq!(wait["errors"], serde_json::json!({}), "{summary:#}");
+    assert_eq!(
+        summary["connections"]["lost"],
+        serde_json::json!({}),
+        "{summary:#}"
+    );
+    assert_eq!(summary["connections"]["objects_dropped"], 1, "{summary:#}");
+    assert!(result.table.contains("objects dropped"), "{}", result.table);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server ends when the run closes")
+        .expect("the server task");
+}
+
 /// A timeout below the timer's millisecond holds: a reply after it counts as a timeout, at the
 /// timeout, however late the timer fired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,6 +214,7 @@ async fn run_connection(
     }
     peer.close("the run ended");
     reading.abort();
+    shared.metrics.objects_dropped(peer.envelopes_dropped());
     outcome
 }
 

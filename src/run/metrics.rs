@@ -165,6 +165,9 @@ pub struct Recorded {
     pub connected_now: u64,
     /// Connection attempts after a client's first (with `reconnect`), successful or not.
     pub reconnects: u64,
+    /// Frames from the server that decoded but were not envelopes (an unknown `type`), dropped
+    /// as the ActionScript client drops them.
+    pub objects_dropped: u64,
     /// Requests and waits under way when the run stopped waiting for them (Ctrl-C, or the
     /// end of the run plus the longest timeout): in no histogram.
     pub unfinished: u64,
@@ -239,6 +242,13 @@ impl Metrics {
     /// Records the end of a connection (for whatever reason), for the gauge of open ones.
     pub fn connection_ended(&self) {
         self.with(|recorded| recorded.connected_now = recorded.connected_now.saturating_sub(1));
+    }
+
+    /// Records what a connection dropped for not being envelopes.
+    pub fn objects_dropped(&self, count: u64) {
+        if count > 0 {
+            self.with(|recorded| recorded.objects_dropped += count);
+        }
     }
 
     /// Records a connection attempt after the first.

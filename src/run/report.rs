@@ -155,6 +155,7 @@ pub fn summary(
             "planned": scenario.connections,
             "connected": recorded.connect.as_ref().map_or(0, Histogram::len),
             "reconnects": recorded.reconnects,
+            "objects_dropped": recorded.objects_dropped,
             "errors": error_table(&recorded.connect_errors),
             "first_error": recorded.first_connect_error,
             "lost": error_table(&recorded.disconnects),
@@ -217,6 +218,14 @@ pub fn table(recorded: &Recorded, facts: &RunFacts) -> String {
             "unfinished: {} requests and waits were under way when the run stopped waiting \
              (not in the figures above)",
             recorded.unfinished
+        );
+    }
+    if recorded.objects_dropped > 0 {
+        let _ = writeln!(
+            text,
+            "objects dropped: the server sent {} frames that are not envelopes (an unknown type?); \
+             the clients dropped them, as the ActionScript client does",
+            recorded.objects_dropped
         );
     }
     if let Some(error) = &recorded.first_connect_error {
