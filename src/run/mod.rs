@@ -344,6 +344,7 @@ where
                 Load::Open { stages, .. } => Some(stages.clone()),
                 Load::Closed => None,
             },
+            duration: scenario.duration,
             progress: progress.clone(),
             stop_run: cut_short.clone(),
         }

@@ -152,17 +152,20 @@ impl Iterator for Arrivals {
     }
 }
 
-/// The planned session rate `offset` into the run (0 after the last stage).
-pub fn rate_at(stages: &[Stage], offset: Duration) -> f64 {
-    let mut start = Duration::ZERO;
-    for stage in stages {
-        if offset < start + stage.length {
-            let progress = (offset - start).as_secs_f64() / stage.length.as_secs_f64();
-            return stage.from + (stage.to - stage.from) * progress;
-        }
-        start += stage.length;
-    }
-    0.0
+/// The planned session rate over the interval from `start` lasting `length`: the sessions the
+/// plan holds in it (the integral of the rate, across stage boundaries and ramps) over its
+/// length, none from `run_ends` on, when arrivals stop. It is what the sessions achieved over the
+/// same interval compare with; for Poisson arrivals it is the expected rate. An interval shorter
+/// than a millisecond counts as one, as the achieved rate does.
+pub fn planned_rate(
+    stages: &[Stage],
+    start: Duration,
+    length: Duration,
+    run_ends: Duration,
+) -> f64 {
+    let end = (start + length).min(run_ends);
+    let sessions = sessions_due_by(stages, end) - sessions_due_by(stages, start.min(run_ends));
+    sessions.max(0.0) / length.as_secs_f64().max(1e-3)
 }
 
 /// When the client with this index connects: `index / rate` seconds after the start.
@@ -273,7 +276,6 @@ mod tests {
         assert!((seconds(5) - 1.0).abs() < 1e-9, "{}", seconds(5));
         assert!((seconds(125) - 5.0).abs() < 1e-9, "{}", seconds(125));
         assert!(times.windows(2).all(|pair| pair[0] <= pair[1]));
-        assert!((rate_at(&ramp, Duration::from_secs(5)) - 50.0).abs() < 1e-9);
         let down = [Stage {
             from: 100.0,
             to: 0.0,
@@ -283,6 +285,48 @@ mod tests {
             Arrivals::new(&down, Spacing::Even, Duration::from_secs(60)).collect();
         assert_eq!(times.len(), 500);
         assert!((times[375].as_secs_f64() - 5.0).abs() < 1e-9);
+    }
+
+    /// The progress line sets the sessions achieved over an interval beside the plan's over the
+    /// same interval: not the rate at its end, which is the next stage's at a boundary, and on a
+    /// ramp always ahead of (or behind) what the interval held.
+    #[test]
+    fn the_planned_rate_is_the_plans_average_over_the_interval() {
+        let second = Duration::from_secs(1);
+        let stages = [
+            steady(10.0, second),
+            steady(1000.0, second),
+            steady(10.0, second),
+        ];
+        let run_ends = 3 * second;
+        let rate = |start_ms: u64, length_ms: u64| {
+            let start = Duration::from_millis(start_ms);
+            planned_rate(&stages, start, Duration::from_millis(length_ms), run_ends)
+        };
+        let close = |rate: f64, expected: f64| (rate - expected).abs() < 1e-6;
+        assert!(close(rate(0, 1000), 10.0), "{}", rate(0, 1000));
+        assert!(close(rate(1000, 1000), 1000.0), "{}", rate(1000, 1000));
+        assert!(close(rate(2000, 1000), 10.0), "{}", rate(2000, 1000));
+        assert!(
+            close(rate(500, 1000), 505.0),
+            "half of each: {}",
+            rate(500, 1000)
+        );
+        assert!(
+            close(rate(2500, 1000), 5.0),
+            "none after the run: {}",
+            rate(2500, 1000)
+        );
+        assert!(close(rate(3000, 1), 0.0), "{}", rate(3000, 1));
+        // 0 -> 100 per second over 10 s: 10 t per second, so 45 sessions in the fifth second,
+        // where the rate at its end is 50.
+        let ramp = [Stage {
+            from: 0.0,
+            to: 100.0,
+            length: 10 * second,
+        }];
+        let ramp_rate = planned_rate(&ramp, 4 * second, second, 60 * second);
+        assert!(close(ramp_rate, 45.0), "{ramp_rate}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct Status {
     pub connected: u64,
     /// Sessions started per second over the last interval.
     pub sessions_rate: f64,
-    /// Sessions per second the plan holds now (open model).
+    /// Sessions per second the plan holds over the same interval (open model).
     pub planned_rate: Option<f64>,
     /// Requests ended per second over the last interval.
     pub requests_rate: f64,
@@ -30,6 +30,8 @@ pub struct Status {
 #[derive(Debug, Clone)]
 pub struct Progress {
     bar: ProgressBar,
+    /// How long the run lasts.
+    total: Duration,
 }
 
 impl Progress {
@@ -38,21 +40,21 @@ impl Progress {
         if !show || !std::io::stderr().is_terminal() {
             return Progress::hidden();
         }
-        let bar = ProgressBar::with_draw_target(
-            Some(total.as_secs().max(1)),
-            ProgressDrawTarget::stderr_with_hz(4),
-        );
-        let style = ProgressStyle::with_template("{pos:>4}/{len} s [{bar:20}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+        // The whole line is the message, set at once: with the time and the bar drawn from the
+        // bar's position, setting the two drew a line of the new second beside the figures of
+        // the one before.
+        let style =
+            ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        Progress { bar }
+        Progress { bar, total }
     }
 
     /// No line at all.
     pub fn hidden() -> Progress {
         Progress {
             bar: ProgressBar::hidden(),
+            total: Duration::ZERO,
         }
     }
 
@@ -61,8 +63,7 @@ impl Progress {
         if self.bar.is_hidden() {
             return;
         }
-        self.bar.set_position(status.elapsed.as_secs());
-        self.bar.set_message(describe(status));
+        self.bar.set_message(line(status, self.total));
     }
 
     /// Prints `text` on stderr, above the line when it is shown (and alone when it is not).
@@ -78,7 +79,26 @@ impl Progress {
     }
 }
 
-/// The message part of the line.
+/// Cells of the bar.
+const BAR_WIDTH: usize = 20;
+
+/// The whole line for a run of `total`: the whole seconds elapsed of the total, a bar of them,
+/// then the figures (of the interval that ended at `status.elapsed`).
+pub fn line(status: &Status, total: Duration) -> String {
+    let (elapsed, total) = (status.elapsed.as_secs(), total.as_secs().max(1));
+    let filled = (elapsed.min(total) as f64 / total as f64) * BAR_WIDTH as f64;
+    let whole = filled as usize;
+    let head = usize::from(filled > 0.0 && whole < BAR_WIDTH);
+    format!(
+        "{elapsed:>4}/{total} s [{}{}{}] {}",
+        "=".repeat(whole),
+        ">".repeat(head),
+        " ".repeat(BAR_WIDTH - whole - head),
+        describe(status)
+    )
+}
+
+/// The figures of the line.
 pub fn describe(status: &Status) -> String {
     let planned = match status.planned_rate {
         Some(rate) => format!(" of {rate:.0}"),
@@ -112,6 +132,37 @@ mod tests {
         assert_eq!(
             line,
             "clients 2000  sessions 4980/s of 5000  requests 9960/s  p99 12.3 ms  errors 2"
+        );
+    }
+
+    /// The time, the bar and the figures are one text, drawn at once, so the line never shows
+    /// one second's time beside another's figures.
+    #[test]
+    fn the_time_and_the_figures_are_one_line() {
+        let status = |seconds, sessions_rate| Status {
+            elapsed: Duration::from_secs(seconds),
+            connected: 5,
+            sessions_rate,
+            planned_rate: Some(10.0),
+            requests_rate: 10.0,
+            p99_us: None,
+            errors: 0,
+        };
+        let total = Duration::from_secs(3);
+        assert_eq!(
+            line(&status(1, 11.0), total),
+            "   1/3 s [======>             ] clients 5  sessions 11/s of 10  requests 10/s  p99 -  \
+             errors 0"
+        );
+        assert_eq!(
+            line(&status(0, 0.0), total),
+            "   0/3 s [                    ] clients 5  sessions 0/s of 10  requests 10/s  p99 -  \
+             errors 0"
+        );
+        assert!(line(&status(3, 9.0), total).starts_with("   3/3 s [====================] "));
+        assert!(
+            line(&status(4, 9.0), total).starts_with("   4/3 s [====================] "),
+            "the wait for the requests under way, after the run's seconds"
         );
     }
 }

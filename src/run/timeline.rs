@@ -165,6 +165,8 @@ pub struct Sampler {
     pub wall_start: SystemTime,
     /// The open model's stages, for the planned rate; none for a closed model.
     pub stages: Option<Vec<Stage>>,
+    /// How long the run lasts: no sessions are planned after.
+    pub duration: Duration,
     /// Where to show progress.
     pub progress: Progress,
     /// Cancelled if the interval log cannot be written, so that the run stops at once (as at
@@ -199,6 +201,7 @@ impl Sampler {
         let timeline_writer = TimelineWriter {
             wall_start: self.wall_start,
             stages: self.stages,
+            duration: self.duration,
             progress: self.progress,
             stop_run: self.stop_run.clone(),
         };
@@ -242,6 +245,7 @@ impl Sampler {
 struct TimelineWriter {
     wall_start: SystemTime,
     stages: Option<Vec<Stage>>,
+    duration: Duration,
     progress: Progress,
     stop_run: CancellationToken,
 }
@@ -296,8 +300,7 @@ impl TimelineWriter {
             }
             let point = point(&rotation, start, length, last_sessions);
             last_sessions = rotation.sessions_started;
-            self.progress
-                .update(&self.status(&rotation, &point, start + length));
+            self.progress.update(&self.status(&rotation, &point));
             points.push(point);
         }
         drop(log);
@@ -311,7 +314,9 @@ impl TimelineWriter {
         }
     }
 
-    fn status(&self, rotation: &Rotation, point: &Point, elapsed: Duration) -> Status {
+    /// What the progress line shows at the end of `point`: its rates, each over the point's
+    /// interval, the planned one included.
+    fn status(&self, rotation: &Rotation, point: &Point) -> Status {
         let seconds = point.length.as_secs_f64().max(1e-3);
         let mut all = None::<Histogram<u64>>;
         for command in &rotation.commands {
@@ -323,13 +328,13 @@ impl TimelineWriter {
             }
         }
         Status {
-            elapsed,
+            elapsed: point.start + point.length,
             connected: rotation.connected,
             sessions_rate: point.sessions as f64 / seconds,
             planned_rate: self
                 .stages
                 .as_ref()
-                .map(|stages| plan::rate_at(stages, elapsed)),
+                .map(|stages| plan::planned_rate(stages, point.start, point.length, self.duration)),
             requests_rate: point.commands.iter().map(|c| c.count).sum::<u64>() as f64 / seconds,
             p99_us: all.map(|all| all.value_at_quantile(0.99)),
             errors: rotation.errors,
@@ -485,6 +490,68 @@ mod tests {
         );
     }
 
+    /// Each second's line sets the sessions started in it beside the plan's rate over that same
+    /// second, and is labelled with the time at its end: at a stage boundary, the rate of the
+    /// stage that ended, not of the one beginning.
+    #[test]
+    fn the_progress_line_plans_over_the_interval_it_measures() {
+        let steady = |rate| Stage {
+            from: rate,
+            to: rate,
+            length: Duration::from_secs(1),
+        };
+        let writer = TimelineWriter {
+            wall_start: SystemTime::UNIX_EPOCH,
+            stages: Some(vec![steady(10.0), steady(1000.0), steady(10.0)]),
+            duration: Duration::from_secs(3),
+            progress: Progress::hidden(),
+            stop_run: CancellationToken::new(),
+        };
+        let rotation = Rotation {
+            commands: Vec::new(),
+            connected: 5,
+            sessions_started: 0,
+            errors: 0,
+        };
+        let shown = |index: u64, sessions: u64| {
+            let point = Point {
+                sessions,
+                ..second(index, 0, 0)
+            };
+            let status = writer.status(&rotation, &point);
+            crate::run::progress::line(&status, Duration::from_secs(3))
+        };
+        let figures = |line: String| line.split(" clients").next().map(str::to_string);
+        assert!(shown(0, 11).contains("   1/3 s ["), "{}", shown(0, 11));
+        assert!(
+            shown(0, 11).contains("sessions 11/s of 10 "),
+            "{}",
+            shown(0, 11)
+        );
+        assert!(shown(1, 1000).contains("   2/3 s ["), "{}", shown(1, 1000));
+        assert!(
+            shown(1, 1000).contains("sessions 1000/s of 1000 "),
+            "{}",
+            shown(1, 1000)
+        );
+        assert!(
+            shown(2, 9).contains("sessions 9/s of 10 "),
+            "{}",
+            shown(2, 9)
+        );
+        assert_eq!(
+            figures(shown(2, 9)).as_deref(),
+            Some("   3/3 s [====================]")
+        );
+        let after = Point {
+            start: Duration::from_secs(3),
+            length: Duration::from_millis(400),
+            ..second(3, 0, 0)
+        };
+        let status = writer.status(&rotation, &after);
+        assert_eq!(status.planned_rate, Some(0.0), "none planned after the run");
+    }
+
     #[test]
     fn tags_hold_no_commas_nor_white_space() {
         assert_eq!(tag_for("get room,a\tb\u{a0}c\r\n"), "get_room_a_b_c__");
@@ -531,6 +598,7 @@ mod tests {
             start: Instant::now(),
             wall_start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             stages: None,
+            duration: Duration::from_secs(2),
             progress: Progress::hidden(),
             stop_run: CancellationToken::new(),
         };
