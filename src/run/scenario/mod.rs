@@ -12,7 +12,6 @@ use anyhow::{Context, bail};
 
 use super::template::Template;
 use crate::codec::Str;
-use file::ScenarioFile;
 use validate::{csv_sources, duration_at, positive_duration_at, spacing, stages, validate_session};
 
 /// A validated scenario.
@@ -216,7 +215,7 @@ impl Scenario {
 
     /// Validates the text of a scenario file, CSV files relative to `base`.
     pub fn parse_in(text: &str, base: &Path) -> anyhow::Result<Scenario> {
-        let file: ScenarioFile = toml::from_str(text)?;
+        let file = file::read(text)?;
         if file.connections == 0 || file.connections > 1_000_000 {
             bail!(
                 "connections: {} is out of range; expected 1 to 1000000",
