@@ -8,6 +8,7 @@
 //! numeric expression (`"{{random_int(1,50)}}"`, `"{{client}}"`) renders as a number; CSV cells
 //! stay strings.
 
+use std::num::IntErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -351,18 +352,40 @@ fn parse_expr(expr: &str, scope: &Scope) -> Result<Expr, TemplateError> {
             )
         }
     };
-    let number = |text: &str| -> Result<i64, TemplateError> {
-        text.parse().map_err(|_| {
-            error(
+    // A number whose digits overflow is out of the range each caller states, not "not a number".
+    let number = |text: &str| -> Result<Option<i64>, TemplateError> {
+        match text.parse::<i64>() {
+            Ok(number) => Ok(Some(number)),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(_) => Err(error(
                 path,
                 &format!("'{text}' in '{{{{{expr}}}}}' is not a whole number"),
+            )),
+        }
+    };
+    let bound = |text: &str| -> Result<i64, TemplateError> {
+        number(text)?.ok_or_else(|| {
+            error(
+                path,
+                &format!(
+                    "'{text}' in '{{{{{expr}}}}}' is out of range; a bound must be {} to {}",
+                    i64::MIN,
+                    i64::MAX
+                ),
             )
         })
     };
     let length = |args: &[String]| -> Result<usize, TemplateError> {
         match args {
-            [n] => usize::try_from(number(n)?)
-                .ok()
+            [n] => number(n)?
+                .and_then(|n| usize::try_from(n).ok())
                 .filter(|n| *n <= MAX_RANDOM_LEN)
                 .ok_or_else(|| {
                     error(
@@ -377,7 +400,7 @@ fn parse_expr(expr: &str, scope: &Scope) -> Result<Expr, TemplateError> {
         ("client", []) => Ok(Expr::Client),
         ("counter", []) => Ok(Expr::Counter),
         ("random_int", [low, high]) => {
-            let (low, high) = (number(low)?, number(high)?);
+            let (low, high) = (bound(low)?, bound(high)?);
             if low > high {
                 return Err(error(
                     path,
@@ -583,6 +606,12 @@ mod tests {
     }
 
     #[test]
+    fn the_widest_bounds_and_lengths_are_taken() {
+        let text = r#"p = { a = "{{random_int(-9223372036854775808,9223372036854775807)}}", b = "{{random_hex(1048576)}}", c = "{{random_string(0)}}" }"#;
+        assert!(template(text).is_ok());
+    }
+
+    #[test]
     fn bad_expressions_name_the_place() {
         let cases = [
             (
@@ -598,6 +627,32 @@ mod tests {
                 "'x' in '{{random_hex(x)}}' is not a whole number",
             ),
             (r#"p = ["{{client"]"#, "p[0]: '{{' without '}}'"),
+            (
+                r#"p = { a = "{{random_string(99999999999999999999)}}" }"#,
+                "p.a: '{{random_string(99999999999999999999)}}': length must be 0 to 1048576",
+            ),
+            (
+                r#"p = { a = "{{random_hex(-99999999999999999999)}}" }"#,
+                "p.a: '{{random_hex(-99999999999999999999)}}': length must be 0 to 1048576",
+            ),
+            (
+                r#"p = { a = "{{random_string(1048577)}}" }"#,
+                "p.a: '{{random_string(1048577)}}': length must be 0 to 1048576",
+            ),
+            (
+                r#"p = { a = "{{random_int(1,9223372036854775808)}}" }"#,
+                "p.a: '9223372036854775808' in '{{random_int(1,9223372036854775808)}}' is out of \
+                 range; a bound must be -9223372036854775808 to 9223372036854775807",
+            ),
+            (
+                r#"p = { a = "{{random_int(-9223372036854775809,1)}}" }"#,
+                "'-9223372036854775809' in '{{random_int(-9223372036854775809,1)}}' is out of \
+                 range",
+            ),
+            (
+                r#"p = { a = "{{random_int(1,2x)}}" }"#,
+                "'2x' in '{{random_int(1,2x)}}' is not a whole number",
+            ),
         ];
         for (text, expected) in cases {
             let message = template(text).expect_err(text).to_string();
