@@ -247,6 +247,60 @@ fn scenario_errors_exit_2_naming_the_key() {
     );
 }
 
+/// Errors about the thresholds and the target are about the scenario's contents too: they say
+/// which file, as its other errors do; a `--target` given on the command line is named as such.
+#[test]
+fn threshold_and_target_errors_name_the_scenario_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, extra: &str| {
+        let file = dir.path().join(name);
+        let text = format!(
+            "name = \"t\"\nconnections = 1\nduration = \"1s\"\n{extra}\n[load]\n\
+             model = \"closed\"\n[[session]]\nname = \"s\"\nsteps = [{{ request = \"echo\" }}]\n"
+        );
+        std::fs::write(&file, text).expect("writes");
+        file
+    };
+    let threshold = write(
+        "threshold.toml",
+        "thresholds = { \"nope.p99\" = \"< 5ms\" }",
+    );
+    let target = write("target.toml", "target = \"nohost\"");
+    let cases = [
+        (
+            vec![threshold.to_str().expect("utf-8")],
+            format!(
+                "amf-bench: error: in scenario {}: thresholds.\"nope.p99\": no step of the \
+                 scenario sends 'nope'",
+                threshold.display()
+            ),
+        ),
+        (
+            vec![target.to_str().expect("utf-8")],
+            format!(
+                "amf-bench: error: in scenario {}: target: 'nohost' is not HOST:PORT that resolves",
+                target.display()
+            ),
+        ),
+        (
+            vec![target.to_str().expect("utf-8"), "--target", "elsewhere"],
+            "amf-bench: error: --target: 'elsewhere' is not HOST:PORT that resolves".to_string(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = dir.path().join("out");
+        let out = out.to_str().expect("utf-8");
+        let output = run_bounded(&[&["run", "--quiet", "--out", out], args.as_slice()].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(&expected), "{args:?}: {stderr}");
+        assert!(
+            !dir.path().join("out").exists(),
+            "refused before making --out"
+        );
+    }
+}
+
 #[test]
 fn a_results_directory_that_cannot_be_made_fails_before_the_run() {
     let dir = tempfile::tempdir().expect("temp dir");

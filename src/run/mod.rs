@@ -64,6 +64,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
+    check_scenario(&scenario, args)?;
     if let Some(warning) = scenario.connect_ramp_warning() {
         tracing::warn!("{warning}");
     }
@@ -120,6 +121,30 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Checks, before anything is made, what `execute` reads from the scenario beyond its own
+/// validation, its thresholds and its target, so that their errors too say which file they are
+/// about, as the scenario's other errors do; a target given with `--target` is named so instead.
+fn check_scenario(scenario: &Scenario, args: &RunArgs) -> anyhow::Result<()> {
+    let in_file = || format!("in scenario {}", args.scenario.display());
+    report::parse_thresholds(scenario).with_context(in_file)?;
+    match (&args.target, &scenario.target) {
+        (Some(target), _) => check_target("--target", target),
+        (None, Some(target)) => check_target("target", target).with_context(in_file),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Fails unless `target` (the value of `key`) resolves to an address, as `execute` will resolve
+/// it.
+fn check_target(key: &str, target: &str) -> anyhow::Result<()> {
+    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(target)
+        .with_context(|| format!("{key}: '{target}' is not HOST:PORT that resolves"))?;
+    if addrs.next().is_none() {
+        bail!("{key}: '{target}' resolves to no address");
+    }
+    Ok(())
 }
 
 /// Prints `text` on standard output; a closed pipe is not an error (the exit status still says
