@@ -201,10 +201,13 @@ impl Scenario {
             return None;
         }
         let connecting = ((duration * self.connect_rate).ceil() as usize).min(self.connections);
+        // Shown as durations are elsewhere (Debug picks the unit), so that a run of 100us is
+        // not "0.0 s".
+        let ramp = Duration::try_from_secs_f64(ramp).unwrap_or(MAX_DURATION);
         Some(format!(
-            "connect_rate {} opens the {} clients over {ramp:.1} s, but the run lasts {duration:.1} \
-             s: only about {connecting} will connect",
-            self.connect_rate, self.connections
+            "connect_rate {} opens the {} clients over {ramp:.1?}, but the run lasts {:.1?}: \
+             only about {connecting} will connect",
+            self.connect_rate, self.connections, self.duration
         ))
     }
 
@@ -369,17 +372,28 @@ mod tests {
 
     #[test]
     fn a_connect_ramp_longer_than_the_run_is_warned_of() {
-        let scenario = |connections: u32, rate: u32| {
+        let scenario_lasting = |connections: u32, rate: u32, duration: &str| {
             Scenario::parse(&format!(
                 "name = 'r'\nconnections = {connections}\nconnect_rate = {rate}\n\
-                 duration = '2s'\n[load]\nmodel = 'closed'\n[[session]]\nname = 's'\nsteps = [{{ think = '1s' }}]\n"
+                 duration = '{duration}'\n[load]\nmodel = 'closed'\n[[session]]\nname = 's'\nsteps = [{{ think = '1s' }}]\n"
             ))
             .expect("valid")
         };
+        let scenario = |connections: u32, rate: u32| scenario_lasting(connections, rate, "2s");
+        assert_eq!(
+            scenario_lasting(2, 1000, "100us")
+                .connect_ramp_warning()
+                .as_deref(),
+            Some(
+                "connect_rate 1000 opens the 2 clients over 1.0ms, but the run lasts 100.0\u{b5}s: \
+                 only about 1 will connect"
+            ),
+            "durations below a second in a unit that shows them"
+        );
         assert_eq!(
             scenario(10, 2).connect_ramp_warning().as_deref(),
             Some(
-                "connect_rate 2 opens the 10 clients over 4.5 s, but the run lasts 2.0 s: only \
+                "connect_rate 2 opens the 10 clients over 4.5s, but the run lasts 2.0s: only \
              about 4 will connect"
             )
         );
