@@ -742,7 +742,7 @@ fn skipped_final_think_times_do_not_cut_a_session_short() {
     assert_eq!(summary["sessions"]["lost"], 0, "{summary:#}");
 }
 
-/// The r2 case: two sessions on one connection, which the first one's `close` ends while the
+/// Two sessions on one connection, which the first one's `close` ends while the
 /// second is in its think time. Both had steps left that the loss skipped: both are lost, and
 /// neither is cut short, since the run had not ended.
 #[test]
