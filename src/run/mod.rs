@@ -139,12 +139,8 @@ fn check_scenario(scenario: &Scenario, args: &RunArgs) -> anyhow::Result<()> {
 /// Fails unless `target` (the value of `key`) resolves to an address, as `execute` will resolve
 /// it.
 fn check_target(key: &str, target: &str) -> anyhow::Result<()> {
-    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(target)
-        .with_context(|| format!("{key}: '{target}' is not HOST:PORT that resolves"))?;
-    if addrs.next().is_none() {
-        bail!("{key}: '{target}' resolves to no address");
-    }
-    Ok(())
+    let addrs = std::net::ToSocketAddrs::to_socket_addrs(target);
+    first_address(key, target, addrs).map(drop)
 }
 
 /// Prints `text` on standard output; a closed pipe is not an error (the exit status still says
@@ -540,12 +536,20 @@ fn queue_len(connections: usize) -> usize {
 }
 
 async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    let mut addrs = tokio::net::lookup_host(target)
-        .await
-        .with_context(|| format!("target: '{target}' is not HOST:PORT that resolves"))?;
+    first_address("target", target, tokio::net::lookup_host(target).await)
+}
+
+/// The first of the addresses `target` (the value of `key`) resolved to, or why there is none.
+fn first_address(
+    key: &str,
+    target: &str,
+    resolved: std::io::Result<impl Iterator<Item = SocketAddr>>,
+) -> anyhow::Result<SocketAddr> {
+    let mut addrs =
+        resolved.with_context(|| format!("{key}: '{target}' is not HOST:PORT that resolves"))?;
     match addrs.next() {
         Some(addr) => Ok(addr),
-        None => bail!("target: '{target}' resolves to no address"),
+        None => bail!("{key}: '{target}' resolves to no address"),
     }
 }
 
