@@ -1,7 +1,7 @@
 //! `amf-bench decode`: one AMF value, or a stream of AMF Socket frames, from a file or standard
 //! input, printed as a readable tree or as canonical JSON lines.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,11 +18,40 @@ use crate::text_file::read_bytes_at_most;
 
 /// Runs `amf-bench decode` on the console.
 pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
-    let input = read_input(args.file.as_deref(), args.hex)?;
     let mut out = BufWriter::new(io::stdout().lock());
-    let result = decode_to(input, args, &mut out, &mut io::stderr().lock());
+    let problems = &mut io::stderr().lock();
+    let result = if args.framed && !args.hex {
+        stream_frames(args, &mut out, problems)
+    } else {
+        read_input(args.file.as_deref(), args.hex)
+            .and_then(|input| decode_to(input, args, &mut out, problems))
+    };
     out.flush().context("cannot write the output")?;
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--framed` binary input, read as a stream: each frame is printed once it has arrived, so a
+/// live pipe shows frames as they come, and a capture of any length is held one frame at a time.
+fn stream_frames(
+    args: &DecodeArgs,
+    out: &mut dyn Write,
+    problems: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let printer = Printer::new(args);
+    match args.file.as_deref() {
+        Some(path) if path != Path::new("-") => {
+            let mut file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.display().to_string();
+            printer.frames((&mut file, &name), args.max_frame, out, problems)
+        }
+        _ => printer.frames(
+            (&mut io::stdin().lock(), "standard input"),
+            args.max_frame,
+            out,
+            problems,
+        ),
+    }
 }
 
 /// Decodes `input` as `args` say, printing values to `out` and per-frame problems to `problems`.
@@ -33,18 +62,10 @@ pub fn decode_to(
     out: &mut dyn Write,
     problems: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let printer = Printer {
-        options: DecodeOptions {
-            limits: Limits {
-                max_depth: args.max_depth,
-                ..Limits::default()
-            },
-            ..DecodeOptions::default()
-        },
-        json: args.json,
-    };
+    let printer = Printer::new(args);
     if args.framed {
-        return printer.frames(input, args.max_frame, out, problems);
+        let mut bytes: &[u8] = &input;
+        return printer.frames((&mut bytes, "the input"), args.max_frame, out, problems);
     }
     let format = if args.amf0 {
         Format::Amf0
@@ -63,8 +84,9 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
-/// The most bytes of input `decode` reads (hex text counted as read, before decoding it):
-/// `/dev/zero` or an endless pipe must not take the machine's memory.
+/// The most bytes of input `decode` reads whole (one value, or hex text counted as read, before
+/// decoding it): `/dev/zero` or an endless pipe must not take the machine's memory. Binary
+/// `--framed` input is streamed instead, one frame at a time.
 pub const MAX_INPUT: u64 = 64 << 20;
 
 /// Reads the whole input: a file, or standard input for `-` or nothing; hex text when asked.
@@ -122,7 +144,34 @@ struct Printer {
     json: bool,
 }
 
+/// Bytes asked of the input per read when streaming frames.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where a stream of frames has got to.
+#[derive(Default)]
+struct Progress {
+    /// Stream offset of the next frame's header.
+    offset: usize,
+    /// Frames taken whole so far.
+    count: usize,
+    /// Of those, the ones that did not decode.
+    failed: usize,
+}
+
 impl Printer {
+    fn new(args: &DecodeArgs) -> Printer {
+        Printer {
+            options: DecodeOptions {
+                limits: Limits {
+                    max_depth: args.max_depth,
+                    ..Limits::default()
+                },
+                ..DecodeOptions::default()
+            },
+            json: args.json,
+        }
+    }
+
     fn print(&self, value: &Value, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
         let text = if self.json {
             canonical_json_text(value, format, &self.options.limits)?
@@ -132,46 +181,80 @@ impl Printer {
         writeln!(out, "{text}").context("cannot write the output")
     }
 
-    /// Decodes every frame of a stream; a frame whose body does not decode is reported and skipped.
-    /// A bad header loses the framing, so decoding stops there.
+    /// Decodes every frame of a stream as it is read (`input` and its name for errors); a frame
+    /// whose body does not decode is reported and skipped. A bad header loses the framing, so
+    /// decoding stops there.
     fn frames(
         &self,
-        input: Bytes,
+        (input, name): (&mut dyn Read, &str),
         max_frame: usize,
         out: &mut dyn Write,
         problems: &mut dyn Write,
     ) -> anyhow::Result<()> {
-        let mut buffer = BytesMut::from(input);
-        let (mut offset, mut count, mut failed) = (0usize, 0usize, 0usize);
-        while !buffer.is_empty() {
-            count += 1;
-            let body = match split_frame(&mut buffer, max_frame) {
+        let mut buffer = BytesMut::new();
+        let mut chunk = vec![0; READ_CHUNK];
+        let mut progress = Progress::default();
+        loop {
+            self.whole_frames(&mut buffer, max_frame, &mut progress, out, problems)?;
+            // What has arrived is shown before waiting for more.
+            out.flush().context("cannot write the output")?;
+            let read =
+                read_some(input, &mut chunk).with_context(|| format!("cannot read {name}"))?;
+            if read == 0 {
+                break;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+        if !buffer.is_empty() {
+            bail!(
+                "{}",
+                truncated(progress.count + 1, progress.offset, &buffer, max_frame)
+            );
+        }
+        if progress.failed > 0 {
+            bail!(
+                "{} of {} frames could not be decoded",
+                progress.failed,
+                progress.count
+            );
+        }
+        Ok(())
+    }
+
+    /// Prints each whole frame at the front of `buffer`, leaving a partial one there.
+    fn whole_frames(
+        &self,
+        buffer: &mut BytesMut,
+        max_frame: usize,
+        progress: &mut Progress,
+        out: &mut dyn Write,
+        problems: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        loop {
+            let (number, offset) = (progress.count + 1, progress.offset);
+            let body = match split_frame(buffer, max_frame) {
                 Ok(Some(body)) => body,
-                Ok(None) => bail!("{}", truncated(count, offset, &buffer, max_frame)),
+                Ok(None) => return Ok(()),
                 Err(error) => bail!(
-                    "frame {count} at stream offset {offset}: {error}; framing is lost, stopping"
+                    "frame {number} at stream offset {offset}: {error}; framing is lost, stopping"
                 ),
             };
-            let len = body.len();
-            if let Err(error) = self.frame(count, offset, body, out) {
+            progress.count = number;
+            progress.offset += HEADER_LEN + body.len();
+            if let Err(error) = self.frame(number, offset, body, out) {
                 // The output failing (a closed pipe, as with `| head`) ends the decoding; a
                 // frame failing to decode does not.
                 if error.chain().any(|cause| cause.is::<std::io::Error>()) {
                     return Err(error);
                 }
-                failed += 1;
+                progress.failed += 1;
                 writeln!(
                     problems,
-                    "amf-bench: frame {count} at stream offset {offset}: {error:#}"
+                    "amf-bench: frame {number} at stream offset {offset}: {error:#}"
                 )
                 .context("cannot write to standard error")?;
             }
-            offset += HEADER_LEN + len;
         }
-        if failed > 0 {
-            bail!("{failed} of {count} frames could not be decoded");
-        }
-        Ok(())
     }
 
     fn frame(
@@ -198,6 +281,16 @@ impl Printer {
             .context("cannot write the output")?;
         }
         self.print(&value, Format::Amf3, out)
+    }
+}
+
+/// One read of `input` into `chunk`, retried when a signal interrupts it; 0 at the end.
+fn read_some(input: &mut dyn Read, chunk: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(chunk) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
     }
 }
 

@@ -120,16 +120,71 @@ fn a_bad_header_stops_the_stream() {
     assert!(text(&output.stderr).contains("its header declares 2 bytes, 1 are present"));
 }
 
-/// An input without end (/dev/zero given by mistake) is refused at the cap, not read into
-/// memory until the machine runs out.
+/// An input without end (/dev/zero given by mistake) is refused at the cap when it is read
+/// whole (one value, or hex text), not read into memory until the machine runs out; streamed
+/// frames stop at the first bad header.
 #[test]
 fn decode_reads_at_most_its_cap() {
+    for args in [
+        &["decode", "/dev/zero"][..],
+        &["decode", "--framed", "--hex", "/dev/zero"],
+    ] {
+        let output = amf_bench(args, b"");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            text(&output.stderr),
+            "amf-bench: error: cannot read /dev/zero: larger than 67108864 bytes, the most read\n",
+            "{args:?}"
+        );
+    }
     let output = amf_bench(&["decode", "--framed", "/dev/zero"], b"");
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         text(&output.stderr),
-        "amf-bench: error: cannot read /dev/zero: larger than 67108864 bytes, the most read\n"
+        "amf-bench: error: frame 1 at stream offset 0: frame header declares a zero-length payload; framing is lost, stopping\n"
     );
+}
+
+/// Frames from a live pipe are printed as each arrives, before the input ends.
+#[test]
+fn framed_input_is_decoded_as_it_arrives() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amf-bench"))
+        .args(["decode", "--framed", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut input = child.stdin.take().expect("stdin");
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if lines.send(line.expect("a line of output")).is_err() {
+                break;
+            }
+        }
+    });
+    // Integers 1, then 2 and the first half of the third frame's header.
+    for (written, expected) in [
+        (&[0u8, 0, 0, 2, 0x04, 0x01][..], "1"),
+        (&[0, 0, 0, 2, 0x04, 0x02, 0, 0], "2"),
+    ] {
+        input.write_all(written).expect("stdin written");
+        input.flush().expect("stdin flushed");
+        let line = received.recv_timeout(Duration::from_secs(20));
+        assert_eq!(
+            line.as_deref(),
+            Ok(expected),
+            "printed before the input ends"
+        );
+    }
+    input.write_all(&[0, 2, 0x04, 0x03]).expect("stdin written");
+    drop(input);
+    let output = child.wait_with_output().expect("the binary finishes");
+    reader.join().expect("the reader ends");
+    assert_eq!(received.try_iter().collect::<Vec<_>>(), ["3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
 
 #[test]
