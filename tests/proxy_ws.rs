@@ -422,6 +422,36 @@ async fn an_upstream_fin_reaches_the_client_as_a_close() {
     assert_eq!(summary.stats.closes.get("closed"), Some(&1), "{summary:?}");
 }
 
+/// A client whose TCP connection ends without a WebSocket Close has ended its stream: the
+/// upstream gets its bytes and then a FIN, as from a TCP client, and nobody is counted at fault.
+#[tokio::test]
+async fn a_client_tcp_end_without_a_close_reaches_the_upstream_as_a_fin() {
+    let (listener, upstream_addr) = common::loopback_listener().await;
+    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
+    let mut client = WsClient::connect(addr).await;
+    let (mut upstream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("dialled")
+        .expect("accepts");
+    client.send_binary(b"last words").await;
+    client
+        .socket
+        .get_mut()
+        .shutdown()
+        .await
+        .expect("sends a FIN");
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WAIT, upstream.read_to_end(&mut received))
+        .await
+        .expect("a FIN in time");
+    assert!(read.is_ok(), "{read:?}");
+    assert_eq!(received, b"last words");
+    upstream.shutdown().await.expect("sends a FIN");
+    proxy.wait_idle(1).await;
+    let summary = proxy.stop().await;
+    assert_eq!(summary.stats.closes.get("closed"), Some(&1), "{summary:?}");
+}
+
 #[tokio::test]
 async fn proxy_shutdown_sends_the_client_a_close() {
     let (listener, upstream_addr) = common::loopback_listener().await;

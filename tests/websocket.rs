@@ -335,6 +335,28 @@ async fn a_client_close_ends_the_connection_as_a_peer_close() {
     server.stop().await;
 }
 
+/// A client whose TCP connection ends without a WebSocket Close (a tab killed, a network
+/// gone) has ended its stream, as a FIN ends one on TCP: no protocol error is counted.
+#[tokio::test]
+async fn a_tcp_end_without_a_close_is_a_peer_close() {
+    let (server, addr) = start_ws(ws_config()).await;
+    let mut client = WsClient::connect(addr).await;
+    let (result, _) = client.call("x", "echo", text_param("bye")).await;
+    assert_eq!(result, text_param("bye"));
+    client
+        .socket
+        .get_mut()
+        .shutdown()
+        .await
+        .expect("sends a FIN");
+    let snapshot = server
+        .wait_for("the connection to end", |s| s.connections_active == 0)
+        .await;
+    assert_eq!(snapshot.closes.get("peer_closed"), Some(&1), "{snapshot:?}");
+    assert!(snapshot.errors().is_empty(), "{snapshot:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn server_shutdown_sends_a_close() {
     let (server, addr) = start_ws(ws_config()).await;

@@ -161,7 +161,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             Some(Ok(Message::Close(_))) | None => self.input_ended = true,
             // Pings are answered by tungstenite itself; pongs and raw frames carry no bytes.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+            // The TCP stream ended without a Close (tungstenite calls that a reset, but a reset
+            // is an I/O error): the peer went away, the end of its input as a FIN is on TCP.
+            Some(Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            )) => {
                 self.input_ended = true;
             }
             Some(Err(tungstenite::Error::Capacity(_))) => {
