@@ -1047,6 +1047,16 @@ fn stats_every_prints_while_traffic_is_steady() {
     // One every 0.2 s while the log catches up, and one on exit; the old writer printed only
     // the last.
     assert!(tables >= 4, "{tables} tables:\n{out}");
+    // Each periodic table says when it was taken; the one on exit is the summary.
+    let headings: Vec<&str> = out.lines().filter(|line| line.starts_with("== ")).collect();
+    assert_eq!(headings.len(), tables - 1, "{out}");
+    for heading in headings {
+        let when = heading
+            .strip_prefix("== ")
+            .and_then(|rest| rest.strip_suffix(": latency since the proxy started"));
+        let parsed = when.map(humantime::parse_rfc3339);
+        assert!(matches!(parsed, Some(Ok(_))), "{heading}");
+    }
     server.terminate();
 }
 

@@ -111,9 +111,13 @@ impl Figures {
             "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
             "command (latency, ms)", "replies", "unanswered", "p50", "p90", "p99", "max"
         );
-        let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
         for (command, figures) in &self.commands {
             let h = &figures.histogram;
+            // No reply, no latency: a dash rather than a time of 0.
+            let ms = |us: u64| match h.is_empty() {
+                true => "-".to_string(),
+                false => format!("{:.2}", us as f64 / 1000.0),
+            };
             let _ = writeln!(
                 text,
                 "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
@@ -257,6 +261,16 @@ mod tests {
         assert_eq!(figures.commands["sleep"].histogram.len(), 1);
         assert_eq!(figures.commands["echo"].unanswered, 1);
         assert_eq!(figures.unmatched_replies, 1);
-        assert!(figures.table().contains("sleep"));
+        let table = figures.table();
+        let row = |command: &str| -> Vec<String> {
+            let line = table.lines().find(|line| line.starts_with(command));
+            let line = line.unwrap_or_else(|| panic!("a row for {command}: {table}"));
+            line.split_whitespace().map(str::to_string).collect()
+        };
+        // 20 ms as the histogram holds it at 3 significant digits.
+        let held = "20.02";
+        assert_eq!(row("sleep"), ["sleep", "1", "0", held, held, held, held]);
+        // No reply: no latency to show, rather than a time of 0.
+        assert_eq!(row("echo"), ["echo", "0", "1", "-", "-", "-", "-"]);
     }
 }

@@ -499,9 +499,12 @@ impl LogWriter {
         }
     }
 
+    /// The table so far, under a line saying when: one `--stats-every` table from the next.
     fn print_stats(&mut self) {
+        let when = humantime::format_rfc3339_seconds(SystemTime::now());
         let table = self.latency.snapshot().table();
-        self.terminal.print(table.into_bytes());
+        let text = format!("== {when}: latency since the proxy started\n{table}");
+        self.terminal.print(text.into_bytes());
     }
 
     fn flush(&mut self) {
