@@ -188,11 +188,11 @@ pub struct ServeArgs {
     /// Do not recognise policy requests: every byte is AMF Socket framing.
     #[arg(long)]
     pub no_policy: bool,
-    /// Seconds between the server's pings to each client.
-    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_seconds)]
+    /// Seconds between the server's pings to each client (at least 0.01).
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_ping_seconds)]
     pub ping_interval: std::time::Duration,
-    /// Seconds a client has to answer a ping before its connection is closed.
-    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    /// Seconds a client has to answer a ping before its connection is closed (at least 0.01).
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_ping_seconds)]
     pub ping_timeout: std::time::Duration,
     /// Do not ping clients (and so never close a silent one).
     #[arg(long)]
@@ -395,6 +395,19 @@ fn parse_stats_interval(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("'{text}' must be at least 0.1 seconds"));
     }
     Ok(seconds)
+}
+
+/// `--ping-interval` and `--ping-timeout`: shorter would have the server do little but ping (a
+/// task and a frame per ping).
+fn parse_ping_seconds(text: &str) -> Result<std::time::Duration, String> {
+    parse_seconds(text)
+        .ok()
+        .filter(|seconds| *seconds >= std::time::Duration::from_millis(10))
+        .ok_or_else(|| {
+            format!(
+                "'{text}' is not a number of seconds from 0.01 to {MAX_SECONDS} (--no-ping turns pings off)"
+            )
+        })
 }
 
 /// `--max-decode`: a frame's 4-byte header and at least one byte of payload; below that every

@@ -244,7 +244,7 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
     )
     .expect("writes");
     let unsendable = unsendable.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["serve", "--allow", "example.com"], "is not DOMAIN:PORTS"),
         // A cap of 0 would refuse every frame; the header cannot declare more than 2^32 - 1.
         (
@@ -270,12 +270,16 @@ fn serve_refuses_bad_options_naming_what_is_wrong() {
         // A ping every nanosecond would have the server do nothing else.
         (
             &["serve", "--ping-interval", "1e-9"],
-            "--ping-interval and --ping-timeout must be at least 0.01 seconds",
+            "'1e-9' is not a number of seconds from 0.01 to 31536000",
+        ),
+        (
+            &["serve", "--ping-timeout", "0"],
+            "'0' is not a number of seconds from 0.01 to 31536000 (--no-ping turns pings off)",
         ),
         // Added to the clock, such times overflowed it: a panic per connection.
         (
             &["serve", "--ping-interval", "1e19"],
-            "'1e19' is not a number of seconds from 0 to 31536000",
+            "'1e19' is not a number of seconds from 0.01 to 31536000",
         ),
         (
             &["serve", "--drain-timeout", "31536001"],

@@ -101,13 +101,6 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         interval: args.ping_interval,
         timeout: args.ping_timeout,
     });
-    // Shorter would have the server do little but ping (a task and a frame per ping).
-    const SHORTEST_PING: std::time::Duration = std::time::Duration::from_millis(10);
-    if ping.is_some_and(|ping| ping.interval < SHORTEST_PING || ping.timeout < SHORTEST_PING) {
-        bail!(
-            "--ping-interval and --ping-timeout must be at least 0.01 seconds (or use --no-ping)"
-        );
-    }
     let peer = PeerConfig {
         encoding: args.encoding,
         max_frame_len: args.max_frame,
