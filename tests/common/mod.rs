@@ -6,6 +6,7 @@ pub mod bounded;
 pub mod process;
 pub mod proxy;
 pub mod relay;
+pub mod run;
 pub mod ws;
 
 use std::net::SocketAddr;
