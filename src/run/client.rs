@@ -2,20 +2,20 @@
 //! pings), running sessions as arrivals come (open model) or back to back (closed model), and
 //! recording every request against the time it was due, not the time it was sent.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
+use super::mailbox::Mailbox;
 use super::metrics::{ErrorKind, Metrics, Sample};
 use super::plan;
 use super::queue::ArrivalQueue;
@@ -38,47 +38,6 @@ pub struct Shared {
     pub arrivals: Option<Arc<ArrivalQueue>>,
     /// Precise wake-ups for the steps after a think time.
     pub clock: Clock,
-}
-
-/// Messages from the server not yet awaited, newest last; old ones fall off past this many.
-const MAILBOX_LEN: usize = 256;
-
-/// Server messages kept for `wait_message` steps.
-#[derive(Default)]
-struct Mailbox {
-    messages: Mutex<VecDeque<(Str, Instant)>>,
-    arrived: Notify,
-}
-
-impl Mailbox {
-    fn put(&self, command: Str) {
-        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        if messages.len() == MAILBOX_LEN {
-            messages.pop_front();
-        }
-        messages.push_back((command, Instant::now()));
-        drop(messages);
-        self.arrived.notify_waiters();
-    }
-
-    fn take(&self, command: &str) -> Option<Instant> {
-        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        let position = messages.iter().position(|(name, _)| name == command)?;
-        messages.remove(position).map(|(_, at)| at)
-    }
-
-    /// When a message with `command` arrived (perhaps before the wait began), or none by `deadline`.
-    async fn wait(&self, command: &str, deadline: Instant) -> Option<Instant> {
-        loop {
-            let arrived = self.arrived.notified();
-            if let Some(at) = self.take(command) {
-                return Some(at);
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return self.take(command);
-            }
-        }
-    }
 }
 
 /// Runs client `index`: connects at `connect_at`, then runs sessions (`in_flight` at once) until

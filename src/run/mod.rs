@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod data;
 pub mod html;
+pub mod mailbox;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
