@@ -252,3 +252,70 @@ async fn ctrl_c_while_waiting_for_requests_under_way_stops_the_wait() {
         result.table
     );
 }
+
+/// Ctrl-C while the run waits for the request under way abandons that request's session before
+/// its end: the request is unfinished, and its session cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_abandoned_in_the_final_wait_is_cut_short() {
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(execute(
+        one_long_sleep("30s"),
+        shutdown.clone(),
+        Progress::hidden(),
+        || Ok(Vec::new()),
+    ));
+    // After the run's second, while it waits for the sleep (up to its 30 s timeout).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("Ctrl-C ends the wait")
+        .expect("joins")
+        .expect("runs");
+    let sessions = &result.summary["sessions"];
+    assert_eq!(result.summary["unfinished"], 1, "{:#}", result.summary);
+    assert_eq!(sessions["started"], 1, "{sessions}");
+    assert_eq!(sessions["cut_short"], 1, "{sessions}");
+    assert_eq!(sessions["lost"], 0, "{sessions}");
+}
+
+/// Ctrl-C during the run stops it at once: sessions in a think time, or with a request under
+/// way, are abandoned as they stand. None of them can end within the run, so every session
+/// started is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_abandoned_by_ctrl_c_mid_run_are_all_cut_short() {
+    let scenario = Scenario::parse(
+        r#"
+        name = "ctrl-c-mid-run"
+        connections = 10
+        duration = "30s"
+        [load]
+        model = "open"
+        stages = [{ rate = 200, for = "30s" }]
+        [[session]]
+        name = "s"
+        steps = [{ request = "sleep", params = { ms = 30 } }, { think = "10s" }, { request = "echo" }]
+        "#,
+    )
+    .expect("valid");
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(execute(
+        scenario,
+        shutdown.clone(),
+        Progress::hidden(),
+        || Ok(Vec::new()),
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("Ctrl-C stops the run")
+        .expect("joins")
+        .expect("runs");
+    let sessions = &result.summary["sessions"];
+    let started = sessions["started"].as_u64().expect("started");
+    assert!(started >= 5, "{sessions}");
+    assert_eq!(sessions["cut_short"], started, "{sessions}");
+    assert_eq!(sessions["lost"], 0, "{sessions}");
+    assert_eq!(count(&result.summary, "echo"), 0, "{:#}", result.summary);
+}

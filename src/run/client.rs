@@ -151,8 +151,12 @@ async fn run_connection(
                         break;
                     };
                     shared.metrics.session_started();
+                    // Made now, not on the future's first poll: a session the run stops waiting
+                    // for before it ever ran is cut short all the same.
+                    let mut open = OpenSession::new(&shared.metrics, &session.steps);
                     running.push(async move {
-                        let ended = lane.run_session(session, intended).await;
+                        let ended = lane.run_session(session, intended, &mut open).await;
+                        open.ended();
                         (lane, ended)
                     });
                 }
@@ -251,10 +255,52 @@ fn is_error_result(result: &Value) -> bool {
         .is_some_and(|error| error.as_object().is_some())
 }
 
+/// A started session until it ends. Dropped before then, because the run stopped waiting for it
+/// (Ctrl-C, or past the longest timeout), it counts as cut short if a request, message or wait
+/// was left: the one abandoned under way (also `unfinished`) or one after it.
+struct OpenSession<'a> {
+    metrics: &'a Metrics,
+    /// The steps from the one under way on; none once the session has ended.
+    rest: Option<&'a [Step]>,
+}
+
+impl<'a> OpenSession<'a> {
+    fn new(metrics: &'a Metrics, steps: &'a [Step]) -> OpenSession<'a> {
+        OpenSession {
+            metrics,
+            rest: Some(steps),
+        }
+    }
+
+    /// Step `index` of `steps` is under way.
+    fn at(&mut self, steps: &'a [Step], index: usize) {
+        self.rest = Some(&steps[index..]);
+    }
+
+    /// The session ended by itself, and counted itself if it had to.
+    fn ended(mut self) {
+        self.rest = None;
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        if self.rest.is_some_and(sends_anything) {
+            self.metrics.session_cut_short();
+        }
+    }
+}
+
 impl Client {
-    async fn run_session(&mut self, session: &Session, intended: Instant) -> Result<(), ErrorKind> {
+    async fn run_session<'a>(
+        &mut self,
+        session: &'a Session,
+        intended: Instant,
+        open: &mut OpenSession<'a>,
+    ) -> Result<(), ErrorKind> {
         let mut due = intended;
         for (index, step) in session.steps.iter().enumerate() {
+            open.at(&session.steps, index);
             // A session counted as started runs its first step even if the run stopped since
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.

@@ -153,8 +153,8 @@ pub struct Recorded {
     pub disconnects: BTreeMap<ErrorKind, u64>,
     /// Sessions started.
     pub sessions_started: u64,
-    /// Sessions started whose later steps (think times at their end aside) were skipped because
-    /// the run ended.
+    /// Sessions started whose later steps (think times at their end aside) were skipped, or
+    /// whose request, message or wait under way was abandoned, because the run ended.
     pub sessions_cut_short: u64,
     /// Sessions started whose later steps (think times at their end aside) were skipped because
     /// their connection was lost during the run.
@@ -291,7 +291,8 @@ impl Metrics {
         self.with(|recorded| recorded.sessions_started += 1);
     }
 
-    /// Records a session whose later steps were skipped because the run ended.
+    /// Records a session whose later steps were skipped, or whose step under way was abandoned,
+    /// because the run ended.
     pub fn session_cut_short(&self) {
         self.with(|recorded| recorded.sessions_cut_short += 1);
     }
