@@ -251,3 +251,53 @@ async fn an_idle_connection_closed_by_the_server_is_lost_and_reopened() {
     let reconnects = connections["reconnects"].as_u64().expect("reconnects");
     assert!(reconnects >= 4, "{summary:#}");
 }
+
+/// A server that closes the connection once the schedule has ended, while the run waits for the
+/// request under way: the request fails as `server_closed`, but the connection was not lost
+/// during the run, and the run's end, not the loss, stopped its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_in_the_final_wait_is_not_lost_during_the_run() {
+    // Accepts, reads and never answers, and closes a second after the run's one second (having
+    // read everything: unread bytes would make the close a reset).
+    let (listener, addr) = common::loopback_listener().await;
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, _) = listener.accept().await.expect("accepts");
+        let mut read = Vec::new();
+        let reading = socket.read_to_end(&mut read);
+        let _ = tokio::time::timeout(Duration::from_secs(2), reading).await;
+        drop(socket);
+    });
+    let scenario = Scenario::parse(&format!(
+        r#"
+        name = "closed-after-the-end"
+        target = "{addr}"
+        connections = 1
+        duration = "1s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{{ request = "echo", timeout = "30s" }}, {{ request = "echo" }}]
+        "#
+    ))
+    .expect("valid");
+    let run = run_to_the_end(scenario);
+    let result = tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .expect("the run ends when the connection does, not at the time-out");
+    let summary = &result.summary;
+    assert_eq!(
+        summary["commands"]["echo"]["errors"]["server_closed"], 1,
+        "{summary:#}"
+    );
+    assert_eq!(
+        summary["connections"]["lost"],
+        serde_json::json!({}),
+        "{summary:#}"
+    );
+    assert_eq!(summary["sessions"]["lost"], 0, "{summary:#}");
+    assert_eq!(summary["sessions"]["cut_short"], 1, "{summary:#}");
+    assert_eq!(summary["interrupted"], false, "{summary:#}");
+    server.await.expect("the server task ends");
+}

@@ -126,7 +126,7 @@ async fn run_connection(
             biased;
             Some((lane, ended)) = running.next() => {
                 if let Err(kind) = ended {
-                    outcome = Err(kind);
+                    outcome = loss(shared, kind);
                     break;
                 }
                 free.push(lane);
@@ -137,7 +137,7 @@ async fn run_connection(
             }
             () = &mut stopped => break,
             reason = &mut input_ended => {
-                outcome = Err(close_kind(&reason));
+                outcome = loss(shared, close_kind(&reason));
                 break;
             }
             more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
@@ -170,15 +170,29 @@ async fn run_connection(
     // Sessions under way finish their step in progress (bounded by its timeout), then stop.
     while let Some((_, ended)) = running.next().await {
         if let (Err(kind), Ok(())) = (ended, &outcome) {
-            outcome = Err(kind);
-            lost.cancel();
-            peer.close("the connection was lost");
+            outcome = loss(shared, kind);
+            if outcome.is_err() {
+                lost.cancel();
+                peer.close("the connection was lost");
+            }
         }
     }
     peer.close("the run ended");
     reading.abort();
     shared.metrics.objects_dropped(peer.envelopes_dropped());
     outcome
+}
+
+/// The loss of the connection (of `kind`), noticed now, as the run counts it: lost during the
+/// run; once the run has ended (in its wait for the steps under way) it is not one of the run's
+/// losses: the step that met it is an error of its command, and the run's end, not the loss,
+/// stopped its session (cut short).
+fn loss(shared: &Shared, kind: ErrorKind) -> Result<(), ErrorKind> {
+    if shared.stop.is_cancelled() {
+        Ok(())
+    } else {
+        Err(kind)
+    }
 }
 
 /// Fills `starts` with the intended start times of up to `free` sessions: due arrivals (open
