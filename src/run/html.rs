@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use serde_json::Value as Json;
 
 use super::metrics::Recorded;
+use super::points::{Point, PointCommand};
 use super::svg::{Chart, Series, escape, line_chart};
-use super::timeline::{Point, PointCommand};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:980px}\
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;\

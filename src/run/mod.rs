@@ -10,6 +10,7 @@ pub mod html;
 pub mod mailbox;
 pub mod metrics;
 pub mod plan;
+pub mod points;
 pub mod progress;
 pub mod queue;
 pub mod report;
