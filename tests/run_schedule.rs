@@ -323,3 +323,32 @@ fn a_message_that_cannot_be_encoded_is_counted_and_the_session_goes_on() {
         "{summary:#}"
     );
 }
+
+/// The run's last full second ends as its clients stop: its point (and the progress line drawn
+/// from it) counts the clients connected during that second, not those left as they close.
+#[test]
+fn the_last_second_counts_the_clients_connected_in_it() {
+    let result = run_text(
+        r#"
+        name = "last-second"
+        connections = 20
+        duration = "2s"
+        [load]
+        model = "closed"
+        [[session]]
+        name = "s"
+        steps = [{ request = "echo" }, { think = "10ms" }]
+        "#,
+    );
+    let points = &result.timeline.points;
+    let seconds: Vec<_> = points
+        .iter()
+        .map(|point| (point.start, point.length, point.connected))
+        .collect();
+    let last_full = points
+        .iter()
+        .find(|point| point.start + point.length == std::time::Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("a point ending at the run's end: {seconds:?}"));
+    assert_eq!(last_full.connected, 20, "{seconds:?}");
+    assert_eq!(result.summary["connections"]["connected"], 20);
+}

@@ -358,6 +358,7 @@ where
         clients.spawn(client::run(index, connect_at, Arc::clone(&shared)));
     }
     let sampled = CancellationToken::new();
+    let (next_due, mut next_sample) = timeline::next_sample(start);
     let sampler = tokio::spawn(
         Sampler {
             metrics: Arc::clone(&metrics),
@@ -370,13 +371,13 @@ where
             duration: scenario.duration,
             progress: progress.clone(),
             stop_run: cut_short.clone(),
+            next_due,
         }
         .run(sampled.clone(), hlog),
     );
-    tokio::select! {
-        () = tokio::time::sleep_until(start + scenario.duration) => {}
-        () = stop.cancelled() => {}
-    }
+    next_sample
+        .schedule_end(start + scenario.duration, &stop)
+        .await;
     let elapsed = start.elapsed();
     let (generator_busy, generator_threads) = busy_clock.read();
     stop.cancel();

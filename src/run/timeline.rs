@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +55,35 @@ pub struct Sampler {
     /// Cancelled if the interval log cannot be written, so that the run stops at once (as at
     /// Ctrl-C) rather than going on unlogged.
     pub stop_run: CancellationToken,
+    /// Where the sampler tells the run, through [`NextSample`], the end of the next interval it
+    /// will take.
+    pub next_due: watch::Sender<Instant>,
+}
+
+/// The end of the next interval the sampler will take, as the run sees it.
+pub struct NextSample(watch::Receiver<Instant>);
+
+/// A sampler's `next_due` for a run that starts at `start`, and the run's view of it.
+pub fn next_sample(start: Instant) -> (watch::Sender<Instant>, NextSample) {
+    let (next_due, seen) = watch::channel(start + INTERVAL);
+    (next_due, NextSample(seen))
+}
+
+impl NextSample {
+    /// Waits for the schedule's `end` (or `stop`, which ends the run at once), then for the
+    /// sampler to have taken the interval that ends with it, if one does: the clients stop after
+    /// the schedule's end, and the interval must count those it had, not those left as they
+    /// close (both wake at the same instant, in either order). At once if the sampler stopped.
+    pub async fn schedule_end(&mut self, end: Instant, stop: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => {}
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            _ = self.0.wait_for(|next| *next > end) => {}
+            () = stop.cancelled() => {}
+        }
+    }
 }
 
 /// One interval's measurements, on their way from the sampler to the writer.
@@ -116,6 +146,7 @@ impl Sampler {
                 break;
             }
             interval_start = now;
+            self.next_due.send_replace(interval_start + INTERVAL);
         }
         drop(sender);
         writer.await.context("the timeline writer stopped")
@@ -405,6 +436,7 @@ mod tests {
             duration: Duration::from_secs(2),
             progress: Progress::hidden(),
             stop_run: CancellationToken::new(),
+            next_due: next_sample(Instant::now()).0,
         };
         let task = tokio::spawn(sampler.run(done.clone(), Vec::new()));
         metrics.record("echo", sample(2));
@@ -453,5 +485,52 @@ mod tests {
                 (Some("echo".into()), Duration::from_secs(1), 1),
             ]
         );
+    }
+
+    /// The clients stop once the schedule has ended, as the interval that ends with it is taken:
+    /// that interval counts the clients it had, whichever of the two wakes first.
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_ending_with_the_schedule_counts_its_clients() {
+        let metrics = Arc::new(Metrics::new().expect("bounds"));
+        for _ in 0..3 {
+            metrics.connected(Duration::from_millis(1));
+        }
+        let start = Instant::now();
+        let (next_due, mut next) = next_sample(start);
+        let done = CancellationToken::new();
+        let sampler = Sampler {
+            metrics: Arc::clone(&metrics),
+            start,
+            wall_start: SystemTime::UNIX_EPOCH,
+            stages: None,
+            duration: Duration::from_secs(2),
+            progress: Progress::hidden(),
+            stop_run: CancellationToken::new(),
+            next_due,
+        };
+        let task = tokio::spawn(sampler.run(done.clone(), Vec::new()));
+        let end = start + Duration::from_secs(2);
+        next.schedule_end(end, &CancellationToken::new()).await;
+        assert_eq!(Instant::now(), end, "no later than the schedule's end");
+        // The clients stop, as the run does at once when the schedule has ended.
+        for _ in 0..3 {
+            metrics.connection_ended();
+        }
+        done.cancel();
+        let timeline = task.await.expect("joins").expect("writes");
+        let connected: Vec<_> = timeline.points.iter().map(|p| p.connected).collect();
+        assert_eq!(connected, [3, 3, 0], "{:?}", timeline.points);
+    }
+
+    /// A run stopped early (Ctrl-C) does not wait for the schedule's end nor for the sampler.
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_run_does_not_wait_for_the_schedule_s_end() {
+        let start = Instant::now();
+        let (_next_due, mut next) = next_sample(start);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        next.schedule_end(start + Duration::from_secs(60), &stop)
+            .await;
+        assert_eq!(Instant::now(), start);
     }
 }
