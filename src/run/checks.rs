@@ -5,29 +5,69 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 
-use super::report;
+use super::report::{self, Threshold};
 use super::scenario::Scenario;
 use crate::cli::RunArgs;
 use crate::open_files;
 
-/// Checks, before anything is made, what `execute` reads from the scenario beyond its own
-/// validation, its thresholds and its target, so that their errors too say which file they are
-/// about, as the scenario's other errors do; a target given with `--target` is named so instead.
-pub(super) fn check_scenario(scenario: &Scenario, args: &RunArgs) -> anyhow::Result<()> {
-    let in_file = || format!("in scenario {}", args.scenario.display());
-    report::parse_thresholds(scenario).with_context(in_file)?;
-    match (&args.target, &scenario.target) {
-        (Some(target), _) => check_target("--target", target),
-        (None, Some(target)) => check_target("target", target).with_context(in_file),
-        (None, None) => Ok(()),
+/// A scenario checked for a run: its thresholds parsed, and its target resolved to the address
+/// the clients connect to. Resolved once: a host name costs a lookup, and the run connects to the
+/// address the checks found.
+pub struct Checked {
+    pub(super) scenario: Scenario,
+    pub(super) thresholds: Vec<Threshold>,
+    /// Where the clients connect; none for the embedded server.
+    pub(super) target: Option<SocketAddr>,
+}
+
+impl Checked {
+    /// Checks `scenario`, resolving its target (named `target` in errors) without blocking the
+    /// runtime.
+    pub async fn new(scenario: Scenario) -> anyhow::Result<Checked> {
+        let thresholds = report::parse_thresholds(&scenario)?;
+        let target = match &scenario.target {
+            Some(target) => {
+                let addrs = tokio::net::lookup_host(target).await;
+                Some(first_address("target", target, addrs)?)
+            }
+            None => None,
+        };
+        Ok(Checked {
+            scenario,
+            thresholds,
+            target,
+        })
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
     }
 }
 
-/// Fails unless `target` (the value of `key`) resolves to an address, as `execute` will resolve
-/// it.
-fn check_target(key: &str, target: &str) -> anyhow::Result<()> {
+/// Checks, before anything is made, what the run reads from the scenario beyond its own
+/// validation, its thresholds and its target, so that their errors too say which file they are
+/// about, as the scenario's other errors do; a target given with `--target` is named so instead.
+/// Before the runtime exists: the target is resolved here, blocking, and only here.
+pub(super) fn check_scenario(scenario: Scenario, args: &RunArgs) -> anyhow::Result<Checked> {
+    let in_file = || format!("in scenario {}", args.scenario.display());
+    let thresholds = report::parse_thresholds(&scenario).with_context(in_file)?;
+    let target = match (&args.target, &scenario.target) {
+        (Some(target), _) => Some(resolve_now("--target", target)?),
+        (None, Some(target)) => Some(resolve_now("target", target).with_context(in_file)?),
+        (None, None) => None,
+    };
+    Ok(Checked {
+        scenario,
+        thresholds,
+        target,
+    })
+}
+
+/// The address `target` (the value of `key`) resolves to, or why there is none.
+fn resolve_now(key: &str, target: &str) -> anyhow::Result<SocketAddr> {
     let addrs = std::net::ToSocketAddrs::to_socket_addrs(target);
-    first_address(key, target, addrs).map(drop)
+    first_address(key, target, addrs)
 }
 
 /// Fails, before any connection opens, when the clients (and the embedded server's end of each)
@@ -115,12 +155,8 @@ pub(super) fn check_source_addresses(
     Ok(())
 }
 
-pub(super) async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    first_address("target", target, tokio::net::lookup_host(target).await)
-}
-
 /// The first of the addresses `target` (the value of `key`) resolved to, or why there is none.
-pub(super) fn first_address(
+fn first_address(
     key: &str,
     target: &str,
     resolved: std::io::Result<impl Iterator<Item = SocketAddr>>,

@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::open_files;
 use crate::serve::{ServeConfig, Server};
+pub use checks::Checked;
 use checks::{
     check_local_ports, check_open_files, check_scenario, check_source_addresses, local_port_count,
-    resolve,
 };
 use client::Shared;
 use metrics::Metrics;
@@ -71,7 +71,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &args.target {
         scenario.target = Some(target.clone());
     }
-    check_scenario(&scenario, args)?;
+    let checked = check_scenario(scenario, args)?;
+    let scenario = checked.scenario();
     if let Some(warning) = scenario.connect_ramp_warning() {
         tracing::warn!("{warning}");
     }
@@ -86,7 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let shutdown = crate::shutdown::on_signal(crate::shutdown::Hangup::Stops);
             let open_log = || dir.open_log();
-            execute(scenario.clone(), shutdown, progress.clone(), open_log).await
+            execute_checked(checked, shutdown, progress.clone(), open_log).await
         })
     });
     let result = match result {
@@ -281,7 +282,8 @@ pub fn write_results<W>(dir: &Path, result: &RunResult<W>) -> anyhow::Result<()>
 
 /// Runs a scenario until its duration ends or `shutdown` is cancelled, and gathers the results,
 /// showing `progress` once a second and writing the interval log as the run goes, to what
-/// `open_hlog` gives once the run's checks have passed.
+/// `open_hlog` gives once the run's checks have passed. The scenario's thresholds and target
+/// are checked first, as [`Checked::new`] does.
 pub async fn execute<W, F>(
     scenario: Scenario,
     shutdown: CancellationToken,
@@ -292,11 +294,33 @@ where
     W: Write + Send + 'static,
     F: FnOnce() -> anyhow::Result<W>,
 {
-    let thresholds = report::parse_thresholds(&scenario)?;
+    let checked = Checked::new(scenario).await?;
+    execute_checked(checked, shutdown, progress, open_hlog).await
+}
+
+/// [`execute`] for a scenario already checked: its target is not resolved again.
+pub async fn execute_checked<W, F>(
+    checked: Checked,
+    shutdown: CancellationToken,
+    progress: Progress,
+    open_hlog: F,
+) -> anyhow::Result<RunResult<W>>
+where
+    W: Write + Send + 'static,
+    F: FnOnce() -> anyhow::Result<W>,
+{
+    let Checked {
+        scenario,
+        thresholds,
+        target,
+    } = checked;
     check_open_files(&scenario, open_files::current_limit())?;
     check_local_ports(&scenario, local_port_count())?;
-    let (embedded, target, target_name) = match &scenario.target {
-        Some(target) => (None, resolve(target).await?, target.clone()),
+    let (embedded, target, target_name) = match target {
+        Some(addr) => {
+            let name = scenario.target.clone();
+            (None, addr, name.unwrap_or_else(|| addr.to_string()))
+        }
         None => {
             let server = Server::bind(embedded_server_config(&scenario)).await?;
             let addr = server.local_addr()?;
@@ -496,6 +520,39 @@ mod tests {
             small.max_connections,
             ServeConfig::default().max_connections
         );
+    }
+
+    /// A checked scenario runs against the address its target was resolved to then: its target
+    /// (here one that cannot resolve) is not looked up again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checked_target_is_not_resolved_again() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let unresolvable = scenario("target = \"nohost\"\n", 1);
+        let error = Checked::new(unresolvable.clone()).await.err().expect("refused");
+        assert_eq!(
+            format!("{error:#}"),
+            "target: 'nohost' is not HOST:PORT that resolves: invalid socket address"
+        );
+        let checked = Checked {
+            thresholds: Vec::new(),
+            target: Some(addr),
+            scenario: Scenario {
+                duration: Duration::from_millis(200),
+                ..unresolvable
+            },
+        };
+        let result = execute_checked(
+            checked,
+            CancellationToken::new(),
+            Progress::hidden(),
+            || Ok(Vec::new()),
+        )
+        .await
+        .expect("runs without resolving 'nohost'");
+        assert_eq!(result.summary["target"], "nohost");
+        assert_eq!(result.summary["connections"]["connected"], 1);
+        drop(listener);
     }
 
     #[test]
