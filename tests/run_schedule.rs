@@ -352,3 +352,27 @@ fn the_last_second_counts_the_clients_connected_in_it() {
     assert_eq!(last_full.connected, 20, "{seconds:?}");
     assert_eq!(result.summary["connections"]["connected"], 20);
 }
+
+/// A run of a microsecond ends on the run's own clock, not a millisecond later on tokio's, and
+/// no session starts at or after its end: its clients connect no earlier than its start, and a
+/// connection is not made within a microsecond, so not one session starts.
+#[test]
+fn a_run_of_a_microsecond_starts_no_session() {
+    for _ in 0..5 {
+        let result = run_text(
+            r#"
+            name = "one-microsecond"
+            connections = 4
+            duration = "1us"
+            [load]
+            model = "closed"
+            [[session]]
+            name = "s"
+            steps = [{ request = "echo" }]
+            "#,
+        );
+        let summary = &result.summary;
+        assert_eq!(summary["sessions"]["started"], 0, "{summary:#}");
+        assert_eq!(summary["commands"], serde_json::json!({}), "{summary:#}");
+    }
+}

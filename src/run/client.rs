@@ -34,17 +34,28 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the run ends (its duration, or Ctrl-C).
     pub stop: CancellationToken,
+    /// When the schedule ends (the run's start plus its duration). `stop` may come a moment
+    /// after (once the sampler has taken the interval that ends with it), but nothing that
+    /// starts a session, a step or a connection does so at or after this instant.
+    pub end: Instant,
     /// Arrivals, for an open model; none for a closed one.
     pub arrivals: Option<Arc<ArrivalQueue>>,
     /// Precise wake-ups for the steps after a think time.
     pub clock: Clock,
 }
 
+impl Shared {
+    /// Whether the run has ended: stopped, or past the end of its schedule.
+    pub fn ended(&self) -> bool {
+        self.stop.is_cancelled() || Instant::now() >= self.end
+    }
+}
+
 /// Runs client `index`: connects at `connect_at`, then runs sessions (`in_flight` at once) until
 /// the run stops. A lost connection ends the client, or with `reconnect` is opened again after
 /// that delay (as is one that failed to open).
 pub async fn run(index: usize, connect_at: Instant, shared: Arc<Shared>) {
-    if !pause_until(connect_at, &shared.stop).await {
+    if !pause_until(connect_at, &shared).await {
         return;
     }
     let render = RenderContext::new(index as u64);
@@ -71,17 +82,17 @@ pub async fn run(index: usize, connect_at: Instant, shared: Arc<Shared>) {
         let Some(delay) = shared.scenario.reconnect.filter(|_| lost) else {
             return;
         };
-        if !pause_until(Instant::now() + delay, &shared.stop).await {
+        if !pause_until(Instant::now() + delay, &shared).await {
             return;
         }
     }
 }
 
-/// Sleeps until `until`; false when the run stopped first.
-async fn pause_until(until: Instant, stop: &CancellationToken) -> bool {
+/// Sleeps until `until`; false when the run ended first.
+async fn pause_until(until: Instant, shared: &Shared) -> bool {
     tokio::select! {
-        () = tokio::time::sleep_until(until) => !stop.is_cancelled(),
-        () = stop.cancelled() => false,
+        () = tokio::time::sleep_until(until) => !shared.ended(),
+        () = shared.stop.cancelled() => false,
     }
 }
 
@@ -118,6 +129,9 @@ async fn run_connection(
     let input_ended = peer.input_ended();
     tokio::pin!(input_ended);
     let mut outcome = Ok(());
+    // Until no more sessions will come; the client then waits for the run's stop, still
+    // connected (the last second counts it) and watching for the connection's loss.
+    let mut more = true;
     loop {
         if let Some(arrivals) = &shared.arrivals {
             arrivals.try_release();
@@ -140,10 +154,8 @@ async fn run_connection(
                 outcome = loss(shared, close_kind(&reason));
                 break;
             }
-            more = next_starts(shared, free.len(), &mut starts), if !free.is_empty() => {
-                if !more {
-                    break;
-                }
+            coming = next_starts(shared, free.len(), &mut starts), if more && !free.is_empty() => {
+                more = coming;
                 for intended in starts.drain(..) {
                     let (Some(mut lane), Some(session)) =
                         (free.pop(), plan::pick(&shared.scenario.sessions))
@@ -188,24 +200,27 @@ async fn run_connection(
 /// losses: the step that met it is an error of its command, and the run's end, not the loss,
 /// stopped its session (cut short).
 fn loss(shared: &Shared, kind: ErrorKind) -> Result<(), ErrorKind> {
-    if shared.stop.is_cancelled() {
-        Ok(())
-    } else {
-        Err(kind)
-    }
+    if shared.ended() { Ok(()) } else { Err(kind) }
 }
 
 /// Fills `starts` with the intended start times of up to `free` sessions: due arrivals (open
 /// model; waits for the first, then takes those already queued behind it, so one wake-up serves
-/// several) or `free` times now (closed model). False when no more will come.
+/// several) or `free` times now (closed model). False when no more will come: no session starts
+/// at or after the schedule's end (an arrival taken then stays unstarted).
 async fn next_starts(shared: &Shared, free: usize, starts: &mut Vec<Instant>) -> bool {
     let Some(arrivals) = &shared.arrivals else {
+        if shared.ended() {
+            return false;
+        }
         starts.extend(std::iter::repeat_n(Instant::now(), free));
         return true;
     };
     let Some(first) = arrivals.recv().await else {
         return false;
     };
+    if shared.ended() {
+        return false;
+    }
     starts.push(first);
     arrivals.take(free - 1, starts);
     true
@@ -318,7 +333,7 @@ impl Client {
             // A session counted as started runs its first step even if the run stopped since
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.
-            if index > 0 && self.stop.is_cancelled() {
+            if index > 0 && (self.stop.is_cancelled() || self.shared.ended()) {
                 self.stopped_before(&session.steps[index..]);
                 return Ok(());
             }
@@ -341,7 +356,7 @@ impl Client {
             return;
         }
         // The run's end is checked first: it would have skipped these steps all the same.
-        if self.shared.stop.is_cancelled() {
+        if self.shared.ended() {
             self.shared.metrics.session_cut_short();
         } else {
             self.shared.metrics.session_lost();
@@ -598,5 +613,35 @@ mod tests {
             connect_error_kind(&io::Error::from_raw_os_error(24)),
             ErrorKind::ConnectFailed
         );
+    }
+
+    /// The schedule's end, not the run's stop that follows it, is when sessions stop starting:
+    /// a closed model starts none at or after it.
+    #[tokio::test]
+    async fn no_session_starts_at_or_after_the_schedule_s_end() {
+        let scenario = Scenario::parse(
+            "name = \"s\"\nconnections = 1\nduration = \"1s\"\n[load]\nmodel = \"closed\"\n\
+             [[session]]\nname = \"s\"\nsteps = [{ request = \"echo\" }]\n",
+        )
+        .expect("valid");
+        let stop = CancellationToken::new();
+        let shared = |end| Shared {
+            scenario: Arc::new(scenario.clone()),
+            target: SocketAddr::from(([127, 0, 0, 1], 9)),
+            metrics: Arc::new(Metrics::new().expect("bounds")),
+            stop: stop.clone(),
+            end,
+            arrivals: None,
+            clock: Clock::start(None, stop.clone()).expect("a clock"),
+        };
+        let mut starts = Vec::new();
+        let running = shared(Instant::now() + Duration::from_secs(60));
+        assert!(next_starts(&running, 3, &mut starts).await);
+        assert_eq!(starts.len(), 3);
+        starts.clear();
+        let over = shared(Instant::now());
+        assert!(!over.stop.is_cancelled() && over.ended());
+        assert!(!next_starts(&over, 3, &mut starts).await);
+        assert!(starts.is_empty());
     }
 }

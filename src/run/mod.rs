@@ -357,6 +357,7 @@ where
         target,
         metrics: Arc::clone(&metrics),
         stop: stop.clone(),
+        end: start + scenario.duration,
         clock: clock::Clock::start(arrivals.clone(), stop.clone())?,
         arrivals,
     });
@@ -384,9 +385,12 @@ where
         }
         .run(sampled.clone(), hlog),
     );
-    next_sample
-        .schedule_end(start + scenario.duration, &stop)
-        .await;
+    tokio::select! {
+        // The run's own clock: tokio's timer would end the run up to a millisecond late, and a
+        // run of microseconds many times its length.
+        () = shared.clock.sleep_until(shared.end) => next_sample.taken(shared.end, &stop).await,
+        () = stop.cancelled() => {}
+    }
     let elapsed = start.elapsed();
     let (generator_busy, generator_threads) = busy_clock.read();
     stop.cancel();
@@ -529,7 +533,10 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let addr = listener.local_addr().expect("bound");
         let unresolvable = scenario("target = \"nohost\"\n", 1);
-        let error = Checked::new(unresolvable.clone()).await.err().expect("refused");
+        let error = Checked::new(unresolvable.clone())
+            .await
+            .err()
+            .expect("refused");
         assert_eq!(
             format!("{error:#}"),
             "target: 'nohost' is not HOST:PORT that resolves: invalid socket address"

@@ -70,15 +70,11 @@ pub fn next_sample(start: Instant) -> (watch::Sender<Instant>, NextSample) {
 }
 
 impl NextSample {
-    /// Waits for the schedule's `end` (or `stop`, which ends the run at once), then for the
-    /// sampler to have taken the interval that ends with it, if one does: the clients stop after
-    /// the schedule's end, and the interval must count those it had, not those left as they
-    /// close (both wake at the same instant, in either order). At once if the sampler stopped.
-    pub async fn schedule_end(&mut self, end: Instant, stop: &CancellationToken) {
-        tokio::select! {
-            () = tokio::time::sleep_until(end) => {}
-            () = stop.cancelled() => return,
-        }
+    /// Waits for the sampler to have taken the interval that ends at `end` (the schedule's), if
+    /// one does, unless `stop` comes first: the clients stop once the schedule has ended, and the
+    /// interval must count those it had, not those left as they close (the run and the sampler
+    /// wake at about the same instant, in either order). At once if the sampler stopped.
+    pub async fn taken(&mut self, end: Instant, stop: &CancellationToken) {
         tokio::select! {
             _ = self.0.wait_for(|next| *next > end) => {}
             () = stop.cancelled() => {}
@@ -510,7 +506,8 @@ mod tests {
         };
         let task = tokio::spawn(sampler.run(done.clone(), Vec::new()));
         let end = start + Duration::from_secs(2);
-        next.schedule_end(end, &CancellationToken::new()).await;
+        tokio::time::sleep_until(end).await;
+        next.taken(end, &CancellationToken::new()).await;
         assert_eq!(Instant::now(), end, "no later than the schedule's end");
         // The clients stop, as the run does at once when the schedule has ended.
         for _ in 0..3 {
@@ -522,15 +519,14 @@ mod tests {
         assert_eq!(connected, [3, 3, 0], "{:?}", timeline.points);
     }
 
-    /// A run stopped early (Ctrl-C) does not wait for the schedule's end nor for the sampler.
+    /// A run stopped early (Ctrl-C) does not wait for the sampler.
     #[tokio::test(start_paused = true)]
-    async fn a_stopped_run_does_not_wait_for_the_schedule_s_end() {
+    async fn a_stopped_run_does_not_wait_for_the_sampler() {
         let start = Instant::now();
         let (_next_due, mut next) = next_sample(start);
         let stop = CancellationToken::new();
         stop.cancel();
-        next.schedule_end(start + Duration::from_secs(60), &stop)
-            .await;
+        next.taken(start + Duration::from_secs(60), &stop).await;
         assert_eq!(Instant::now(), start);
     }
 }
