@@ -16,6 +16,7 @@ pub mod progress;
 pub mod queue;
 pub mod report;
 pub mod scenario;
+pub mod session;
 pub mod svg;
 pub mod template;
 pub mod timeline;
