@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::shutdown::Hangup;
+
 /// Flash-era AMF socket tooling: a load generator with scenarios and thresholds, a reference AMF
 /// Socket RPC server, a logging proxy, a Flash policy server and linter, and a decoder for
 /// AMF0/AMF3 values and AMF Socket frames.
@@ -47,6 +49,19 @@ pub enum Command {
     /// Run a load scenario: simulated RPC clients against a target (or the embedded server),
     /// latency measured from intended send times; exit status 1 when a threshold fails.
     Run(RunArgs),
+}
+
+impl Command {
+    /// What SIGINT, SIGTERM and SIGHUP mean to the command, if it watches them: the servers, the
+    /// proxy and `run` stop on them, writing what they owe; `decode` and the policy's `lint` and
+    /// `check` keep the default (Ctrl-C ends them at once).
+    pub fn stops_on_signals(&self) -> Option<Hangup> {
+        match self {
+            Command::Serve(_) | Command::Proxy(_) | Command::Run(_) => Some(Hangup::Stops),
+            Command::Policy(args) if args.action.is_none() => Some(Hangup::Reloads),
+            Command::Decode(_) | Command::Policy(_) => None,
+        }
+    }
 }
 
 /// Options of `amf-bench run`.

@@ -19,6 +19,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(hangup) = cli.command.stops_on_signals() {
+        // Before the role's set-up: a signal from now on stops it instead of killing the
+        // process. Should the watch not start, the role watches on its own runtime, later.
+        let _ = amf_bench::shutdown::watch(hangup);
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,

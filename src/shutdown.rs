@@ -1,7 +1,12 @@
 //! Ctrl-C, SIGTERM and (unless a role reloads on it) SIGHUP become one cancellation token that
 //! every role watches to stop accepting work and drain what is in flight; and the wait for a
-//! drain's (or flush's) deadline, once set.
+//! drain's (or flush's) deadline, once set. The signals are watched from the start of `main`, on
+//! a thread of their own, so that one sent during a role's set-up stops the role rather than
+//! killing the process.
 
+use std::sync::Mutex;
+
+use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 /// What SIGHUP means to a role.
@@ -14,17 +19,65 @@ pub enum Hangup {
     Reloads,
 }
 
+/// The process's watch, once started: cancelled on the first signal.
+static WATCH: Mutex<Option<CancellationToken>> = Mutex::new(None);
+
+/// Starts watching SIGINT, SIGTERM and, with [`Hangup::Stops`], SIGHUP for the rest of the
+/// process, on a thread with a small runtime of its own: `main` calls it first thing, outside any
+/// runtime, with the `hangup` of the role it runs, so that a signal during the role's set-up (a
+/// file read, a name resolved, its runtime started) is kept and stops the role once it watches,
+/// rather than killing the process before it does. The signals are caught from the moment this
+/// returns. Later calls change nothing.
+pub fn watch(hangup: Hangup) -> anyhow::Result<()> {
+    let mut started = WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    if started.is_some() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the signal watch's runtime")?;
+    // Registered here, before the thread starts: the caller is covered once this returns.
+    let signalled = {
+        let _entered = runtime.enter();
+        watch_signals(hangup)
+    };
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let name = runtime.block_on(signalled);
+            // Cancel first: nothing (a log line on a closed standard error) may come between the
+            // signal and the shutdown.
+            cancel.cancel();
+            tracing::info!("{name}: shutdown requested");
+        })
+        .context("cannot start the signal watch's thread")?;
+    *started = Some(token);
+    Ok(())
+}
+
 /// A token cancelled on the first Ctrl-C (SIGINT) or SIGTERM, and SIGHUP when `hangup` is
-/// [`Hangup::Stops`]. The signals are watched from the moment this returns, so a caller that
-/// announces itself afterwards cannot be killed by a signal sent right after the announcement.
+/// [`Hangup::Stops`]: the process's [`watch`] when `main` started one (a signal that came before
+/// this call included), else a watch on the current runtime, registered now. Either way the
+/// signals are watched from the moment this returns at the latest, so a caller that announces
+/// itself afterwards cannot be killed by a signal sent right after the announcement.
 pub fn on_signal(hangup: Hangup) -> CancellationToken {
+    let started = WATCH.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match started {
+        Some(token) => token.child_token(),
+        None => on_signal_here(hangup),
+    }
+}
+
+/// [`on_signal`] on the current runtime: where the watch's own thread cannot start.
+fn on_signal_here(hangup: Hangup) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     let signalled = watch_signals(hangup);
     tokio::spawn(async move {
         let name = signalled.await;
-        // Cancel first: nothing (a log line on a closed standard error) may come between the
-        // signal and the shutdown.
         cancel.cancel();
         tracing::info!("{name}: shutdown requested");
     });

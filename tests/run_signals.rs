@@ -9,7 +9,7 @@ use std::time::Duration;
 use amf_bench::run::execute;
 use amf_bench::run::progress::Progress;
 use amf_bench::run::scenario::Scenario;
-use common::process::{Listening, amf_bench, run_bounded, signal, wait_exit};
+use common::process::{KillOnDrop, Listening, amf_bench, run_bounded, signal, wait_exit};
 use common::run::{count, echo_clients, scenario, written_summary};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
@@ -288,4 +288,65 @@ fn a_closed_standard_output_still_gets_the_results_written() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(written_summary(&out)["thresholds"][0]["ok"], true);
+}
+
+/// Whether process `pid` catches signal `number` (its `SigCgt` mask in /proc says so).
+fn catches(pid: u32, number: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+    mask.is_some_and(|mask| mask & (1 << (number - 1)) != 0)
+}
+
+/// Ctrl-C (or SIGTERM) while `run` is still setting up, here blocked reading its scenario from a
+/// pipe, does not kill it: the signal is watched from the start, and the run, once it starts,
+/// stops at once and writes its results, as at any Ctrl-C.
+#[test]
+fn a_signal_before_the_run_starts_stops_it_with_its_results_written() {
+    const SIGINT: u32 = 2;
+    const SIGTERM: u32 = 15;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("scenario.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("runs mkfifo");
+    assert!(made.success(), "mkfifo");
+    let out = dir.path().join("early-out");
+    let mut child = KillOnDrop(
+        amf_bench()
+            .args(["run", "--quiet", fifo.to_str().expect("utf-8"), "--out"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts"),
+    );
+    let child = &mut child.0;
+    // Still opening its scenario (the pipe has no writer yet): nothing of the run is set up.
+    let mut waited = Duration::ZERO;
+    while !(catches(child.id(), SIGINT) && catches(child.id(), SIGTERM)) {
+        assert!(
+            waited < Duration::from_secs(10) && child.try_wait().expect("waits").is_none(),
+            "SIGINT and SIGTERM are not caught while the scenario is read"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        waited += Duration::from_millis(10);
+    }
+    signal(child.id(), "-INT");
+    let scenario = std::fs::read_to_string(echo_clients(dir.path(), "early", 2)).expect("reads");
+    std::fs::write(&fifo, scenario).expect("writes the scenario into the pipe");
+    let status = wait_exit(child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("reads stderr");
+    assert!(
+        status.code().is_some_and(|code| code <= 1),
+        "{status:?}: {stderr}"
+    );
+    let summary = written_summary(&out);
+    assert_eq!(summary["interrupted"], true, "{summary:#}");
+    assert_eq!(summary["sessions"]["started"], 0, "{summary:#}");
 }

@@ -143,3 +143,14 @@ impl Drop for Listening {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed (and reaped) when dropped, so that a test that fails while the child
+/// is blocked (reading a pipe no one will write) leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
