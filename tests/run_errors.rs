@@ -29,7 +29,7 @@ fn scenario_errors_exit_2_naming_the_key() {
 /// Errors about the thresholds and the target are about the scenario's contents too: they say
 /// which file, as its other errors do; a `--target` given on the command line is named as such.
 #[test]
-fn threshold_and_target_errors_name_the_scenario_file() {
+fn threshold_target_and_client_errors_name_the_scenario_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let write = |name: &str, extra: &str| {
         let file = dir.path().join(name);
@@ -45,7 +45,17 @@ fn threshold_and_target_errors_name_the_scenario_file() {
         "thresholds = { \"nope.p99\" = \"< 5ms\" }",
     );
     let target = write("target.toml", "target = \"nohost\"");
+    // Against the embedded server, which listens on IPv4.
+    let family = write("family.toml", "source_addresses = [\"::1\"]");
     let cases = [
+        (
+            vec![family.to_str().expect("utf-8")],
+            format!(
+                "amf-bench: error: in scenario {}: source_addresses[0]: ::1 is IPv6 but the \
+                 embedded server is IPv4",
+                family.display()
+            ),
+        ),
         (
             vec![threshold.to_str().expect("utf-8")],
             format!(
@@ -123,8 +133,10 @@ fn clients_past_the_open_file_limit_exit_2_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("connections = 100: the clients need 264 open files at once")
-            && stderr.contains("this process may open 200"),
+        stderr.contains(&format!(
+            "in scenario {}: connections = 100: the clients need 264 open files at once",
+            file.display()
+        )) && stderr.contains("this process may open 200"),
         "{stderr}"
     );
     assert!(

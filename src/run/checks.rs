@@ -32,6 +32,7 @@ impl Checked {
             }
             None => None,
         };
+        check_clients(&scenario, target)?;
         Ok(Checked {
             scenario,
             thresholds,
@@ -57,6 +58,7 @@ pub(super) fn check_scenario(scenario: Scenario, args: &RunArgs) -> anyhow::Resu
         (None, Some(target)) => Some(resolve_now("target", target).with_context(in_file)?),
         (None, None) => None,
     };
+    check_clients(&scenario, target).with_context(in_file)?;
     Ok(Checked {
         scenario,
         thresholds,
@@ -70,10 +72,22 @@ fn resolve_now(key: &str, target: &str) -> anyhow::Result<SocketAddr> {
     first_address(key, target, addrs)
 }
 
+/// Whether the clients can all be made as the scenario asks: open files, local ports, and
+/// source addresses of the family of the `target` (the embedded server's when none).
+fn check_clients(scenario: &Scenario, target: Option<SocketAddr>) -> anyhow::Result<()> {
+    check_open_files(scenario, open_files::current_limit())?;
+    check_local_ports(scenario, local_port_count())?;
+    let (target, name) = match target {
+        Some(target) => (target, format!("the target {target}")),
+        None => (super::EMBEDDED_LISTEN, "the embedded server".to_string()),
+    };
+    check_source_addresses(&scenario.source_addresses, target, &name)
+}
+
 /// Fails, before any connection opens, when the clients (and the embedded server's end of each)
 /// cannot all be open at once under the open-file `limit`: past it, connections fail by the
 /// hundred with the accepts the server refuses, and the run measures nothing it was meant to.
-pub(super) fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<()> {
+fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyhow::Result<()> {
     let Some(limit) = limit else {
         return Ok(());
     };
@@ -101,7 +115,7 @@ pub(super) fn check_open_files(scenario: &Scenario, limit: Option<u64>) -> anyho
 
 /// How many local ports the kernel hands out to outgoing connections (Linux's
 /// `ip_local_port_range`), where that can be read.
-pub(super) fn local_port_count() -> Option<u64> {
+fn local_port_count() -> Option<u64> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let mut bounds = range
         .split_whitespace()
@@ -114,7 +128,7 @@ pub(super) fn local_port_count() -> Option<u64> {
 
 /// Fails, before any connection opens, when the clients need more local ports than one source
 /// address has for the target (`ports` each): past it, every further connect fails here.
-pub(super) fn check_local_ports(scenario: &Scenario, ports: Option<u64>) -> anyhow::Result<()> {
+fn check_local_ports(scenario: &Scenario, ports: Option<u64>) -> anyhow::Result<()> {
     let Some(ports) = ports else {
         return Ok(());
     };
@@ -134,15 +148,16 @@ pub(super) fn check_local_ports(scenario: &Scenario, ports: Option<u64>) -> anyh
 
 /// Fails unless every source address can be bound here and is of the target's family, so that a
 /// typo or a foreign address is one clear error rather than every connection failing.
-pub(super) fn check_source_addresses(
+fn check_source_addresses(
     addresses: &[std::net::IpAddr],
     target: SocketAddr,
+    target_name: &str,
 ) -> anyhow::Result<()> {
     for (index, address) in addresses.iter().enumerate() {
         if address.is_ipv4() != target.is_ipv4() {
             let family = |ipv4: bool| if ipv4 { "IPv4" } else { "IPv6" };
             bail!(
-                "source_addresses[{index}]: {address} is {} but the target {target} is {}; \
+                "source_addresses[{index}]: {address} is {} but {target_name} is {}; \
                  connections leave from an address of the target's family",
                 family(address.is_ipv4()),
                 family(target.is_ipv4())
@@ -224,7 +239,8 @@ pub(crate) mod tests {
     fn source_addresses_must_be_of_the_target_s_family() {
         let v4_target = SocketAddr::from(([127, 0, 0, 1], 9));
         let v6_source = ["::1".parse().expect("an address")];
-        let error = check_source_addresses(&v6_source, v4_target).expect_err("mixed");
+        let error = check_source_addresses(&v6_source, v4_target, "the target 127.0.0.1:9")
+            .expect_err("mixed");
         assert!(
             error
                 .to_string()
@@ -232,7 +248,7 @@ pub(crate) mod tests {
             "{error}"
         );
         let v4_source = ["127.0.0.1".parse().expect("an address")];
-        assert!(check_source_addresses(&v4_source, v4_target).is_ok());
+        assert!(check_source_addresses(&v4_source, v4_target, "the target").is_ok());
     }
 
     #[test]

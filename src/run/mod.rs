@@ -36,12 +36,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
-use crate::open_files;
 use crate::serve::{ServeConfig, Server};
 pub use checks::Checked;
-use checks::{
-    check_local_ports, check_open_files, check_scenario, check_source_addresses, local_port_count,
-};
+use checks::check_scenario;
 use client::Shared;
 use metrics::Metrics;
 use plan::Arrivals;
@@ -315,8 +312,6 @@ where
         thresholds,
         target,
     } = checked;
-    check_open_files(&scenario, open_files::current_limit())?;
-    check_local_ports(&scenario, local_port_count())?;
     let (embedded, target, target_name) = match target {
         Some(addr) => {
             let name = scenario.target.clone();
@@ -334,7 +329,6 @@ where
             )
         }
     };
-    check_source_addresses(&scenario.source_addresses, target)?;
     let hlog = open_hlog()?;
     let scenario = Arc::new(scenario);
     let metrics = Arc::new(Metrics::new()?);
@@ -438,10 +432,14 @@ where
 /// The embedded server: on loopback, serving every client at once (its default cap, 10,000
 /// connections, would leave the rest waiting in the listen backlog), and stopping at once when
 /// the run ends (its clients are gone by then: nothing it still works on has anyone to answer).
+/// Where the embedded server listens (port 0: the system picks one).
+const EMBEDDED_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 fn embedded_server_config(scenario: &Scenario) -> ServeConfig {
     let defaults = ServeConfig::default();
     ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: EMBEDDED_LISTEN,
         max_connections: scenario.connections.max(defaults.max_connections),
         drain_timeout: Duration::ZERO,
         ..defaults
