@@ -496,7 +496,7 @@ async fn finish_clients(
                 }
                 told = true;
                 progress.note(&format!(
-                    "waiting up to {:.0?} for the requests under way on {} clients (Ctrl-C \
+                    "waiting up to {:.1?} for the requests under way on {} clients (Ctrl-C \
                      stops waiting)",
                     deadline.saturating_duration_since(Instant::now()),
                     clients.len()

@@ -38,14 +38,15 @@ const PERCENTILES: [(&str, f64); 5] = [
     ("max", 100.0),
 ];
 
+/// The percentiles of `histogram`, or null when it holds nothing: not 0 microseconds (a command
+/// none of whose requests was sent has no service time), and null whole, as `connect_us` is.
 fn percentiles(histogram: &Histogram<u64>) -> Json {
+    if histogram.is_empty() {
+        return Json::Null;
+    }
     let mut map = serde_json::Map::new();
     for (name, quantile) in PERCENTILES {
-        // Nothing measured is null, not 0 microseconds (a command none of whose requests was
-        // sent has no service time).
-        let value = if histogram.is_empty() {
-            Json::Null
-        } else if quantile >= 100.0 {
+        let value = if quantile >= 100.0 {
             json!(histogram.max())
         } else {
             json!(histogram.value_at_percentile(quantile))
