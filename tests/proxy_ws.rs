@@ -34,6 +34,18 @@ async fn start_ws(config: ProxyConfig) -> (TestProxy, SocketAddr) {
     (proxy, addr)
 }
 
+/// A WebSocket client connected through a proxy, and the upstream's end of its connection.
+async fn client_and_upstream() -> (TestProxy, WsClient, tokio::net::TcpStream) {
+    let (listener, upstream_addr) = common::loopback_listener().await;
+    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
+    let client = WsClient::connect(addr).await;
+    let (upstream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("dialled")
+        .expect("accepts");
+    (proxy, client, upstream)
+}
+
 #[tokio::test]
 async fn requests_split_over_messages_reach_serve_and_the_log_shows_them() {
     let server = TestServer::start(common::config()).await;
@@ -333,15 +345,9 @@ async fn a_disallowed_origin_gets_403_and_never_reaches_the_upstream() {
 
 #[tokio::test]
 async fn a_client_close_reaches_the_upstream_as_a_fin() {
-    let (listener, upstream_addr) = common::loopback_listener().await;
-    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
-    let mut client = WsClient::connect(addr).await;
+    let (proxy, mut client, mut upstream) = client_and_upstream().await;
     client.send_binary(b"last words").await;
     client.socket.close(None).await.expect("sends a Close");
-    let (mut upstream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("dialled")
-        .expect("accepts");
     let mut received = Vec::new();
     let read = tokio::time::timeout(WAIT, upstream.read_to_end(&mut received))
         .await
@@ -394,13 +400,7 @@ async fn a_client_close_while_the_upstream_sends_is_answered_not_reset() {
 
 #[tokio::test]
 async fn an_upstream_fin_reaches_the_client_as_a_close() {
-    let (listener, upstream_addr) = common::loopback_listener().await;
-    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
-    let mut client = WsClient::connect(addr).await;
-    let (mut upstream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("dialled")
-        .expect("accepts");
+    let (proxy, mut client, mut upstream) = client_and_upstream().await;
     upstream.write_all(b"goodbye").await.expect("writes");
     upstream.shutdown().await.expect("sends a FIN");
     match client.next_message().await {
@@ -426,13 +426,7 @@ async fn an_upstream_fin_reaches_the_client_as_a_close() {
 /// upstream gets its bytes and then a FIN, as from a TCP client, and nobody is counted at fault.
 #[tokio::test]
 async fn a_client_tcp_end_without_a_close_reaches_the_upstream_as_a_fin() {
-    let (listener, upstream_addr) = common::loopback_listener().await;
-    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
-    let mut client = WsClient::connect(addr).await;
-    let (mut upstream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("dialled")
-        .expect("accepts");
+    let (proxy, mut client, mut upstream) = client_and_upstream().await;
     client.send_binary(b"last words").await;
     client
         .socket
@@ -454,13 +448,7 @@ async fn a_client_tcp_end_without_a_close_reaches_the_upstream_as_a_fin() {
 
 #[tokio::test]
 async fn proxy_shutdown_sends_the_client_a_close() {
-    let (listener, upstream_addr) = common::loopback_listener().await;
-    let (proxy, addr) = start_ws(ws_proxy_config(upstream_addr, None)).await;
-    let mut client = WsClient::connect(addr).await;
-    let (_upstream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("dialled")
-        .expect("accepts");
+    let (proxy, mut client, _upstream) = client_and_upstream().await;
     let stopping = tokio::spawn(proxy.stop());
     let (code, _) = client.expect_close().await;
     assert_eq!(code, 1000);
