@@ -4,7 +4,8 @@
 //! a thread of their own, so that one sent during a role's set-up stops the role rather than
 //! killing the process.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ pub enum Hangup {
 }
 
 /// The process's watch, once started: cancelled on the first signal.
-static WATCH: Mutex<Option<CancellationToken>> = Mutex::new(None);
+static WATCH: OnceLock<CancellationToken> = OnceLock::new();
 
 /// Starts watching SIGINT, SIGTERM and, with [`Hangup::Stops`], SIGHUP for the rest of the
 /// process, on a thread with a small runtime of its own: `main` calls it first thing, outside any
@@ -29,8 +30,7 @@ static WATCH: Mutex<Option<CancellationToken>> = Mutex::new(None);
 /// rather than killing the process before it does. The signals are caught from the moment this
 /// returns. Later calls change nothing.
 pub fn watch(hangup: Hangup) -> anyhow::Result<()> {
-    let mut started = WATCH.lock().unwrap_or_else(|p| p.into_inner());
-    if started.is_some() {
+    if WATCH.get().is_some() {
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -46,15 +46,10 @@ pub fn watch(hangup: Hangup) -> anyhow::Result<()> {
     let cancel = token.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
-            let name = runtime.block_on(signalled);
-            // Cancel first: nothing (a log line on a closed standard error) may come between the
-            // signal and the shutdown.
-            cancel.cancel();
-            tracing::info!("{name}: shutdown requested");
-        })
+        .spawn(move || runtime.block_on(cancel_on(signalled, cancel)))
         .context("cannot start the signal watch's thread")?;
-    *started = Some(token);
+    // Only `main` calls this, once: there is no other watch to lose.
+    let _ = WATCH.set(token);
     Ok(())
 }
 
@@ -64,8 +59,7 @@ pub fn watch(hangup: Hangup) -> anyhow::Result<()> {
 /// signals are watched from the moment this returns at the latest, so a caller that announces
 /// itself afterwards cannot be killed by a signal sent right after the announcement.
 pub fn on_signal(hangup: Hangup) -> CancellationToken {
-    let started = WATCH.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match started {
+    match WATCH.get() {
         Some(token) => token.child_token(),
         None => on_signal_here(hangup),
     }
@@ -75,19 +69,23 @@ pub fn on_signal(hangup: Hangup) -> CancellationToken {
 fn on_signal_here(hangup: Hangup) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
-    let signalled = watch_signals(hangup);
-    tokio::spawn(async move {
-        let name = signalled.await;
-        cancel.cancel();
-        tracing::info!("{name}: shutdown requested");
-    });
+    tokio::spawn(cancel_on(watch_signals(hangup), cancel));
     token
+}
+
+/// Cancels `token` once `signalled` resolves, then says which signal it was.
+async fn cancel_on(signalled: impl Future<Output = &'static str>, token: CancellationToken) {
+    let name = signalled.await;
+    // Cancel first: nothing (a log line on a closed standard error) may come between the
+    // signal and the shutdown.
+    token.cancel();
+    tracing::info!("{name}: shutdown requested");
 }
 
 /// Registers for SIGINT, SIGTERM and, with [`Hangup::Stops`], SIGHUP now; the future resolves
 /// on the first of them, with its name.
 #[cfg(unix)]
-fn watch_signals(hangup: Hangup) -> impl std::future::Future<Output = &'static str> + Send {
+fn watch_signals(hangup: Hangup) -> impl Future<Output = &'static str> + Send {
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = signal(SignalKind::interrupt());
     let terminate = signal(SignalKind::terminate());
@@ -127,7 +125,7 @@ fn watch_signals(hangup: Hangup) -> impl std::future::Future<Output = &'static s
 }
 
 #[cfg(not(unix))]
-fn watch_signals(_: Hangup) -> impl std::future::Future<Output = &'static str> + Send {
+fn watch_signals(_: Hangup) -> impl Future<Output = &'static str> + Send {
     async {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"

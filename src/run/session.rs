@@ -68,47 +68,50 @@ fn is_error_result(result: &Value) -> bool {
 /// was left: the one abandoned under way (also `unfinished`) or one after it.
 pub(super) struct OpenSession<'a> {
     metrics: &'a Metrics,
-    /// The steps from the one under way on; none once the session has ended.
-    rest: Option<&'a [Step]>,
+    steps: &'a [Step],
+    /// The step under way; none once the session has ended.
+    under_way: Option<usize>,
 }
 
 impl<'a> OpenSession<'a> {
     pub(super) fn new(metrics: &'a Metrics, steps: &'a [Step]) -> OpenSession<'a> {
         OpenSession {
             metrics,
-            rest: Some(steps),
+            steps,
+            under_way: Some(0),
         }
     }
 
-    /// Step `index` of `steps` is under way.
-    fn at(&mut self, steps: &'a [Step], index: usize) {
-        self.rest = Some(&steps[index..]);
+    /// Step `index` is under way.
+    fn at(&mut self, index: usize) {
+        self.under_way = Some(index);
     }
 
     /// The session ended by itself, and counted itself if it had to.
     pub(super) fn ended(mut self) {
-        self.rest = None;
+        self.under_way = None;
     }
 }
 
 impl Drop for OpenSession<'_> {
     fn drop(&mut self) {
-        if self.rest.is_some_and(sends_anything) {
+        let left = self.under_way.map(|index| &self.steps[index..]);
+        if left.is_some_and(sends_anything) {
             self.metrics.session_cut_short();
         }
     }
 }
 
 impl Client {
-    pub(super) async fn run_session<'a>(
+    pub(super) async fn run_session(
         &mut self,
-        session: &'a Session,
+        session: &Session,
         intended: Instant,
-        open: &mut OpenSession<'a>,
+        open: &mut OpenSession<'_>,
     ) -> Result<(), ErrorKind> {
         let mut due = intended;
         for (index, step) in session.steps.iter().enumerate() {
-            open.at(&session.steps, index);
+            open.at(index);
             // A session counted as started runs its first step even if the run stopped since
             // (on another thread, before this future was first polled): otherwise it would be
             // started with nothing recorded. Later steps are skipped once the run stops.
